@@ -1,0 +1,73 @@
+//! The API's one error shape: `{"error": "<code>", "message": "<sentence>", "details": [...]}`.
+
+use serde::Serialize;
+use serde_json::Value;
+
+#[derive(Debug, Clone, Serialize, thiserror::Error)]
+#[error("{status} {code}: {message}")]
+pub struct ApiError {
+    #[serde(skip)]
+    pub status: u16,
+    #[serde(rename = "error")]
+    pub code: &'static str,
+    pub message: String,
+    pub details: Vec<Value>,
+    /// For 405: the methods the path takes (sent as `Allow`).
+    #[serde(skip)]
+    pub allow: Option<&'static str>,
+}
+
+impl ApiError {
+    fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into(), details: Vec::new(), allow: None }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(400, "bad_request", message)
+    }
+
+    pub fn malformed_json(e: &serde_json::Error) -> Self {
+        Self::new(400, "malformed_json", format!("the body is not valid JSON: {e}"))
+    }
+
+    pub fn not_found(what: impl Into<String>) -> Self {
+        Self::new(404, "not_found", what)
+    }
+
+    pub fn method_not_allowed(method: &str, path: &str, allow: &'static str) -> Self {
+        let mut e = Self::new(405, "method_not_allowed", format!("{method} is not allowed on {path}; allowed: {allow}"));
+        e.allow = Some(allow);
+        e
+    }
+
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(413, "payload_too_large", format!("the body is larger than {limit} bytes (API_MAX_BODY_BYTES)"))
+    }
+
+    pub fn unsupported_media_type(got: Option<&str>) -> Self {
+        Self::new(
+            415,
+            "unsupported_media_type",
+            format!("send the body as Content-Type: application/json (got {})", got.map_or("none".into(), |g| format!("'{g}'"))),
+        )
+    }
+
+    pub fn validation(details: Vec<Value>) -> Self {
+        let n = details.len();
+        let mut e = Self::new(422, "validation_failed", format!("{n} invalid field(s); nothing was changed"));
+        e.details = details;
+        e
+    }
+
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(409, code, message)
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(503, "unavailable", message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(500, "internal", message)
+    }
+}

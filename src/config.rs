@@ -1,0 +1,423 @@
+//! Configuration from the environment and an optional `.env` file (DESIGN.md section 4).
+//!
+//! Two layers, in ripgrep's manner: [`RawConfig`] is what `envy` reads (every field typed, every
+//! default here), and [`Config::from_env`] checks ranges and forms on top of it. Any invalid value
+//! stops start-up with one line that names the variable, the bad value and the expected form.
+//! Each field's doc gives its variable, default and an example; `.env.example` mirrors them.
+
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A configuration error: always names the variable and says what form it expects.
+#[derive(Debug, thiserror::Error)]
+#[error("{var}={value:?} is invalid: {reason} (expected {expected})")]
+pub struct ConfigError {
+    pub var: String,
+    pub value: String,
+    pub reason: String,
+    pub expected: String,
+}
+
+/// Where inference runs (`INFERENCE_DEVICE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InferenceDevice {
+    /// CUDA when a GPU and its libraries load, CPU otherwise.
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+/// Log verbosity (`LOG_LEVEL`).
+pub type LogLevel = log::LevelFilter;
+
+/// The variables as `envy` reads them. Field `foo_bar` is variable `FOO_BAR`.
+#[derive(Debug, Deserialize)]
+struct RawConfig {
+    #[serde(default = "d::api_host")]
+    api_host: String,
+    #[serde(default = "d::api_port")]
+    api_port: u16,
+    #[serde(default = "d::api_max_body_bytes")]
+    api_max_body_bytes: usize,
+    #[serde(default = "d::api_threads")]
+    api_threads: usize,
+    #[serde(default = "d::redis_host")]
+    redis_host: String,
+    #[serde(default = "d::redis_port")]
+    redis_port: u16,
+    #[serde(default)]
+    redis_db: i64,
+    #[serde(default)]
+    redis_password: Option<String>,
+    #[serde(default = "d::redis_stream")]
+    redis_stream: String,
+    #[serde(default = "d::redis_stream_maxlen")]
+    redis_stream_maxlen: usize,
+    #[serde(default = "d::publish_batch_size")]
+    publish_batch_size: usize,
+    #[serde(default = "d::publish_buffer_max")]
+    publish_buffer_max: usize,
+    #[serde(default = "d::yolo_model")]
+    yolo_model: PathBuf,
+    #[serde(default = "d::inference_device")]
+    inference_device: String,
+    #[serde(default = "d::batch_size")]
+    batch_size: usize,
+    #[serde(default = "d::batch_timeout_ms")]
+    batch_timeout_ms: u64,
+    #[serde(default = "d::anpr_plate_model")]
+    anpr_plate_model: PathBuf,
+    #[serde(default = "d::anpr_ocr_model")]
+    anpr_ocr_model: PathBuf,
+    #[serde(default = "d::anpr_ocr_dict")]
+    anpr_ocr_dict: PathBuf,
+    #[serde(default = "d::anpr_dedupe_window_s")]
+    anpr_dedupe_window_s: u64,
+    #[serde(default = "d::max_cameras")]
+    max_cameras: usize,
+    #[serde(default = "d::stream_stall_timeout_s")]
+    stream_stall_timeout_s: u64,
+    #[serde(default)]
+    motion_workers: usize,
+    #[serde(default = "d::log_level")]
+    log_level: String,
+}
+
+/// Defaults, one function per variable (serde needs functions).
+mod d {
+    use std::path::PathBuf;
+    pub fn api_host() -> String { "0.0.0.0".into() }
+    pub fn api_port() -> u16 { 8069 }
+    pub fn api_max_body_bytes() -> usize { 1 << 20 }
+    pub fn api_threads() -> usize { 4 }
+    pub fn redis_host() -> String { "redis".into() }
+    pub fn redis_port() -> u16 { 6379 }
+    pub fn redis_stream() -> String { "stream:events".into() }
+    pub fn redis_stream_maxlen() -> usize { 100_000 }
+    pub fn publish_batch_size() -> usize { 100 }
+    pub fn publish_buffer_max() -> usize { 10_000 }
+    pub fn yolo_model() -> PathBuf { "models/yolov8n.onnx".into() }
+    pub fn inference_device() -> String { "auto".into() }
+    pub fn batch_size() -> usize { 8 }
+    pub fn batch_timeout_ms() -> u64 { 20 }
+    pub fn anpr_plate_model() -> PathBuf { "models/plate_detector_yolov8s_seg.onnx".into() }
+    pub fn anpr_ocr_model() -> PathBuf { "models/ch_PP-OCRv4_rec_infer.onnx".into() }
+    pub fn anpr_ocr_dict() -> PathBuf { "models/ppocr_v4_rec_dict.txt".into() }
+    pub fn anpr_dedupe_window_s() -> u64 { 30 }
+    pub fn max_cameras() -> usize { 64 }
+    pub fn stream_stall_timeout_s() -> u64 { 20 }
+    pub fn log_level() -> String { "INFO".into() }
+}
+
+/// The expected form of each variable, quoted in error messages.
+const FORMS: &[(&str, &str)] = &[
+    ("API_HOST", "an IP address to bind, e.g. 0.0.0.0"),
+    ("API_PORT", "a TCP port 0..65535, e.g. 8069"),
+    ("API_MAX_BODY_BYTES", "a byte count 1024..67108864, e.g. 1048576"),
+    ("API_THREADS", "a thread count 1..64, e.g. 4"),
+    ("REDIS_HOST", "a host name or IP, e.g. redis or 127.0.0.1"),
+    ("REDIS_PORT", "a TCP port 1..65535, e.g. 6379"),
+    ("REDIS_DB", "a database index 0..=15 or more, e.g. 0"),
+    ("REDIS_PASSWORD", "the Redis password, or empty for none"),
+    ("REDIS_STREAM", "a non-empty stream key, e.g. stream:events"),
+    ("REDIS_STREAM_MAXLEN", "a positive entry count, e.g. 100000"),
+    ("PUBLISH_BATCH_SIZE", "XADDs per pipeline 1..10000, e.g. 100"),
+    ("PUBLISH_BUFFER_MAX", "events kept while Redis is down, >= PUBLISH_BATCH_SIZE, e.g. 10000"),
+    ("YOLO_MODEL", "a path to an ONNX file, e.g. models/yolov8n.onnx"),
+    ("INFERENCE_DEVICE", "one of auto, cpu, cuda"),
+    ("BATCH_SIZE", "frames per inference batch 1..256, e.g. 8"),
+    ("BATCH_TIMEOUT_MS", "milliseconds to wait for a batch 0..10000, e.g. 20"),
+    ("ANPR_PLATE_MODEL", "a path to the plate detector ONNX file"),
+    ("ANPR_OCR_MODEL", "a path to the text recogniser ONNX file"),
+    ("ANPR_OCR_DICT", "a path to the OCR dictionary, one character a line"),
+    ("ANPR_DEDUPE_WINDOW_S", "seconds 0..86400, e.g. 30"),
+    ("MAX_CAMERAS", "a camera count 1..4096, e.g. 64"),
+    ("STREAM_STALL_TIMEOUT_S", "seconds 1..3600, e.g. 20"),
+    ("MOTION_WORKERS", "a thread count, 0 = one per CPU core"),
+    ("LOG_LEVEL", "one of OFF, ERROR, WARN, INFO, DEBUG, TRACE"),
+];
+
+fn expected_form(var: &str) -> String {
+    FORMS
+        .iter()
+        .find(|(v, _)| *v == var)
+        .map_or_else(|| "a valid value".to_string(), |(_, f)| f.to_string())
+}
+
+fn invalid(var: &str, value: impl ToString, reason: impl ToString) -> ConfigError {
+    ConfigError {
+        var: var.into(),
+        value: value.to_string(),
+        reason: reason.to_string(),
+        expected: expected_form(var),
+    }
+}
+
+/// The validated configuration. Plain data: `service::Service::start` builds the live objects.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `API_HOST` (0.0.0.0): address the REST API binds.
+    pub api_host: String,
+    /// `API_PORT` (8069): REST API port; 0 picks a free port (tests).
+    pub api_port: u16,
+    /// `API_MAX_BODY_BYTES` (1048576): larger request bodies get 413.
+    pub api_max_body_bytes: usize,
+    /// `API_THREADS` (4): threads answering HTTP requests.
+    pub api_threads: usize,
+    /// `REDIS_HOST` (redis): the compose service name; `127.0.0.1` for a local Redis.
+    pub redis_host: String,
+    /// `REDIS_PORT` (6379).
+    pub redis_port: u16,
+    /// `REDIS_DB` (0).
+    pub redis_db: i64,
+    /// `REDIS_PASSWORD` (none): never logged.
+    pub redis_password: Option<String>,
+    /// `REDIS_STREAM` (stream:events): the stream every event is XADDed to.
+    pub redis_stream: String,
+    /// `REDIS_STREAM_MAXLEN` (100000): `MAXLEN ~` cap of the stream.
+    pub redis_stream_maxlen: usize,
+    /// `PUBLISH_BATCH_SIZE` (100): XADDs sent in one pipeline.
+    pub publish_batch_size: usize,
+    /// `PUBLISH_BUFFER_MAX` (10000): events held while Redis is unreachable; beyond it the
+    /// oldest are dropped and counted.
+    pub publish_buffer_max: usize,
+    /// `YOLO_MODEL` (models/yolov8n.onnx): the YOLOv8 ONNX file. A `.pt` file is refused.
+    pub yolo_model: PathBuf,
+    /// `INFERENCE_DEVICE` (auto): auto | cpu | cuda.
+    pub inference_device: InferenceDevice,
+    /// `BATCH_SIZE` (8): most frames in one cross-camera inference batch.
+    pub batch_size: usize,
+    /// `BATCH_TIMEOUT_MS` (20): longest wait for a batch to fill.
+    pub batch_timeout: Duration,
+    /// `ANPR_PLATE_MODEL` (models/plate_detector_yolov8s_seg.onnx).
+    pub anpr_plate_model: PathBuf,
+    /// `ANPR_OCR_MODEL` (models/ch_PP-OCRv4_rec_infer.onnx).
+    pub anpr_ocr_model: PathBuf,
+    /// `ANPR_OCR_DICT` (models/ppocr_v4_rec_dict.txt).
+    pub anpr_ocr_dict: PathBuf,
+    /// `ANPR_DEDUPE_WINDOW_S` (30): the same plate on a camera is published once per window.
+    pub anpr_dedupe_window: Duration,
+    /// `MAX_CAMERAS` (64): registry size limit, so memory stays bounded.
+    pub max_cameras: usize,
+    /// `STREAM_STALL_TIMEOUT_S` (20): an open stream without frames this long counts as dead.
+    pub stream_stall_timeout: Duration,
+    /// `MOTION_WORKERS` (0 = CPU cores): threads of the motion pool.
+    pub motion_workers: usize,
+    /// `LOG_LEVEL` (INFO).
+    pub log_level: LogLevel,
+}
+
+impl Default for Config {
+    /// Every variable at its default (no environment read).
+    fn default() -> Self {
+        Self::from_vars(std::iter::empty()).expect("invariant: the defaults are valid")
+    }
+}
+
+impl Config {
+    /// Loads `.env` (if present; real environment variables win over it), then reads and
+    /// validates every variable.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        if let Err(e) = dotenvy::dotenv() {
+            if !e.not_found() {
+                return Err(invalid(".env", ".env", e));
+            }
+        }
+        Self::from_vars(std::env::vars())
+    }
+
+    /// Reads and validates the configuration from `(NAME, value)` pairs.
+    pub fn from_vars(vars: impl Iterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let raw: RawConfig = envy::from_iter(vars).map_err(envy_error)?;
+        let check = |ok: bool, var: &str, value: &dyn ToString, reason: &str| {
+            if ok { Ok(()) } else { Err(invalid(var, value.to_string(), reason)) }
+        };
+        raw.api_host
+            .parse::<std::net::IpAddr>()
+            .map_err(|e| invalid("API_HOST", &raw.api_host, e))?;
+        check((1024..=64 << 20).contains(&raw.api_max_body_bytes), "API_MAX_BODY_BYTES", &raw.api_max_body_bytes, "out of range")?;
+        check((1..=64).contains(&raw.api_threads), "API_THREADS", &raw.api_threads, "out of range")?;
+        check(!raw.redis_host.trim().is_empty(), "REDIS_HOST", &raw.redis_host, "empty")?;
+        check(raw.redis_port != 0, "REDIS_PORT", &raw.redis_port, "port 0 cannot be connected to")?;
+        check(raw.redis_db >= 0, "REDIS_DB", &raw.redis_db, "negative")?;
+        check(!raw.redis_stream.trim().is_empty(), "REDIS_STREAM", &raw.redis_stream, "empty")?;
+        check(raw.redis_stream_maxlen > 0, "REDIS_STREAM_MAXLEN", &raw.redis_stream_maxlen, "must be positive")?;
+        check((1..=10_000).contains(&raw.publish_batch_size), "PUBLISH_BATCH_SIZE", &raw.publish_batch_size, "out of range")?;
+        check(raw.publish_buffer_max >= raw.publish_batch_size, "PUBLISH_BUFFER_MAX", &raw.publish_buffer_max, "smaller than PUBLISH_BATCH_SIZE")?;
+        check_model_path("YOLO_MODEL", &raw.yolo_model)?;
+        check_model_path("ANPR_PLATE_MODEL", &raw.anpr_plate_model)?;
+        check_model_path("ANPR_OCR_MODEL", &raw.anpr_ocr_model)?;
+        let inference_device = match raw.inference_device.to_ascii_lowercase().as_str() {
+            "auto" => InferenceDevice::Auto,
+            "cpu" => InferenceDevice::Cpu,
+            "cuda" | "gpu" => InferenceDevice::Cuda,
+            _ => return Err(invalid("INFERENCE_DEVICE", &raw.inference_device, "unknown device")),
+        };
+        check((1..=256).contains(&raw.batch_size), "BATCH_SIZE", &raw.batch_size, "out of range")?;
+        check(raw.batch_timeout_ms <= 10_000, "BATCH_TIMEOUT_MS", &raw.batch_timeout_ms, "out of range")?;
+        check(raw.anpr_dedupe_window_s <= 86_400, "ANPR_DEDUPE_WINDOW_S", &raw.anpr_dedupe_window_s, "out of range")?;
+        check((1..=4096).contains(&raw.max_cameras), "MAX_CAMERAS", &raw.max_cameras, "out of range")?;
+        check((1..=3600).contains(&raw.stream_stall_timeout_s), "STREAM_STALL_TIMEOUT_S", &raw.stream_stall_timeout_s, "out of range")?;
+        check(raw.motion_workers <= 256, "MOTION_WORKERS", &raw.motion_workers, "out of range")?;
+        let log_level = raw
+            .log_level
+            .parse::<LogLevel>()
+            .map_err(|_| invalid("LOG_LEVEL", &raw.log_level, "unknown level"))?;
+        Ok(Config {
+            api_host: raw.api_host,
+            api_port: raw.api_port,
+            api_max_body_bytes: raw.api_max_body_bytes,
+            api_threads: raw.api_threads,
+            redis_host: raw.redis_host,
+            redis_port: raw.redis_port,
+            redis_db: raw.redis_db,
+            redis_password: raw.redis_password.filter(|p| !p.is_empty()),
+            redis_stream: raw.redis_stream,
+            redis_stream_maxlen: raw.redis_stream_maxlen,
+            publish_batch_size: raw.publish_batch_size,
+            publish_buffer_max: raw.publish_buffer_max,
+            yolo_model: raw.yolo_model,
+            inference_device,
+            batch_size: raw.batch_size,
+            batch_timeout: Duration::from_millis(raw.batch_timeout_ms),
+            anpr_plate_model: raw.anpr_plate_model,
+            anpr_ocr_model: raw.anpr_ocr_model,
+            anpr_ocr_dict: raw.anpr_ocr_dict,
+            anpr_dedupe_window: Duration::from_secs(raw.anpr_dedupe_window_s),
+            max_cameras: raw.max_cameras,
+            stream_stall_timeout: Duration::from_secs(raw.stream_stall_timeout_s),
+            motion_workers: raw.motion_workers,
+            log_level,
+        })
+    }
+
+    /// Motion pool size: `MOTION_WORKERS`, or one per CPU core when 0.
+    pub fn motion_worker_count(&self) -> usize {
+        if self.motion_workers > 0 {
+            self.motion_workers
+        } else {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        }
+    }
+
+    /// The model name events carry, taken from the file name (`models/yolov8n.onnx` -> `yolov8n`).
+    pub fn yolo_model_name(&self) -> String {
+        self.yolo_model
+            .file_stem()
+            .map_or_else(|| "yolov8".into(), |s| s.to_string_lossy().into_owned())
+    }
+}
+
+/// A model path must name an ONNX file; a PyTorch checkpoint gets the export hint.
+fn check_model_path(var: &str, path: &std::path::Path) -> Result<(), ConfigError> {
+    let ext = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase());
+    match ext.as_deref() {
+        Some("pt") | Some("pth") => Err(invalid(
+            var,
+            path.display(),
+            "this is a PyTorch checkpoint, ONNX Runtime cannot load it; export it once with \
+             `yolo export model=yolov8n.pt format=onnx dynamic=True` (see models/README.md)",
+        )),
+        _ if path.as_os_str().is_empty() => Err(invalid(var, "", "empty path")),
+        _ => Ok(()),
+    }
+}
+
+/// Turns envy's "<err> while parsing value 'v' provided by VAR" into a [`ConfigError`].
+fn envy_error(e: envy::Error) -> ConfigError {
+    let msg = e.to_string();
+    if let Some((head, var)) = msg.rsplit_once(" provided by ") {
+        if let Some((reason, value)) = head.split_once(" while parsing value ") {
+            return invalid(var, value.trim_matches('\''), reason);
+        }
+    }
+    invalid("environment", "", msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> impl Iterator<Item = (String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    #[test]
+    fn defaults_match_the_design() {
+        let c = Config::default();
+        assert_eq!(c.api_host, "0.0.0.0");
+        assert_eq!(c.api_port, 8069);
+        assert_eq!(c.redis_host, "redis");
+        assert_eq!(c.redis_port, 6379);
+        assert_eq!(c.redis_db, 0);
+        assert_eq!(c.redis_password, None);
+        assert_eq!(c.redis_stream, "stream:events");
+        assert_eq!(c.redis_stream_maxlen, 100_000);
+        assert_eq!(c.yolo_model, PathBuf::from("models/yolov8n.onnx"));
+        assert_eq!(c.inference_device, InferenceDevice::Auto);
+        assert_eq!(c.log_level, LogLevel::Info);
+        assert_eq!(c.yolo_model_name(), "yolov8n");
+    }
+
+    #[test]
+    fn values_are_read_and_case_insensitive_where_it_helps() {
+        let c = Config::from_vars(vars(&[
+            ("REDIS_HOST", "127.0.0.1"),
+            ("REDIS_PORT", "6380"),
+            ("REDIS_PASSWORD", ""),
+            ("INFERENCE_DEVICE", "CUDA"),
+            ("LOG_LEVEL", "debug"),
+        ]))
+        .unwrap();
+        assert_eq!(c.redis_host, "127.0.0.1");
+        assert_eq!(c.redis_port, 6380);
+        assert_eq!(c.redis_password, None, "an empty password means none");
+        assert_eq!(c.inference_device, InferenceDevice::Cuda);
+        assert_eq!(c.log_level, LogLevel::Debug);
+    }
+
+    #[test]
+    fn a_bad_number_names_the_variable_and_the_form() {
+        let e = Config::from_vars(vars(&[("API_PORT", "80a")])).unwrap_err();
+        assert_eq!(e.var, "API_PORT");
+        assert_eq!(e.value, "80a");
+        let line = e.to_string();
+        assert!(line.starts_with("API_PORT=\"80a\" is invalid"), "{line}");
+        assert!(line.contains("a TCP port"), "{line}");
+    }
+
+    #[test]
+    fn each_range_rule_names_its_variable() {
+        for (var, value) in [
+            ("API_HOST", "not-an-ip"),
+            ("REDIS_PORT", "0"),
+            ("REDIS_PORT", "70000"),
+            ("REDIS_DB", "-1"),
+            ("REDIS_STREAM", " "),
+            ("REDIS_STREAM_MAXLEN", "0"),
+            ("INFERENCE_DEVICE", "tpu"),
+            ("BATCH_SIZE", "0"),
+            ("BATCH_TIMEOUT_MS", "x"),
+            ("LOG_LEVEL", "LOUD"),
+            ("MAX_CAMERAS", "0"),
+            ("PUBLISH_BUFFER_MAX", "5"),
+            ("STREAM_STALL_TIMEOUT_S", "0"),
+        ] {
+            let e = Config::from_vars(vars(&[(var, value)])).unwrap_err();
+            assert_eq!(e.var, var, "{value}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_pytorch_checkpoint_gets_the_export_hint() {
+        let e = Config::from_vars(vars(&[("YOLO_MODEL", "yolov8n.pt")])).unwrap_err();
+        assert_eq!(e.var, "YOLO_MODEL");
+        assert!(e.to_string().contains("format=onnx"), "{e}");
+    }
+}

@@ -1,0 +1,43 @@
+//! Start-up: configuration, logging, the service, then wait for SIGINT/SIGTERM and shut down
+//! cleanly (exit 0). Start-up errors print one line naming the variable and exit 1.
+
+use analytics_service::config::Config;
+use analytics_service::service::Service;
+
+fn main() {
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("analytics-service: configuration error: {e}");
+            std::process::exit(1);
+        }
+    };
+    analytics_service::logging::init(config.log_level);
+    if let Err(e) = run(config) {
+        log::error!("start-up failed: {e:#}");
+        eprintln!("analytics-service: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(config: Config) -> anyhow::Result<()> {
+    let (sig_tx, sig_rx) = crossbeam_channel::bounded::<()>(1);
+    ctrlc::set_handler(move || {
+        let _ = sig_tx.try_send(());
+    })?;
+    log::info!(
+        "analytics-service {} starting: API {}:{}, Redis {}:{} db {} stream '{}'",
+        env!("CARGO_PKG_VERSION"),
+        config.api_host,
+        config.api_port,
+        config.redis_host,
+        config.redis_port,
+        config.redis_db,
+        config.redis_stream
+    );
+    let service = Service::start(config)?;
+    let _ = sig_rx.recv();
+    log::info!("signal received, shutting down");
+    service.shutdown();
+    Ok(())
+}

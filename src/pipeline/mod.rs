@@ -1,0 +1,29 @@
+//! The processing pipeline (DESIGN.md section 5): OS-thread stages joined by bounded channels.
+//!
+//! ```text
+//! capture (1 thread / camera) -> motion pool -> detect batcher -> ANPR
+//!      \______________ events (cap EVENTS_CAP, Block) ______________/-> publish -> Redis
+//! ```
+//! Only this module makes channels; each capacity is a `const` whose doc states its policy.
+
+pub mod capture; // per-camera stream reading, reconnects, frame pacing
+pub mod detect; // YOLOv8 object detection
+pub mod publish; // the Redis Stream publisher thread
+
+use crate::events::Event;
+use crossbeam_channel::Sender;
+
+/// Events waiting for the publisher. Policy: `Block`; the publisher drains it into its own
+/// bounded buffer even while Redis is down, so producers only block if it cannot keep up at all.
+pub const EVENTS_CAP: usize = 4096;
+
+/// What a camera worker needs to hand its output on. Cheap to clone.
+#[derive(Clone)]
+pub struct PipelineInputs {
+    pub events: Sender<Event>,
+}
+
+/// Makes the events channel.
+pub fn events_channel() -> (Sender<Event>, crossbeam_channel::Receiver<Event>) {
+    crossbeam_channel::bounded(EVENTS_CAP)
+}

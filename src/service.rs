@@ -1,0 +1,75 @@
+//! Start and stop of the whole service: publisher, registry (camera workers), API.
+//!
+//! Shutdown order: the registry closes (new POSTs get 503) and joins every camera, then the
+//! publisher's stop signal fires and it flushes its buffer (bounded by its deadline), then the
+//! API stops. `main`, the tests and the benches all use this.
+
+use crate::api::{ApiServer, AppState};
+use crate::camera::Registry;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::pipeline::publish::{self, PublisherConfig, PublisherHandle, RedisTarget};
+use crate::pipeline::{events_channel, PipelineInputs};
+use crossbeam_channel::Sender;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot start the publisher thread: {0}")]
+    Publisher(std::io::Error),
+    #[error("API: {0} (API_HOST / API_PORT)")]
+    Api(String),
+}
+
+pub struct Service {
+    api: ApiServer,
+    registry: Arc<Registry>,
+    publisher: PublisherHandle,
+    publisher_stop: Sender<()>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Service {
+    pub fn start(config: Config) -> Result<Service, StartError> {
+        let metrics = Metrics::new();
+        let (events_tx, events_rx) = events_channel();
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
+        let publisher = publish::spawn(PublisherConfig::from_config(&config), events_rx, stop_rx, metrics.clone())
+            .map_err(StartError::Publisher)?;
+        let inputs = PipelineInputs { events: events_tx };
+        let registry = Arc::new(Registry::new(config.max_cameras, inputs, metrics.clone()));
+        let state = Arc::new(AppState {
+            registry: registry.clone(),
+            metrics: metrics.clone(),
+            publisher: publisher.health.clone(),
+            redis: RedisTarget::from_config(&config),
+            config: config.clone(),
+            started: Instant::now(),
+        });
+        let api = ApiServer::start(&config.api_host, config.api_port, config.api_threads, state).map_err(StartError::Api)?;
+        Ok(Service { api, registry, publisher, publisher_stop: stop_tx, metrics })
+    }
+
+    /// Where the API listens (useful with `API_PORT=0`).
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api.addr()
+    }
+
+    /// The camera registry (tests drive it without HTTP).
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// Stops cameras, flushes the publisher, stops the API.
+    pub fn shutdown(self) {
+        log::info!("shutdown: stopping cameras");
+        self.registry.shutdown();
+        log::info!("shutdown: flushing events");
+        drop(self.publisher_stop);
+        self.publisher.join();
+        self.api.shutdown();
+        log::info!("shutdown: done");
+    }
+}
