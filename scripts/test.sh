@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The test command: set up what the tests need (scripts/setup.sh), then run every test against
+# the real parts (Redis; later RTSP and the ONNX models). Builds go to a cache outside the clone
+# (CARGO_TARGET_DIR, default ~/.cache/analytics-service/target) so a fresh clone builds fast.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export REDIS_HOST=127.0.0.1 REDIS_PORT="${TEST_REDIS_PORT:-6379}"
+scripts/setup.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/analytics-service/target}"
+export TEST_REDIS_HOST=127.0.0.1 TEST_REDIS_PORT="$REDIS_PORT"
+cargo build --locked --all-targets
+cargo test --locked --all-targets -- --test-threads="${TEST_THREADS:-2}"

@@ -1,0 +1,163 @@
+//! Shared test fixtures: a service on port 0, a raw HTTP client, a real Redis (the machine's,
+//! or one a test starts on a spare port and kills), and unique stream names.
+#![allow(dead_code)]
+
+use analytics_service::config::Config;
+use analytics_service::service::Service;
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The Redis the tests use: `TEST_REDIS_HOST`/`TEST_REDIS_PORT`, default 127.0.0.1:6379
+/// (`.ci/run` starts one there if none answers).
+pub fn redis_host() -> String {
+    std::env::var("TEST_REDIS_HOST").unwrap_or_else(|_| "127.0.0.1".into())
+}
+
+pub fn redis_port() -> u16 {
+    std::env::var("TEST_REDIS_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(6379)
+}
+
+pub fn redis_conn_at(port: u16) -> redis::Connection {
+    let url = format!("redis://{}:{port}/", redis_host());
+    redis::Client::open(url)
+        .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
+        .unwrap_or_else(|e| panic!("tests need a real redis-server on {}:{port} (run .ci/run, or start one): {e}", redis_host()))
+}
+
+pub fn redis_conn() -> redis::Connection {
+    redis_conn_at(redis_port())
+}
+
+/// A stream name no other test (or earlier run) uses.
+pub fn unique_stream(name: &str) -> String {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    format!("test:{name}:{}:{nanos}", std::process::id())
+}
+
+/// A configuration for tests: API on 127.0.0.1 port 0, the test Redis, a unique stream.
+pub fn test_config(stream_name: &str) -> Config {
+    let mut c = Config::default();
+    c.api_host = "127.0.0.1".into();
+    c.api_port = 0;
+    c.redis_host = redis_host();
+    c.redis_port = redis_port();
+    c.redis_stream = unique_stream(stream_name);
+    c
+}
+
+pub fn start_service(config: Config) -> Service {
+    Service::start(config).expect("service starts")
+}
+
+/// A reply from the raw client.
+#[derive(Debug)]
+pub struct HttpReply {
+    pub status: u16,
+    pub headers: HashMap<String, String>,
+    pub body: String,
+}
+
+impl HttpReply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("reply is not JSON ({e}): {}", self.body))
+    }
+}
+
+/// One HTTP/1.1 request with `Connection: close`, read to the end.
+pub fn http(addr: SocketAddr, method: &str, path: &str, content_type: Option<&str>, body: &[u8]) -> HttpReply {
+    let mut s = TcpStream::connect(addr).expect("connect to API");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    if let Some(ct) = content_type {
+        head.push_str(&format!("Content-Type: {ct}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    // The server may answer (413) before reading the whole body; ignore a broken pipe then.
+    let _ = s.write_all(body);
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no HTTP reply: {text:?}"));
+    let mut lines = head.lines();
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    HttpReply { status, headers, body: body.to_string() }
+}
+
+pub fn get(addr: SocketAddr, path: &str) -> HttpReply {
+    http(addr, "GET", path, None, b"")
+}
+
+pub fn post_json(addr: SocketAddr, path: &str, body: &serde_json::Value) -> HttpReply {
+    http(addr, "POST", path, Some("application/json"), body.to_string().as_bytes())
+}
+
+/// Polls `f` every 20 ms until it returns `Some`, or panics with `what` after `timeout`.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let t0 = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if t0.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A real redis-server the test owns, on its own port; killed on drop.
+pub struct OwnRedis {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl OwnRedis {
+    pub fn start(port: u16) -> OwnRedis {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed for this test (the setup script installs it)");
+        let mut r = OwnRedis { port, child: Some(child) };
+        wait_for(Duration::from_secs(10), "own redis-server to answer", || {
+            let url = format!("redis://127.0.0.1:{port}/");
+            let mut c = redis::Client::open(url).ok()?.get_connection_with_timeout(Duration::from_millis(200)).ok()?;
+            redis::cmd("PING").query::<String>(&mut c).ok()
+        });
+        r.port = port;
+        r
+    }
+
+    /// Kills the server (SIGKILL) and waits for it to be gone.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// All entries of a stream as (id, field map).
+pub fn xrange(conn: &mut redis::Connection, stream: &str) -> Vec<(String, HashMap<String, String>)> {
+    redis::cmd("XRANGE").arg(stream).arg("-").arg("+").query(conn).unwrap()
+}
