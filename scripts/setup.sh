@@ -16,6 +16,11 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 APT_PACKAGES=(
   redis-server          # the stream the service writes to; tests start their own on spare ports
   pkg-config curl ca-certificates
+  libopencv-dev clang libclang-dev   # the opencv crate: OpenCV 4.6 + bindgen (first build ~1 min)
+  ffmpeg                # test fixtures (static clip, plate video) and the demo's long file
+  python3 python3-gi gir1.2-gst-rtsp-server-1.0 \
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+                        # scripts/rtsp_server.py: the local RTSP server of tests and demo
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

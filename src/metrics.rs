@@ -62,6 +62,7 @@ impl DropReason {
 pub struct CameraCounters {
     frames_captured: AtomicU64,
     frames_processed: AtomicU64,
+    frames_skipped: AtomicU64,
     frames_dropped: [AtomicU64; 3],
     events_published: AtomicU64,
 }
@@ -71,6 +72,8 @@ pub struct CameraCounters {
 pub struct CameraCountersSnapshot {
     pub frames_captured: u64,
     pub frames_processed: u64,
+    /// Frames left out on purpose by `frame_skip` / `max_fps` (not drops).
+    pub frames_skipped: u64,
     /// Frames dropped by every stage together.
     pub frames_dropped: u64,
     pub events_published: u64,
@@ -83,6 +86,9 @@ impl CameraCounters {
     pub fn frame_processed(&self) {
         self.frames_processed.fetch_add(1, Relaxed);
     }
+    pub fn frame_skipped(&self) {
+        self.frames_skipped.fetch_add(1, Relaxed);
+    }
     pub fn frame_dropped(&self, stage: Stage) {
         self.frames_dropped[stage as usize].fetch_add(1, Relaxed);
     }
@@ -93,6 +99,7 @@ impl CameraCounters {
         CameraCountersSnapshot {
             frames_captured: self.frames_captured.load(Relaxed),
             frames_processed: self.frames_processed.load(Relaxed),
+            frames_skipped: self.frames_skipped.load(Relaxed),
             frames_dropped: self.frames_dropped.iter().map(|c| c.load(Relaxed)).sum(),
             events_published: self.events_published.load(Relaxed),
         }
@@ -195,6 +202,10 @@ impl Metrics {
         let n = family_line(&mut out, "analytics_frames_processed_total", "counter", "Frames that went through the pipeline.");
         for (id, c) in cams.iter() {
             let _ = writeln!(out, "{n}{{camera_id=\"{}\"}} {}", escape(id), c.frames_processed.load(Relaxed));
+        }
+        let n = family_line(&mut out, "analytics_frames_skipped_total", "counter", "Frames left out on purpose by frame_skip / max_fps.");
+        for (id, c) in cams.iter() {
+            let _ = writeln!(out, "{n}{{camera_id=\"{}\"}} {}", escape(id), c.frames_skipped.load(Relaxed));
         }
         let n = family_line(&mut out, "analytics_frames_dropped_total", "counter", "Frames dropped, by stage.");
         for (id, c) in cams.iter() {

@@ -1,7 +1,7 @@
 //! Start and stop of the whole service: publisher, registry (camera workers), API.
 //!
-//! Shutdown order: the registry closes (new POSTs get 503) and joins every camera, then the
-//! publisher's stop signal fires and it flushes its buffer (bounded by its deadline), then the
+//! Shutdown order: the registry closes (new POSTs get 503) and joins every camera, the motion
+//! pool stops, then the publisher's stop signal fires and it flushes its buffer (bounded by its deadline), then the
 //! API stops. `main`, the tests and the benches all use this.
 
 use crate::api::{ApiServer, AppState};
@@ -9,6 +9,7 @@ use crate::camera::Registry;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::pipeline::publish::{self, PublisherConfig, PublisherHandle, RedisTarget};
+use crate::pipeline::motion::{MotionPool, MotionPoolThreads, MotionSettings};
 use crate::pipeline::{events_channel, PipelineInputs};
 use crossbeam_channel::Sender;
 use std::net::SocketAddr;
@@ -19,6 +20,8 @@ use std::time::Instant;
 pub enum StartError {
     #[error("cannot start the publisher thread: {0}")]
     Publisher(std::io::Error),
+    #[error("cannot start pipeline threads: {0}")]
+    Threads(std::io::Error),
     #[error("API: {0} (API_HOST / API_PORT)")]
     Api(String),
 }
@@ -26,6 +29,7 @@ pub enum StartError {
 pub struct Service {
     api: ApiServer,
     registry: Arc<Registry>,
+    motion: MotionPoolThreads,
     publisher: PublisherHandle,
     publisher_stop: Sender<()>,
     pub metrics: Arc<Metrics>,
@@ -38,7 +42,9 @@ impl Service {
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
         let publisher = publish::spawn(PublisherConfig::from_config(&config), events_rx, stop_rx, metrics.clone())
             .map_err(StartError::Publisher)?;
-        let inputs = PipelineInputs { events: events_tx };
+        let (motion, motion_threads) = MotionPool::spawn(config.motion_worker_count(), MotionSettings::default(), events_tx, None)
+            .map_err(StartError::Threads)?;
+        let inputs = PipelineInputs { motion, stall_timeout: config.stream_stall_timeout };
         let registry = Arc::new(Registry::new(config.max_cameras, inputs, metrics.clone()));
         let state = Arc::new(AppState {
             registry: registry.clone(),
@@ -49,7 +55,7 @@ impl Service {
             started: Instant::now(),
         });
         let api = ApiServer::start(&config.api_host, config.api_port, config.api_threads, state).map_err(StartError::Api)?;
-        Ok(Service { api, registry, publisher, publisher_stop: stop_tx, metrics })
+        Ok(Service { api, registry, motion: motion_threads, publisher, publisher_stop: stop_tx, metrics })
     }
 
     /// Where the API listens (useful with `API_PORT=0`).
@@ -66,6 +72,7 @@ impl Service {
     pub fn shutdown(self) {
         log::info!("shutdown: stopping cameras");
         self.registry.shutdown();
+        self.motion.shutdown();
         log::info!("shutdown: flushing events");
         drop(self.publisher_stop);
         self.publisher.join();

@@ -57,6 +57,11 @@ pub struct CameraParams {
     pub frame_skip: u32,
     /// Cap on processed frames per second, (0, 120]. Default 30.
     pub max_fps: f32,
+    /// File sources only: start over at the end instead of ending the stream. Default false.
+    pub loop_file: bool,
+    /// File sources only: play at the file's own frame rate, like a live camera (default true);
+    /// false reads as fast as the file decodes (benchmarks).
+    pub file_realtime: bool,
 }
 
 impl Default for CameraParams {
@@ -71,6 +76,8 @@ impl Default for CameraParams {
             motion_threshold: 0.1,
             frame_skip: 1,
             max_fps: 30.0,
+            loop_file: false,
+            file_realtime: true,
         }
     }
 }

@@ -40,6 +40,8 @@ const PARAM_FIELDS: &[&str] = &[
     "motion_threshold",
     "frame_skip",
     "max_fps",
+    "loop_file",
+    "file_realtime",
 ];
 
 /// Collects issues while walking.
@@ -264,6 +266,8 @@ fn params(w: &mut Walk, p: &Map<String, Value>, path: &str) -> Option<CameraPara
         ("enable_motion_detection", &mut out.enable_motion_detection),
         ("enable_object_detection", &mut out.enable_object_detection),
         ("enable_anpr", &mut out.enable_anpr),
+        ("loop_file", &mut out.loop_file),
+        ("file_realtime", &mut out.file_realtime),
     ] {
         if let Some(b) = w.boolean(p, key, path) {
             *slot = b;

@@ -27,7 +27,10 @@ impl CameraWorker {
         let name: String = format!("cam-{id}").chars().take(15).collect();
         let join = std::thread::Builder::new()
             .name(name)
-            .spawn(move || crate::pipeline::capture::run(status, url, inputs, stop_rx))?;
+            .spawn(move || {
+                let stall = inputs.stall_timeout;
+                crate::pipeline::capture::run(status, url, inputs, stop_rx, stall)
+            })?;
         Ok(CameraWorker { stop: Some(stop_tx), join: Some(join) })
     }
 

@@ -1,26 +1,233 @@
-//! Capture: one OS thread per active camera.
+//! Capture: one OS thread per active camera, reading its stream with OpenCV's FFmpeg backend.
 //!
-//! Video decoding arrives with the capture issue; until then the worker owns the camera's
-//! lifecycle and state only: it reports `connecting`, then `running`, and waits for its stop
-//! signal.
+//! ```text
+//! stream (RTSP over TCP | HTTP | file) -> [capture] -frame_skip/max_fps-> frames(cap 2, newest wins) -> motion
+//! ```
+//! `frame_skip` and `max_fps` are applied right after `grab()`, before the frame is decoded to
+//! BGR (`retrieve()`), so skipped frames cost no conversion or copy. A stream that fails to open,
+//! ends, or delivers no frame for `STREAM_STALL_TIMEOUT_S` puts the camera in `reconnecting`;
+//! it retries with exponential backoff from 1 s to 30 s, reset after a minute of good frames.
+//! Capture never waits for downstream: the hand-over queue drops its oldest frame instead.
+//!
+//! Files (a path or `file://`) play at their own frame rate like a live camera unless
+//! `file_realtime` is false (then as fast as they decode, for benchmarks), and start over at the
+//! end when `loop_file` is true; otherwise the end of a file is the end of the stream and the
+//! camera reconnects (plays it again) after the backoff.
 
+use super::frame::Frame;
+use super::motion::FrameSender;
 use crate::camera::runtime::{CameraState, StatusWriter};
+use crate::camera::url::SourceKind;
 use crate::camera::worker::StopSignal;
 use crate::camera::StreamUrl;
+use crate::logging::RateLimit;
 use crate::pipeline::PipelineInputs;
-use crossbeam_channel::RecvTimeoutError;
-use std::time::Duration;
+use crossbeam_channel::{RecvTimeoutError, TryRecvError};
+use opencv::core::{Mat, Vector};
+use opencv::prelude::*;
+use opencv::videoio::{self, VideoCapture};
+use std::time::{Duration, Instant, SystemTime};
+
+/// First reconnect delay; doubles per failure.
+pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
+/// Longest reconnect delay.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// A connection that delivered frames this long resets the backoff.
+const GOOD_RUN: Duration = Duration::from_secs(60);
+/// Longest wait for a stream to open.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often input / processed fps are recomputed.
+const RATE_WINDOW: Duration = Duration::from_secs(2);
+
+/// Why a connection ended.
+enum End {
+    /// The worker was told to stop.
+    Stopped,
+    /// The stream failed, ended or stalled: reconnect.
+    Failed(String),
+}
 
 /// The camera thread's body. Returns when `stop` disconnects.
-pub fn run(status: StatusWriter, url: StreamUrl, _inputs: PipelineInputs, stop: StopSignal) {
-    let id = status.runtime().camera_id.clone();
-    log::debug!("capture cam={id}: worker started for {url}");
-    status.set_state(CameraState::Running);
+pub fn run(status: StatusWriter, url: StreamUrl, inputs: PipelineInputs, stop: StopSignal, stall_timeout: Duration) {
+    let rt = status.runtime().clone();
+    let id = rt.camera_id.clone();
+    let frames = inputs.motion.attach(rt.clone());
+    let mut backoff = BACKOFF_MIN;
+    let mut frame_number = 0u64;
+    let mut fail_log = RateLimit::new(Duration::from_secs(30));
+    let mut first = true;
     loop {
-        match stop.recv_timeout(Duration::from_millis(200)) {
-            Err(RecvTimeoutError::Timeout) => continue,
+        status.set_state(if first { CameraState::Connecting } else { CameraState::Reconnecting });
+        first = false;
+        let opened_at = Instant::now();
+        let result = match open(&url, stall_timeout) {
+            Ok(cap) => {
+                log::info!("capture cam={id}: opened {url}");
+                status.set_state(CameraState::Running);
+                read_frames(cap, &url, &status, &frames, &stop, &mut frame_number)
+            }
+            Err(e) => End::Failed(e),
+        };
+        match result {
+            End::Stopped => break,
+            End::Failed(msg) => {
+                if opened_at.elapsed() >= GOOD_RUN {
+                    backoff = BACKOFF_MIN;
+                }
+                status.set_error(CameraState::Reconnecting, msg.clone());
+                status.set_rates(0.0, 0.0);
+                if let Some(held) = fail_log.allow() {
+                    log::warn!("capture cam={id}: {url} failed, retry in {backoff:?} ({held} more failures since last report): {msg}");
+                }
+            }
+        }
+        match stop.recv_timeout(backoff) {
+            Err(RecvTimeoutError::Timeout) => {}
             _ => break,
         }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
     }
-    log::debug!("capture cam={id}: worker stopped");
+    log::debug!("capture cam={id}: stopped");
+}
+
+/// Opens the source with FFmpeg (RTSP over TCP is OpenCV's default) and the open/read timeouts.
+fn open(url: &StreamUrl, stall_timeout: Duration) -> Result<VideoCapture, String> {
+    let target = match url.kind() {
+        SourceKind::File => url.expose().strip_prefix("file://").unwrap_or(url.expose()).to_string(),
+        _ => url.expose().to_string(),
+    };
+    if url.kind() == SourceKind::File && !std::path::Path::new(&target).is_file() {
+        return Err(format!("file not found: {}", url));
+    }
+    let params = Vector::from_slice(&[
+        videoio::CAP_PROP_OPEN_TIMEOUT_MSEC,
+        OPEN_TIMEOUT.as_millis() as i32,
+        videoio::CAP_PROP_READ_TIMEOUT_MSEC,
+        stall_timeout.as_millis().min(i32::MAX as u128) as i32,
+    ]);
+    let cap = VideoCapture::from_file_with_params(&target, videoio::CAP_FFMPEG, &params).map_err(|e| format!("cannot open: {e}"))?;
+    if !cap.is_opened().unwrap_or(false) {
+        return Err("cannot open the stream (unreachable, refused, or not a video)".into());
+    }
+    Ok(cap)
+}
+
+/// Paces processed frames to at most `max_fps` per second, on average.
+struct Pacer {
+    next_due: Option<Instant>,
+}
+
+impl Pacer {
+    fn admit(&mut self, now: Instant, max_fps: f32) -> bool {
+        let period = Duration::from_secs_f64(1.0 / max_fps.max(0.001) as f64);
+        match self.next_due {
+            Some(due) if now < due => false,
+            Some(due) => {
+                // keep the average exact, but never build up a burst after a pause
+                let next = due + period;
+                self.next_due = Some(if next + period < now { now + period } else { next });
+                true
+            }
+            None => {
+                self.next_due = Some(now + period);
+                true
+            }
+        }
+    }
+}
+
+/// Reads frames until stop, failure, end or stall.
+fn read_frames(mut cap: VideoCapture, url: &StreamUrl, status: &StatusWriter, frames: &FrameSender, stop: &StopSignal, frame_number: &mut u64) -> End {
+    let rt = status.runtime().clone();
+    let counters = rt.counters.clone();
+    let is_file = url.kind() == SourceKind::File;
+    let native_fps = cap.get(videoio::CAP_PROP_FPS).unwrap_or(0.0);
+    let frame_period = (native_fps > 0.0 && native_fps < 1000.0).then(|| Duration::from_secs_f64(1.0 / native_fps));
+    let mut play_start = Instant::now();
+    let mut played = 0u32;
+    let mut pacer = Pacer { next_due: None };
+    let mut rate_at = Instant::now();
+    let (mut rate_captured, mut rate_processed) = (counters.snapshot().frames_captured, counters.snapshot().frames_processed);
+    let mut got_frame = false;
+    loop {
+        if stop.try_recv() == Err(TryRecvError::Disconnected) {
+            return End::Stopped;
+        }
+        let params = rt.params();
+        if is_file && params.file_realtime {
+            if let Some(p) = frame_period {
+                let due = play_start + p * played;
+                let now = Instant::now();
+                if due > now {
+                    std::thread::sleep(due - now);
+                }
+            }
+        }
+        match cap.grab() {
+            Ok(true) => {}
+            Ok(false) | Err(_) => {
+                if is_file && params.loop_file && got_frame {
+                    let _ = cap.set(videoio::CAP_PROP_POS_FRAMES, 0.0);
+                    play_start = Instant::now();
+                    played = 0;
+                    got_frame = false;
+                    continue;
+                }
+                return End::Failed(if is_file {
+                    "end of file".into()
+                } else {
+                    "stream ended or stalled (no frame within STREAM_STALL_TIMEOUT_S)".into()
+                });
+            }
+        }
+        got_frame = true;
+        played += 1;
+        *frame_number += 1;
+        counters.frame_captured();
+        let now = Instant::now();
+        if now.duration_since(rate_at) >= RATE_WINDOW {
+            let snap = counters.snapshot();
+            let secs = now.duration_since(rate_at).as_secs_f32();
+            status.set_rates((snap.frames_captured - rate_captured) as f32 / secs, (snap.frames_processed - rate_processed) as f32 / secs);
+            (rate_captured, rate_processed, rate_at) = (snap.frames_captured, snap.frames_processed, now);
+        }
+        if *frame_number % u64::from(params.frame_skip) != 0 || !pacer.admit(now, params.max_fps) {
+            counters.frame_skipped();
+            continue;
+        }
+        let mut image = Mat::default();
+        match cap.retrieve(&mut image, 0) {
+            Ok(true) if !image.empty() => {}
+            _ => {
+                counters.frame_skipped();
+                continue;
+            }
+        }
+        frames.send_newest(Frame {
+            camera: rt.clone(),
+            frame_number: *frame_number,
+            captured_at: SystemTime::now(),
+            captured: now,
+            image,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Pacer;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn pacer_caps_the_average_rate() {
+        let mut p = Pacer { next_due: None };
+        let t0 = Instant::now();
+        // 30 fps input for 10 s, cap 10 fps
+        let admitted = (0..300).filter(|i| p.admit(t0 + Duration::from_millis(i * 1000 / 30), 10.0)).count();
+        assert!((99..=101).contains(&admitted), "{admitted}");
+        // a cap above the input rate admits everything
+        let mut p = Pacer { next_due: None };
+        let admitted = (0..300).filter(|i| p.admit(t0 + Duration::from_millis(i * 1000 / 30), 60.0)).count();
+        assert_eq!(admitted, 300);
+    }
 }

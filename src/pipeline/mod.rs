@@ -8,10 +8,13 @@
 
 pub mod capture; // per-camera stream reading, reconnects, frame pacing
 pub mod detect; // YOLOv8 object detection
+pub mod frame; // Frame: one decoded picture on its way through the stages
+pub mod motion; // the motion pool and the frame-differencing detector
 pub mod publish; // the Redis Stream publisher thread
 
 use crate::events::Event;
 use crossbeam_channel::Sender;
+
 
 /// Events waiting for the publisher. Policy: `Block`; the publisher drains it into its own
 /// bounded buffer even while Redis is down, so producers only block if it cannot keep up at all.
@@ -20,7 +23,10 @@ pub const EVENTS_CAP: usize = 4096;
 /// What a camera worker needs to hand its output on. Cheap to clone.
 #[derive(Clone)]
 pub struct PipelineInputs {
-    pub events: Sender<Event>,
+    /// Where capture hands frames (each camera attaches once per worker).
+    pub motion: motion::MotionPool,
+    /// `STREAM_STALL_TIMEOUT_S`.
+    pub stall_timeout: std::time::Duration,
 }
 
 /// Makes the events channel.

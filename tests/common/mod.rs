@@ -161,3 +161,134 @@ impl Drop for OwnRedis {
 pub fn xrange(conn: &mut redis::Connection, stream: &str) -> Vec<(String, HashMap<String, String>)> {
     redis::cmd("XRANGE").arg(stream).arg("-").arg("+").query(conn).unwrap()
 }
+
+/// The sample media folder: `ANALYTICS_MEDIA_DIR`, or `../shared/media` beside the repo.
+pub fn media_dir() -> std::path::PathBuf {
+    std::env::var_os("ANALYTICS_MEDIA_DIR")
+        .map(Into::into)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/media"))
+}
+
+/// A sample file; a missing one fails the test with what to do (it is never skipped).
+pub fn media(name: &str) -> std::path::PathBuf {
+    let p = media_dir().join(name);
+    assert!(
+        p.is_file(),
+        "sample media {} is missing: set ANALYTICS_MEDIA_DIR to the folder with the sample videos (see README, 'Sample media')",
+        p.display()
+    );
+    p
+}
+
+/// A folder for generated fixtures, shared by tests and kept between runs.
+pub fn fixtures_dir() -> std::path::PathBuf {
+    let d = std::env::temp_dir().join("analytics-service-fixtures");
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Runs ffmpeg to make `name` in the fixtures folder unless it exists; returns its path.
+pub fn ffmpeg_fixture(name: &str, args: &[&str]) -> std::path::PathBuf {
+    static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = MAKING.lock().unwrap_or_else(|e| e.into_inner());
+    let out = fixtures_dir().join(name);
+    if out.is_file() {
+        return out;
+    }
+    let tmp = fixtures_dir().join(format!("{}.{}.tmp.mp4", name, std::process::id()));
+    let status = Command::new("ffmpeg")
+        .args(["-y", "-loglevel", "error"])
+        .args(args)
+        .arg(&tmp)
+        .status()
+        .expect("ffmpeg must be installed (scripts/setup.sh installs it)");
+    assert!(status.success(), "ffmpeg failed making {name}");
+    std::fs::rename(&tmp, &out).unwrap();
+    out
+}
+
+/// A 10 s static H.264 clip (the bus photo, 10 fps): real encoder noise, no motion.
+pub fn static_clip() -> std::path::PathBuf {
+    let bus = media("bus.jpg");
+    ffmpeg_fixture(
+        "static_bus_10s.mp4",
+        &["-loop", "1", "-framerate", "10", "-i", bus.to_str().unwrap(), "-t", "10", "-vf", "scale=640:-2", "-c:v", "libx264", "-pix_fmt", "yuv420p"],
+    )
+}
+
+/// The project's GStreamer RTSP server (scripts/rtsp_server.py) on a spare port; killed on drop.
+pub struct RtspServer {
+    pub port: u16,
+    child: Option<Child>,
+    mounts: Vec<(String, std::path::PathBuf)>,
+}
+
+impl RtspServer {
+    pub fn start(mounts: &[(&str, &std::path::Path)]) -> RtspServer {
+        Self::start_on(free_port(), mounts.iter().map(|(n, p)| (n.to_string(), p.to_path_buf())).collect())
+    }
+
+    fn start_on(port: u16, mounts: Vec<(String, std::path::PathBuf)>) -> RtspServer {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/rtsp_server.py");
+        let mut cmd = Command::new("/usr/bin/python3");
+        cmd.arg(script).args(["--port", &port.to_string()]);
+        for (name, path) in &mounts {
+            cmd.arg("--mount").arg(format!("{name}={}", path.display()));
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("/usr/bin/python3 with GStreamer RTSP (scripts/setup.sh installs it)");
+        let mut line = String::new();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+        assert!(line.starts_with("READY"), "rtsp_server did not start: {line:?}");
+        RtspServer { port, child: Some(child), mounts }
+    }
+
+    pub fn url(&self, mount: &str) -> String {
+        format!("rtsp://127.0.0.1:{}/{mount}", self.port)
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the same mounts again on the same port.
+    pub fn restart(&mut self) {
+        self.kill();
+        let port = self.port;
+        let fresh = wait_for(Duration::from_secs(10), "RTSP port free again", || {
+            TcpListener::bind(("127.0.0.1", port)).ok().map(drop)
+        });
+        let _ = fresh;
+        let mut again = Self::start_on(port, std::mem::take(&mut self.mounts));
+        self.child = again.child.take();
+        self.mounts = std::mem::take(&mut again.mounts);
+    }
+}
+
+impl Drop for RtspServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Resident memory of this process in KiB (Linux).
+pub fn rss_kib() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+/// CPU seconds (user + system) this process has used.
+pub fn cpu_seconds() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let after = &s[s.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The demo, one command on a fresh machine: installs what is missing (scripts/setup.sh), builds
+# the service (release), serves the sample pedestrian video over a local RTSP server, starts the
+# service against the local Redis, registers a camera on that stream and prints the events as
+# they arrive in the Redis Stream. Ctrl-C stops everything.
+#
+#   scripts/demo.sh                 # runs until Ctrl-C
+#   DEMO_SECONDS=30 scripts/demo.sh # stops by itself
+#
+# Sample media: ANALYTICS_MEDIA_DIR (default ../shared/media beside the repo).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+export REDIS_HOST=127.0.0.1 REDIS_PORT="${REDIS_PORT:-6379}"
+scripts/setup.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/analytics-service/target}"
+MEDIA="${ANALYTICS_MEDIA_DIR:-$ROOT/../shared/media}"
+VIDEO="$MEDIA/vtest_pedestrians_768x576.mp4"
+[ -f "$VIDEO" ] || { echo "demo: sample video $VIDEO not found; set ANALYTICS_MEDIA_DIR" >&2; exit 1; }
+WORK="$ROOT/.local/demo"; mkdir -p "$WORK"
+STREAM="${REDIS_STREAM:-stream:events}"
+API_PORT="${API_PORT:-8069}"
+RTSP_PORT="${RTSP_PORT:-8554}"
+
+echo "[demo] building (release; the first build takes a few minutes)" >&2
+cargo build --release --locked --bin analytics-service >&2
+
+# A long file (the 80 s sample, 10 times) so the stream runs for ~13 minutes.
+[ -f "$WORK/demo_long.mp4" ] || ffmpeg -loglevel error -y -stream_loop 9 -i "$VIDEO" -c copy "$WORK/demo_long.mp4"
+
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  echo "[demo] stopped; service log: $WORK/service.log" >&2
+}
+trap cleanup EXIT INT TERM
+
+/usr/bin/python3 scripts/rtsp_server.py --port "$RTSP_PORT" --mount demo="$WORK/demo_long.mp4" >"$WORK/rtsp.log" 2>&1 &
+pids+=($!)
+API_HOST=127.0.0.1 API_PORT="$API_PORT" REDIS_STREAM="$STREAM" \
+  "$CARGO_TARGET_DIR/release/analytics-service" >"$WORK/service.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$API_PORT/api/health" >/dev/null && break; sleep 0.1; done
+curl -sf "http://127.0.0.1:$API_PORT/api/health" >/dev/null || { echo "[demo] service did not start:" >&2; cat "$WORK/service.log" >&2; exit 1; }
+
+echo "[demo] registering camera 'demo-cam' on rtsp://127.0.0.1:$RTSP_PORT/demo" >&2
+curl -sS -X POST "http://127.0.0.1:$API_PORT/api/cameras" -H 'Content-Type: application/json' -d "[
+  {\"camera_id\": \"demo-cam\", \"stream_url\": \"rtsp://demo:demo-password@127.0.0.1:$RTSP_PORT/demo\",
+   \"parameters\": {\"detection_classes\": [\"person\", \"car\", \"bicycle\"], \"motion_threshold\": 0.02, \"max_fps\": 10}}]" \
+  | python3 -c 'import json,sys; c=json.load(sys.stdin)["cameras"][0]; print("[demo] camera", c["camera_id"], c["result"], c["stream_url"])' >&2
+
+echo "[demo] events from Redis stream '$STREAM' (XREAD), Ctrl-C to stop:" >&2
+# One line per event: stream id, type, camera, timestamp and the payload's main figures.
+DEMO_SECONDS="${DEMO_SECONDS:-0}" STREAM="$STREAM" python3 - <<'PY'
+import json, os, subprocess, sys, time
+stream, limit = os.environ["STREAM"], float(os.environ["DEMO_SECONDS"])
+host, port = os.environ["REDIS_HOST"], os.environ["REDIS_PORT"]
+last, t0 = "$", time.time()
+while not limit or time.time() - t0 < limit:
+    # redis-cli prints a reply raw when not on a terminal: the stream name, then per entry its
+    # id and four field/value pairs (payload JSON has no newlines).
+    lines = subprocess.run(["redis-cli", "-h", host, "-p", port, "XREAD", "COUNT", "100", "BLOCK", "2000",
+                            "STREAMS", stream, last], capture_output=True, text=True).stdout.splitlines()[1:]
+    for k in range(0, len(lines) - 8, 9):
+        last, f = lines[k], dict(zip(lines[k + 1:k + 9:2], lines[k + 2:k + 9:2]))
+        p = json.loads(f.get("payload", "{}"))
+        kind = f.get("event_type", "?")
+        if kind == "motion":
+            extra = f"area={p['affected_area_percentage']:.3f} intensity={p['motion_intensity']:.3f} boxes={len(p.get('motion_boxes', []))}"
+        elif kind == "detection":
+            extra = ", ".join(f"{d['class_name']} {d['confidence']:.2f}" for d in p["detections"])
+        elif kind == "anpr":
+            extra = f"plate={p['anpr_result']['license_plate']} conf={p['anpr_result']['confidence']:.2f}"
+        else:
+            extra = ""
+        print(f"{last}  {kind:9s} cam={f.get('camera_id')} ts={f.get('timestamp')} {extra}", flush=True)
+PY

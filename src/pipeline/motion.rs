@@ -1,0 +1,433 @@
+//! Motion: the shared motion pool and the frame-differencing detector.
+//!
+//! ```text
+//! frames(cap FRAMES_PER_CAMERA_CAP per camera, newest wins) -> [motion x MOTION_WORKERS]
+//!        -> Event::Motion -> events (Block) -> publish
+//!        -> (detection, next stage)
+//! ```
+//! Each camera is pinned to one worker (the least loaded when it attaches), so its background
+//! model is only ever touched by one thread and needs no lock.
+//!
+//! The detector follows the spirit of Frigate's improved motion detector: grayscale, downscale
+//! to `height` rows, Gaussian blur, absolute difference against a running-average background,
+//! threshold, dilate, external contours with a minimum area. A frame where most of the scene
+//! (zones) changed at once is a lighting change (lights switched, auto-exposure, IR cut): the
+//! background is recalibrated to it and no motion is reported. Only pixels inside the camera's
+//! ROI zones count; `affected_area_percentage` is the changed fraction of the zones (or of the
+//! whole frame when there are none), `motion_intensity` the mean brightness change of the
+//! changed pixels (0..1).
+
+use super::frame::Frame;
+use crate::camera::{CameraRuntime, RoiZone};
+use crate::events::{BoundingBox, Event, EventCommon, MotionEvent};
+use crate::logging::RateLimit;
+use crate::metrics::Stage;
+use crossbeam_channel::{bounded, Receiver, Select, Sender, TrySendError};
+use opencv::core::{self, Mat, Point, Scalar, Size, Vector, CV_32F, CV_8U, CV_8UC1};
+use opencv::imgproc;
+use opencv::prelude::*;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Frames queued per camera between capture and motion. Policy: `DropOldest` (newest wins),
+/// counted as `frames_dropped{stage="capture"}`: a slow motion worker never blocks a camera,
+/// and what it processes is as fresh as possible.
+pub const FRAMES_PER_CAMERA_CAP: usize = 2;
+
+/// Tuning of the detector. The defaults suit 4:3 and 16:9 scenes from 360p to 4K.
+#[derive(Debug, Clone)]
+pub struct MotionSettings {
+    /// Rows of the downscaled frame the detector works on.
+    pub height: i32,
+    /// Gaussian blur kernel (odd).
+    pub blur_kernel: i32,
+    /// Per-pixel brightness change (0..255) that counts as changed.
+    pub diff_threshold: f64,
+    /// Dilation passes (3x3) that join the parts of one moving object.
+    pub dilate_iterations: i32,
+    /// Smallest contour kept, as a fraction of the downscaled frame (noise, leaves, rain).
+    pub min_contour_fraction: f64,
+    /// Changed fraction above which a frame is a lighting change, not motion.
+    pub lighting_change_fraction: f64,
+    /// Weight of the new frame in the running-average background.
+    pub background_alpha: f64,
+}
+
+impl Default for MotionSettings {
+    fn default() -> Self {
+        MotionSettings {
+            height: 180,
+            blur_kernel: 5,
+            diff_threshold: 25.0,
+            dilate_iterations: 2,
+            min_contour_fraction: 0.0005,
+            lighting_change_fraction: 0.6,
+            background_alpha: 0.05,
+        }
+    }
+}
+
+/// What the detector saw in one frame.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MotionResult {
+    /// Mean brightness change of the changed pixels, 0..1.
+    pub intensity: f32,
+    /// Changed fraction of the zones (or frame), 0..1.
+    pub area: f32,
+    /// Moving regions, normalised to the frame.
+    pub boxes: Vec<BoundingBox>,
+    /// Names of the zones with changed pixels.
+    pub zones: Vec<String>,
+    /// True when the frame (re)built the background: first frame, size change, lighting change.
+    pub calibrating: bool,
+}
+
+/// Zone masks at one downscaled size, rebuilt when the zones or the size change.
+struct ZoneMasks {
+    zones: Vec<RoiZone>,
+    size: Size,
+    /// Union of all zones (255 inside).
+    union: Mat,
+    union_area: i32,
+    each: Vec<Mat>,
+}
+
+/// One camera's motion detector: owns the background model and scratch buffers.
+pub struct MotionDetector {
+    settings: MotionSettings,
+    background: Option<Mat>,
+    zone_masks: Option<ZoneMasks>,
+    gray: Mat,
+    small: Mat,
+    blurred: Mat,
+    background_u8: Mat,
+    diff: Mat,
+    mask: Mat,
+    dilated: Mat,
+    kernel: Mat,
+}
+
+impl MotionDetector {
+    pub fn new(settings: MotionSettings) -> opencv::Result<Self> {
+        let kernel = imgproc::get_structuring_element(imgproc::MORPH_RECT, Size::new(3, 3), Point::new(-1, -1))?;
+        Ok(MotionDetector {
+            settings,
+            background: None,
+            zone_masks: None,
+            gray: Mat::default(),
+            small: Mat::default(),
+            blurred: Mat::default(),
+            background_u8: Mat::default(),
+            diff: Mat::default(),
+            mask: Mat::default(),
+            dilated: Mat::default(),
+            kernel,
+        })
+    }
+
+    /// Compares `frame` (BGR or grayscale, 8-bit) with the background and updates it.
+    pub fn detect(&mut self, frame: &Mat, zones: &[RoiZone]) -> opencv::Result<MotionResult> {
+        let s = self.settings.clone();
+        let (fw, fh) = (frame.cols(), frame.rows());
+        if fw <= 0 || fh <= 0 {
+            return Err(opencv::Error::new(core::StsBadArg, "empty frame".to_string()));
+        }
+        if frame.channels() == 3 {
+            imgproc::cvt_color(frame, &mut self.gray, imgproc::COLOR_BGR2GRAY, 0)?;
+        } else {
+            frame.copy_to(&mut self.gray)?;
+        }
+        let h = s.height.min(fh);
+        let w = ((fw as f64 * h as f64 / fh as f64).round() as i32).max(1);
+        let size = Size::new(w, h);
+        imgproc::resize(&self.gray, &mut self.small, size, 0.0, 0.0, imgproc::INTER_AREA)?;
+        let k = s.blur_kernel;
+        imgproc::gaussian_blur(&self.small, &mut self.blurred, Size::new(k, k), 0.0, 0.0, core::BORDER_DEFAULT)?;
+
+        let recalibrate = |bg: &mut Option<Mat>, blurred: &Mat| -> opencv::Result<MotionResult> {
+            let mut f = Mat::default();
+            blurred.convert_to(&mut f, CV_32F, 1.0, 0.0)?;
+            *bg = Some(f);
+            Ok(MotionResult { calibrating: true, ..Default::default() })
+        };
+        let same_size = self.background.as_ref().is_some_and(|b| b.size().ok() == Some(size));
+        if !same_size {
+            // first frame, or the stream changed resolution: start a new background
+            return recalibrate(&mut self.background, &self.blurred);
+        }
+        self.ensure_zone_masks(zones, size)?;
+        let bg = self.background.as_mut().expect("invariant: same_size implies a background");
+        bg.convert_to(&mut self.background_u8, CV_8U, 1.0, 0.0)?;
+        core::absdiff(&self.blurred, &self.background_u8, &mut self.diff)?;
+        imgproc::threshold(&self.diff, &mut self.mask, s.diff_threshold, 255.0, imgproc::THRESH_BINARY)?;
+        let (region_area, zm) = match &self.zone_masks {
+            Some(zm) if !zm.zones.is_empty() => {
+                let mut inside = Mat::default();
+                core::bitwise_and(&self.mask, &zm.union, &mut inside, &core::no_array())?;
+                self.mask = inside;
+                (zm.union_area.max(1), Some(zm))
+            }
+            _ => (w * h, None),
+        };
+        let raw_changed = core::count_non_zero(&self.mask)?;
+        if raw_changed as f64 / region_area as f64 > s.lighting_change_fraction {
+            return recalibrate(&mut self.background, &self.blurred);
+        }
+        imgproc::dilate(&self.mask, &mut self.dilated, &self.kernel, Point::new(-1, -1), s.dilate_iterations, core::BORDER_CONSTANT, Scalar::all(0.0))?;
+        let mut contours: Vector<Vector<Point>> = Vector::new();
+        imgproc::find_contours(&self.dilated, &mut contours, imgproc::RETR_EXTERNAL, imgproc::CHAIN_APPROX_SIMPLE, Point::new(0, 0))?;
+        let min_area = (s.min_contour_fraction * (w * h) as f64).max(4.0);
+        let mut kept: Vector<Vector<Point>> = Vector::new();
+        let mut boxes = Vec::new();
+        for c in contours.iter() {
+            if imgproc::contour_area(&c, false)? >= min_area {
+                let r = imgproc::bounding_rect(&c)?;
+                boxes.push(BoundingBox {
+                    x: r.x as f32 / w as f32,
+                    y: r.y as f32 / h as f32,
+                    width: r.width as f32 / w as f32,
+                    height: r.height as f32 / h as f32,
+                });
+                kept.push(c);
+            }
+        }
+        let mut result = MotionResult::default();
+        if !kept.is_empty() {
+            let mut moving = Mat::zeros(h, w, CV_8UC1)?.to_mat()?;
+            imgproc::draw_contours(&mut moving, &kept, -1, Scalar::all(255.0), imgproc::FILLED, imgproc::LINE_8, &core::no_array(), i32::MAX, Point::new(0, 0))?;
+            if let Some(zm) = zm {
+                let mut inside = Mat::default();
+                core::bitwise_and(&moving, &zm.union, &mut inside, &core::no_array())?;
+                moving = inside;
+                for (zone, m) in zm.zones.iter().zip(&zm.each) {
+                    let mut hit = Mat::default();
+                    core::bitwise_and(&moving, m, &mut hit, &core::no_array())?;
+                    if core::count_non_zero(&hit)? > 0 {
+                        result.zones.push(zone.name.clone());
+                    }
+                }
+            }
+            let changed = core::count_non_zero(&moving)?;
+            result.area = (changed as f64 / region_area as f64).min(1.0) as f32;
+            result.intensity = (core::mean(&self.diff, &moving)?[0] / 255.0).clamp(0.0, 1.0) as f32;
+            result.boxes = boxes;
+        }
+        imgproc::accumulate_weighted(&self.blurred, bg, s.background_alpha, &core::no_array())?;
+        Ok(result)
+    }
+
+    fn ensure_zone_masks(&mut self, zones: &[RoiZone], size: Size) -> opencv::Result<()> {
+        if self.zone_masks.as_ref().is_some_and(|z| z.size == size && z.zones == zones) {
+            return Ok(());
+        }
+        let mut union = Mat::zeros(size.height, size.width, CV_8UC1)?.to_mat()?;
+        let mut each = Vec::with_capacity(zones.len());
+        for z in zones {
+            let pts: Vector<Point> = z
+                .points
+                .iter()
+                .map(|[x, y]| Point::new((x * size.width as f32).round() as i32, (y * size.height as f32).round() as i32))
+                .collect();
+            let polys: Vector<Vector<Point>> = Vector::from_iter([pts]);
+            let mut m = Mat::zeros(size.height, size.width, CV_8UC1)?.to_mat()?;
+            imgproc::fill_poly(&mut m, &polys, Scalar::all(255.0), imgproc::LINE_8, 0, Point::new(0, 0))?;
+            imgproc::fill_poly(&mut union, &polys, Scalar::all(255.0), imgproc::LINE_8, 0, Point::new(0, 0))?;
+            each.push(m);
+        }
+        let union_area = core::count_non_zero(&union)?;
+        self.zone_masks = Some(ZoneMasks { zones: zones.to_vec(), size, union, union_area, each });
+        Ok(())
+    }
+}
+
+/// What the next stage receives from motion (detection, once it exists).
+pub type MotionOutput = Option<Sender<Frame>>;
+
+/// Control messages to a motion worker.
+enum Control {
+    Attach(Arc<CameraRuntime>, Receiver<Frame>),
+    Stop,
+}
+
+struct WorkerSlot {
+    control: Sender<Control>,
+    cameras: Arc<AtomicUsize>,
+}
+
+/// A handle on the motion pool: cheap to clone; capture threads attach through it.
+#[derive(Clone)]
+pub struct MotionPool {
+    workers: Arc<Vec<WorkerSlot>>,
+}
+
+/// The pool's threads, owned by the service for shutdown.
+pub struct MotionPoolThreads {
+    joins: Vec<JoinHandle<()>>,
+    pool: MotionPool,
+}
+
+/// A camera's way into the pool: newest wins when the queue is full.
+pub struct FrameSender {
+    tx: Sender<Frame>,
+    /// A receiver clone, used only to evict the oldest queued frame.
+    evict: Receiver<Frame>,
+}
+
+impl FrameSender {
+    /// Queues `frame`; when the queue is full the oldest queued frame is dropped (counted).
+    pub fn send_newest(&self, frame: Frame) {
+        let counters = frame.camera.counters.clone();
+        match self.tx.try_send(frame) {
+            Ok(()) => {}
+            Err(TrySendError::Full(frame)) => {
+                if self.evict.try_recv().is_ok() {
+                    counters.frame_dropped(Stage::Capture);
+                }
+                if self.tx.try_send(frame).is_err() {
+                    counters.frame_dropped(Stage::Capture);
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => counters.frame_dropped(Stage::Capture),
+        }
+    }
+}
+
+impl MotionPool {
+    /// Starts `n` workers that publish motion events to `events` and hand frames to `next`.
+    pub fn spawn(n: usize, settings: MotionSettings, events: Sender<Event>, next: MotionOutput) -> std::io::Result<(MotionPool, MotionPoolThreads)> {
+        let mut slots = Vec::with_capacity(n);
+        let mut joins = Vec::with_capacity(n);
+        for i in 0..n.max(1) {
+            let (control, control_rx) = bounded::<Control>(64);
+            let cameras = Arc::new(AtomicUsize::new(0));
+            let worker = Worker { settings: settings.clone(), events: events.clone(), next: next.clone(), cameras: cameras.clone(), error_log: RateLimit::new(Duration::from_secs(10)) };
+            joins.push(std::thread::Builder::new().name(format!("motion-{i}")).spawn(move || worker.run(control_rx))?);
+            slots.push(WorkerSlot { control, cameras });
+        }
+        let pool = MotionPool { workers: Arc::new(slots) };
+        Ok((pool.clone(), MotionPoolThreads { joins, pool }))
+    }
+
+    /// Pins a camera to the least-loaded worker and returns the camera's frame sender. The
+    /// camera detaches (and its background model is freed) when the sender is dropped.
+    pub fn attach(&self, camera: Arc<CameraRuntime>) -> FrameSender {
+        let (tx, rx) = bounded(FRAMES_PER_CAMERA_CAP);
+        let slot = self.workers.iter().min_by_key(|w| w.cameras.load(Ordering::SeqCst)).expect("invariant: at least one worker");
+        slot.cameras.fetch_add(1, Ordering::SeqCst);
+        if slot.control.send(Control::Attach(camera, rx.clone())).is_err() {
+            slot.cameras.fetch_sub(1, Ordering::SeqCst);
+        }
+        FrameSender { tx, evict: rx }
+    }
+
+    /// Cameras attached to each worker (for tests and metrics).
+    pub fn loads(&self) -> Vec<usize> {
+        self.workers.iter().map(|w| w.cameras.load(Ordering::SeqCst)).collect()
+    }
+}
+
+impl MotionPoolThreads {
+    /// Stops every worker (frames still queued are discarded) and joins them.
+    pub fn shutdown(self) {
+        for w in self.pool.workers.iter() {
+            let _ = w.control.send(Control::Stop);
+        }
+        for j in self.joins {
+            if j.join().is_err() {
+                log::error!("motion: a worker thread panicked");
+            }
+        }
+    }
+}
+
+struct Attached {
+    camera: Arc<CameraRuntime>,
+    frames: Receiver<Frame>,
+    detector: Option<MotionDetector>,
+}
+
+struct Worker {
+    settings: MotionSettings,
+    events: Sender<Event>,
+    next: MotionOutput,
+    cameras: Arc<AtomicUsize>,
+    error_log: RateLimit,
+}
+
+impl Worker {
+    fn run(mut self, control: Receiver<Control>) {
+        let mut cams: Vec<Attached> = Vec::new();
+        loop {
+            // Wait on the control channel and every attached camera at once.
+            let (index, msg) = {
+                let mut sel = Select::new();
+                sel.recv(&control);
+                for c in &cams {
+                    sel.recv(&c.frames);
+                }
+                let op = sel.select();
+                let i = op.index();
+                if i == 0 {
+                    match op.recv(&control) {
+                        Ok(Control::Attach(camera, frames)) => {
+                            cams.push(Attached { camera, frames, detector: None });
+                            continue;
+                        }
+                        Ok(Control::Stop) | Err(_) => break,
+                    }
+                }
+                (i - 1, op.recv(&cams[i - 1].frames))
+            };
+            match msg {
+                Ok(frame) => self.process(&mut cams[index], frame),
+                Err(_) => {
+                    // capture ended: forget the camera and its background model
+                    let gone = cams.swap_remove(index);
+                    self.cameras.fetch_sub(1, Ordering::SeqCst);
+                    log::debug!("motion: camera {} detached", gone.camera.camera_id);
+                }
+            }
+        }
+        self.cameras.store(0, Ordering::SeqCst);
+    }
+
+    fn process(&mut self, cam: &mut Attached, frame: Frame) {
+        let params = cam.camera.params();
+        if params.enable_motion_detection {
+            let detector = match &mut cam.detector {
+                Some(d) => Ok(d),
+                None => MotionDetector::new(self.settings.clone()).map(|d| cam.detector.insert(d)),
+            };
+            match detector.and_then(|d| d.detect(&frame.image, &params.roi_zones)) {
+                Ok(r) if r.area > 0.0 && r.area >= params.motion_threshold => {
+                    let ev = Event::Motion(MotionEvent {
+                        common: EventCommon::new(&cam.camera.camera_id, frame.captured_at, frame.frame_number),
+                        motion_intensity: r.intensity,
+                        affected_area_percentage: r.area,
+                        motion_boxes: r.boxes,
+                        zones: r.zones,
+                    });
+                    // Block policy: the publisher always drains, so this waits only under overload.
+                    let _ = self.events.send(ev);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    if let Some(held) = self.error_log.allow() {
+                        log::warn!("motion cam={}: frame {} skipped ({held} more since last report): {e}", cam.camera.camera_id, frame.frame_number);
+                    }
+                }
+            }
+        } else {
+            // motion off: drop the model so turning it back on starts fresh
+            cam.detector = None;
+        }
+        frame.camera.counters.frame_processed();
+        if let Some(next) = &self.next {
+            if next.try_send(frame).is_err() {
+                cam.camera.counters.frame_dropped(Stage::Motion);
+            }
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! The motion detector on synthetic frames (edge cases) and on real video (sample clips), and
+//! motion events end to end into a real Redis.
+
+mod common;
+
+use analytics_service::camera::RoiZone;
+use analytics_service::pipeline::motion::{MotionDetector, MotionSettings};
+use common::*;
+use opencv::core::{Mat, Rect, Scalar, CV_8UC3};
+use opencv::prelude::*;
+use opencv::{imgproc, videoio};
+use serde_json::json;
+use std::time::Duration;
+
+/// A grey 640x480 BGR frame with a bright block at `x`.
+fn frame_with_block(x: i32, base: f64) -> Mat {
+    let mut m = Mat::new_rows_cols_with_default(480, 640, CV_8UC3, Scalar::all(base)).unwrap();
+    imgproc::rectangle(&mut m, Rect::new(x, 200, 80, 120), Scalar::all(230.0), imgproc::FILLED, imgproc::LINE_8, 0).unwrap();
+    m
+}
+
+fn detector() -> MotionDetector {
+    MotionDetector::new(MotionSettings::default()).unwrap()
+}
+
+fn zone(name: &str, x0: f32, x1: f32) -> RoiZone {
+    RoiZone { name: name.into(), points: vec![[x0, 0.0], [x1, 0.0], [x1, 1.0], [x0, 1.0]] }
+}
+
+/// The first frame only builds the background: no motion.
+#[test]
+fn first_frame_calibrates() {
+    let r = detector().detect(&frame_with_block(100, 60.0), &[]).unwrap();
+    assert!(r.calibrating);
+    assert_eq!(r.area, 0.0);
+}
+
+/// Identical frames: no motion.
+#[test]
+fn static_frames_have_no_motion() {
+    let mut d = detector();
+    for _ in 0..5 {
+        let r = d.detect(&frame_with_block(100, 60.0), &[]).unwrap();
+        assert_eq!(r.area, 0.0);
+        assert!(r.boxes.is_empty());
+    }
+}
+
+/// A block that moves is seen where it moved, with an area of its order of size.
+#[test]
+fn a_moving_block_is_motion_with_a_box() {
+    let mut d = detector();
+    d.detect(&frame_with_block(100, 60.0), &[]).unwrap();
+    let r = d.detect(&frame_with_block(300, 60.0), &[]).unwrap();
+    // the block left x=100..180 and arrived at 300..380: ~2 * 80*120 / (640*480) = 6 %, plus dilation
+    assert!((0.04..0.15).contains(&r.area), "area {}", r.area);
+    assert!(r.intensity > 0.3, "bright block on grey: intensity {}", r.intensity);
+    assert!(r.boxes.iter().any(|b| b.x < 0.3 && b.x + b.width > 0.15), "box at the old place: {:?}", r.boxes);
+    assert!(r.boxes.iter().any(|b| b.x > 0.4 && b.x < 0.5), "box at the new place: {:?}", r.boxes);
+}
+
+/// A lighting jump across the whole scene recalibrates instead of reporting motion, and the
+/// scene is quiet right after.
+#[test]
+fn lighting_change_recalibrates() {
+    let mut d = detector();
+    d.detect(&frame_with_block(100, 60.0), &[]).unwrap();
+    let r = d.detect(&frame_with_block(100, 160.0), &[]).unwrap();
+    assert!(r.calibrating, "{r:?}");
+    assert_eq!(r.area, 0.0);
+    let r = d.detect(&frame_with_block(100, 160.0), &[]).unwrap();
+    assert_eq!(r.area, 0.0, "the new light level is the background now");
+}
+
+/// A resolution change mid-stream starts a new background instead of failing.
+#[test]
+fn size_change_mid_stream_restarts_the_background() {
+    let mut d = detector();
+    d.detect(&frame_with_block(100, 60.0), &[]).unwrap();
+    let mut small = Mat::default();
+    imgproc::resize(&frame_with_block(300, 60.0), &mut small, opencv::core::Size::new(320, 180), 0.0, 0.0, imgproc::INTER_AREA).unwrap();
+    let r = d.detect(&small, &[]).unwrap();
+    assert!(r.calibrating);
+    assert_eq!(d.detect(&small, &[]).unwrap().area, 0.0);
+}
+
+/// Only motion inside the zones counts, and events name the zone.
+#[test]
+fn zones_exclude_motion_outside_them() {
+    let mut d = detector();
+    let right = [zone("right", 0.7, 1.0)];
+    d.detect(&frame_with_block(100, 60.0), &right).unwrap();
+    let r = d.detect(&frame_with_block(120, 60.0), &right).unwrap();
+    assert_eq!(r.area, 0.0, "motion on the left, zone on the right: {r:?}");
+
+    let mut d = detector();
+    let zones = [zone("left", 0.0, 0.5), zone("right", 0.7, 1.0)];
+    d.detect(&frame_with_block(100, 60.0), &zones).unwrap();
+    let r = d.detect(&frame_with_block(120, 60.0), &zones).unwrap();
+    assert!(r.area > 0.0);
+    assert_eq!(r.zones, ["left"]);
+    // the area is a fraction of the zones, not of the frame: bigger than the frame fraction
+    let mut whole = detector();
+    whole.detect(&frame_with_block(100, 60.0), &[]).unwrap();
+    let w = whole.detect(&frame_with_block(120, 60.0), &[]).unwrap();
+    assert!(r.area > w.area, "zone fraction {} vs frame fraction {}", r.area, w.area);
+}
+
+/// Grayscale input works as well as BGR.
+#[test]
+fn grayscale_frames_work() {
+    let mut d = detector();
+    let mut g = Mat::default();
+    imgproc::cvt_color(&frame_with_block(100, 60.0), &mut g, imgproc::COLOR_BGR2GRAY, 0).unwrap();
+    d.detect(&g, &[]).unwrap();
+    let mut g2 = Mat::default();
+    imgproc::cvt_color(&frame_with_block(300, 60.0), &mut g2, imgproc::COLOR_BGR2GRAY, 0).unwrap();
+    assert!(d.detect(&g2, &[]).unwrap().area > 0.0);
+}
+
+/// Runs the detector over a whole file; returns each frame's area.
+fn areas_of(path: &std::path::Path, max_frames: usize) -> Vec<f32> {
+    let mut cap = videoio::VideoCapture::from_file(path.to_str().unwrap(), videoio::CAP_FFMPEG).unwrap();
+    assert!(cap.is_opened().unwrap(), "cannot open {}", path.display());
+    let mut d = detector();
+    let mut frame = Mat::default();
+    let mut areas = Vec::new();
+    while areas.len() < max_frames && cap.read(&mut frame).unwrap() {
+        areas.push(d.detect(&frame, &[]).unwrap().area);
+    }
+    areas
+}
+
+/// A static real clip (H.264 noise included) gives no motion.
+#[test]
+fn static_clip_has_no_motion() {
+    let areas = areas_of(&static_clip(), 100);
+    assert!(areas.len() >= 90, "{} frames", areas.len());
+    let moving = areas.iter().filter(|a| **a > 0.0).count();
+    assert_eq!(moving, 0, "areas: {areas:?}");
+}
+
+/// The pedestrian clip has motion in most frames, with plausible areas (people are small).
+#[test]
+fn walking_people_are_motion_with_plausible_areas() {
+    let areas = areas_of(&media("vtest_pedestrians_768x576.mp4"), 300);
+    let moving: Vec<f32> = areas.iter().copied().filter(|a| *a > 0.0).collect();
+    assert!(moving.len() > areas.len() * 8 / 10, "{} of {} frames with motion", moving.len(), areas.len());
+    let mean = moving.iter().sum::<f32>() / moving.len() as f32;
+    assert!((0.005..0.3).contains(&mean), "mean area {mean}");
+    assert!(moving.iter().all(|a| *a < 0.6), "no frame is mostly motion");
+}
+
+/// A file camera through the whole service: motion events land in Redis with the contract's
+/// fields; a static camera publishes none.
+#[test]
+fn motion_events_reach_redis() {
+    let cfg = test_config("motion-e2e");
+    let stream = cfg.redis_stream.clone();
+    let svc = start_service(cfg);
+    let addr = svc.api_addr();
+    let body = json!([
+        {"camera_id": "walk", "stream_url": media("vtest_pedestrians_768x576.mp4").to_str().unwrap(),
+         "parameters": {"motion_threshold": 0.01}},
+        {"camera_id": "still", "stream_url": static_clip().to_str().unwrap(),
+         "parameters": {"motion_threshold": 0.0, "loop_file": true}},
+    ]);
+    assert_eq!(post_json(addr, "/api/cameras", &body).status, 201);
+    let mut conn = redis_conn();
+    let entries = wait_for(Duration::from_secs(30), "10 motion events", || {
+        let e = xrange(&mut conn, &stream);
+        (e.len() >= 10).then_some(e)
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let still = get(addr, "/api/cameras/still").json();
+    assert!(still["frames_processed"].as_u64().unwrap() >= 10, "{still}");
+    for (_, f) in &entries {
+        assert_eq!(f["event_type"], "motion");
+        assert_eq!(f["camera_id"], "walk", "the static camera must publish nothing");
+        let p: serde_json::Value = serde_json::from_str(&f["payload"]).unwrap();
+        let area = p["affected_area_percentage"].as_f64().unwrap();
+        assert!((0.01..=1.0).contains(&area), "{p}");
+        assert!((0.0..=1.0).contains(&p["motion_intensity"].as_f64().unwrap()));
+        assert!(p["frame_number"].as_u64().unwrap() >= 1);
+        assert!(p["timestamp"].as_str().unwrap().ends_with('Z'));
+    }
+    svc.shutdown();
+    let _: () = redis::cmd("DEL").arg(&stream).query(&mut conn).unwrap();
+}
