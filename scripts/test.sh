@@ -9,5 +9,8 @@ scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/analytics-service/target}"
 export TEST_REDIS_HOST=127.0.0.1 TEST_REDIS_PORT="$REDIS_PORT"
+export ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$PWD/.local/onnxruntime/lib/libonnxruntime.so}"
 cargo build --locked --all-targets
-cargo test --locked --all-targets -- --test-threads="${TEST_THREADS:-2}"
+# criterion benches in test mode: each benchmark runs once, as a smoke test
+cargo test --locked --benches
+cargo test --locked --lib --bins --tests -- --test-threads="${TEST_THREADS:-2}"

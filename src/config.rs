@@ -67,6 +67,10 @@ struct RawConfig {
     batch_size: usize,
     #[serde(default = "d::batch_timeout_ms")]
     batch_timeout_ms: u64,
+    #[serde(default = "d::nms_iou")]
+    nms_iou: f32,
+    #[serde(default)]
+    ort_dylib_path: Option<PathBuf>,
     #[serde(default = "d::anpr_plate_model")]
     anpr_plate_model: PathBuf,
     #[serde(default = "d::anpr_ocr_model")]
@@ -102,6 +106,7 @@ mod d {
     pub fn inference_device() -> String { "auto".into() }
     pub fn batch_size() -> usize { 8 }
     pub fn batch_timeout_ms() -> u64 { 20 }
+    pub fn nms_iou() -> f32 { 0.45 }
     pub fn anpr_plate_model() -> PathBuf { "models/plate_detector_yolov8s_seg.onnx".into() }
     pub fn anpr_ocr_model() -> PathBuf { "models/ch_PP-OCRv4_rec_infer.onnx".into() }
     pub fn anpr_ocr_dict() -> PathBuf { "models/ppocr_v4_rec_dict.txt".into() }
@@ -129,6 +134,8 @@ const FORMS: &[(&str, &str)] = &[
     ("INFERENCE_DEVICE", "one of auto, cpu, cuda"),
     ("BATCH_SIZE", "frames per inference batch 1..256, e.g. 8"),
     ("BATCH_TIMEOUT_MS", "milliseconds to wait for a batch 0..10000, e.g. 20"),
+    ("NMS_IOU", "an IoU in (0, 1], e.g. 0.45"),
+    ("ORT_DYLIB_PATH", "a path to libonnxruntime.so, or empty to search the usual places"),
     ("ANPR_PLATE_MODEL", "a path to the plate detector ONNX file"),
     ("ANPR_OCR_MODEL", "a path to the text recogniser ONNX file"),
     ("ANPR_OCR_DICT", "a path to the OCR dictionary, one character a line"),
@@ -191,6 +198,11 @@ pub struct Config {
     pub batch_size: usize,
     /// `BATCH_TIMEOUT_MS` (20): longest wait for a batch to fill.
     pub batch_timeout: Duration,
+    /// `NMS_IOU` (0.45): IoU above which NMS suppresses a box of the same class.
+    pub nms_iou: f32,
+    /// `ORT_DYLIB_PATH` (none): the ONNX Runtime library; none = search `.local/onnxruntime/lib`,
+    /// beside the binary, `/usr/local/lib`, `/usr/lib`, `/opt/onnxruntime/lib`.
+    pub ort_dylib_path: Option<PathBuf>,
     /// `ANPR_PLATE_MODEL` (models/plate_detector_yolov8s_seg.onnx).
     pub anpr_plate_model: PathBuf,
     /// `ANPR_OCR_MODEL` (models/ch_PP-OCRv4_rec_infer.onnx).
@@ -257,6 +269,7 @@ impl Config {
         };
         check((1..=256).contains(&raw.batch_size), "BATCH_SIZE", &raw.batch_size, "out of range")?;
         check(raw.batch_timeout_ms <= 10_000, "BATCH_TIMEOUT_MS", &raw.batch_timeout_ms, "out of range")?;
+        check(raw.nms_iou > 0.0 && raw.nms_iou <= 1.0, "NMS_IOU", &raw.nms_iou, "out of range")?;
         check(raw.anpr_dedupe_window_s <= 86_400, "ANPR_DEDUPE_WINDOW_S", &raw.anpr_dedupe_window_s, "out of range")?;
         check((1..=4096).contains(&raw.max_cameras), "MAX_CAMERAS", &raw.max_cameras, "out of range")?;
         check((1..=3600).contains(&raw.stream_stall_timeout_s), "STREAM_STALL_TIMEOUT_S", &raw.stream_stall_timeout_s, "out of range")?;
@@ -282,6 +295,8 @@ impl Config {
             inference_device,
             batch_size: raw.batch_size,
             batch_timeout: Duration::from_millis(raw.batch_timeout_ms),
+            nms_iou: raw.nms_iou,
+            ort_dylib_path: raw.ort_dylib_path.filter(|p| !p.as_os_str().is_empty()),
             anpr_plate_model: raw.anpr_plate_model,
             anpr_ocr_model: raw.anpr_ocr_model,
             anpr_ocr_dict: raw.anpr_ocr_dict,

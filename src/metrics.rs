@@ -17,9 +17,9 @@ use std::sync::Arc;
 pub enum Stage {
     /// Capture handed a frame on while the previous one was still queued: newest wins.
     Capture,
-    /// The motion stage could not hand a frame to detection in time.
+    /// The motion stage could not hand a frame to detection (its channel was full).
     Motion,
-    /// The detection batcher shed a frame.
+    /// The detection batcher shed a frame (newest wins per camera) or its batch failed.
     Detect,
 }
 
@@ -56,6 +56,96 @@ impl DropReason {
     }
 }
 
+/// A fixed-bucket histogram (Prometheus semantics: cumulative `le` buckets, sum, count).
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<AtomicU64>,
+    /// Sum in micro-units, so it fits an atomic integer.
+    sum_micros: AtomicU64,
+}
+
+/// Seconds, 1 ms to ~60 s in steps of about 1.5x: latency and phase timings.
+pub const SECONDS_BUCKETS: &[f64] = &[
+    0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5,
+    0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0,
+];
+/// Batch sizes.
+pub const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48.0, 64.0, 128.0, 256.0];
+
+impl Histogram {
+    pub fn new(bounds: &'static [f64]) -> Self {
+        Histogram { bounds, counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(), sum_micros: AtomicU64::new(0) }
+    }
+
+    pub fn observe(&self, v: f64) {
+        let i = self.bounds.iter().position(|b| v <= *b).unwrap_or(self.bounds.len());
+        self.counts[i].fetch_add(1, Relaxed);
+        self.sum_micros.fetch_add((v.max(0.0) * 1e6) as u64, Relaxed);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.counts.iter().map(|c| c.load(Relaxed)).sum()
+    }
+
+    pub fn mean(&self) -> f64 {
+        let n = self.count();
+        if n == 0 { 0.0 } else { self.sum_micros.load(Relaxed) as f64 / 1e6 / n as f64 }
+    }
+
+    /// The `q` quantile (0..1), interpolated within its bucket; 0 when empty.
+    pub fn quantile(&self, q: f64) -> f64 {
+        let n = self.count();
+        if n == 0 {
+            return 0.0;
+        }
+        let target = (q * n as f64).max(1.0);
+        let mut seen = 0.0;
+        for (i, c) in self.counts.iter().enumerate() {
+            let c = c.load(Relaxed) as f64;
+            if seen + c >= target {
+                let lo = if i == 0 { 0.0 } else { self.bounds[i - 1] };
+                let hi = *self.bounds.get(i).unwrap_or(&lo);
+                return lo + (hi - lo) * ((target - seen) / c).clamp(0.0, 1.0);
+            }
+            seen += c;
+        }
+        *self.bounds.last().unwrap_or(&0.0)
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        let mut cum = 0;
+        for (i, c) in self.counts.iter().enumerate() {
+            cum += c.load(Relaxed);
+            let le = self.bounds.get(i).map_or_else(|| "+Inf".to_string(), |b| b.to_string());
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cum}");
+        }
+        let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
+        let _ = writeln!(out, "{name}_sum{braces} {}", self.sum_micros.load(Relaxed) as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count{braces} {cum}");
+    }
+}
+
+/// Phases of an inference batch, for `analytics_inference_seconds{phase}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Preprocess,
+    Inference,
+    Postprocess,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 3] = [Phase::Preprocess, Phase::Inference, Phase::Postprocess];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Preprocess => "preprocess",
+            Phase::Inference => "inference",
+            Phase::Postprocess => "postprocess",
+        }
+    }
+}
+
 /// Per-camera counters, held by the camera's stages through an `Arc` so the hot path needs no
 /// map lookup.
 #[derive(Debug, Default)]
@@ -63,6 +153,7 @@ pub struct CameraCounters {
     frames_captured: AtomicU64,
     frames_processed: AtomicU64,
     frames_skipped: AtomicU64,
+    frames_detected: AtomicU64,
     frames_dropped: [AtomicU64; 3],
     events_published: AtomicU64,
 }
@@ -74,6 +165,8 @@ pub struct CameraCountersSnapshot {
     pub frames_processed: u64,
     /// Frames left out on purpose by `frame_skip` / `max_fps` (not drops).
     pub frames_skipped: u64,
+    /// Frames the object detector ran on.
+    pub frames_detected: u64,
     /// Frames dropped by every stage together.
     pub frames_dropped: u64,
     pub events_published: u64,
@@ -89,6 +182,9 @@ impl CameraCounters {
     pub fn frame_skipped(&self) {
         self.frames_skipped.fetch_add(1, Relaxed);
     }
+    pub fn frame_detected(&self) {
+        self.frames_detected.fetch_add(1, Relaxed);
+    }
     pub fn frame_dropped(&self, stage: Stage) {
         self.frames_dropped[stage as usize].fetch_add(1, Relaxed);
     }
@@ -100,6 +196,7 @@ impl CameraCounters {
             frames_captured: self.frames_captured.load(Relaxed),
             frames_processed: self.frames_processed.load(Relaxed),
             frames_skipped: self.frames_skipped.load(Relaxed),
+            frames_detected: self.frames_detected.load(Relaxed),
             frames_dropped: self.frames_dropped.iter().map(|c| c.load(Relaxed)).sum(),
             events_published: self.events_published.load(Relaxed),
         }
@@ -107,8 +204,16 @@ impl CameraCounters {
 }
 
 /// All counters of the service.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
+    /// Seconds per inference batch phase.
+    pub inference_seconds: [Histogram; 3],
+    /// Frames per inference batch.
+    pub batch_size: Histogram,
+    /// Capture of a frame to its detection result (event ready), seconds.
+    pub frame_to_event_seconds: Histogram,
+    /// Detect queue depth (frames waiting for a batch), sampled per batch.
+    detect_queue_depth: AtomicU64,
     cameras: RwLock<BTreeMap<String, Arc<CameraCounters>>>,
     events_published: [AtomicU64; 3],
     publish_retries: AtomicU64,
@@ -126,9 +231,35 @@ pub struct PublisherCountersSnapshot {
     pub buffered: u64,
 }
 
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            inference_seconds: [Histogram::new(SECONDS_BUCKETS), Histogram::new(SECONDS_BUCKETS), Histogram::new(SECONDS_BUCKETS)],
+            batch_size: Histogram::new(BATCH_BUCKETS),
+            frame_to_event_seconds: Histogram::new(SECONDS_BUCKETS),
+            detect_queue_depth: AtomicU64::new(0),
+            cameras: RwLock::default(),
+            events_published: Default::default(),
+            publish_retries: AtomicU64::new(0),
+            events_dropped: Default::default(),
+            publish_buffered: AtomicU64::new(0),
+            redis_up: AtomicBool::new(false),
+        }
+    }
+}
+
 impl Metrics {
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
+    }
+
+    /// One phase of an inference batch took `seconds`.
+    pub fn inference_phase(&self, phase: Phase, seconds: f64) {
+        self.inference_seconds[phase as usize].observe(seconds);
+    }
+
+    pub fn set_detect_queue_depth(&self, n: usize) {
+        self.detect_queue_depth.store(n as u64, Relaxed);
     }
 
     /// The counters of `camera_id`, created on first use.
@@ -227,6 +358,20 @@ impl Metrics {
         let _ = writeln!(out, "{n} {}", self.publish_buffered.load(Relaxed));
         let n = family_line(&mut out, "analytics_redis_up", "gauge", "1 when the publisher's last Redis operation succeeded.");
         let _ = writeln!(out, "{n} {}", u8::from(self.redis_up()));
+        let n = family_line(&mut out, "analytics_frames_detected_total", "counter", "Frames the object detector ran on.");
+        for (id, c) in cams.iter() {
+            let _ = writeln!(out, "{n}{{camera_id=\"{}\"}} {}", escape(id), c.frames_detected.load(Relaxed));
+        }
+        let n = family_line(&mut out, "analytics_detect_queue_depth", "gauge", "Frames waiting for an inference batch.");
+        let _ = writeln!(out, "{n} {}", self.detect_queue_depth.load(Relaxed));
+        let n = family_line(&mut out, "analytics_inference_seconds", "histogram", "Time per inference batch, by phase.");
+        for p in Phase::ALL {
+            self.inference_seconds[p as usize].render(&mut out, n, &format!("phase=\"{}\"", p.as_str()));
+        }
+        let n = family_line(&mut out, "analytics_batch_size", "histogram", "Frames per inference batch.");
+        self.batch_size.render(&mut out, n, "");
+        let n = family_line(&mut out, "analytics_frame_to_event_seconds", "histogram", "From frame capture to its detection result.");
+        self.frame_to_event_seconds.render(&mut out, n, "");
         out
     }
 }
@@ -239,4 +384,26 @@ fn family_line(out: &mut String, name: &'static str, kind: &str, help: &str) -> 
 /// Escapes a label value (backslash, quote, newline) per the exposition format.
 fn escape(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_quantiles_and_text() {
+        let h = Histogram::new(SECONDS_BUCKETS);
+        for i in 1..=100 {
+            h.observe(i as f64 / 1000.0); // 1..100 ms
+        }
+        assert_eq!(h.count(), 100);
+        let p50 = h.quantile(0.5);
+        assert!((0.03..=0.075).contains(&p50), "{p50}");
+        assert!(h.quantile(0.99) <= 0.1 + 1e-9);
+        assert!((h.mean() - 0.0505).abs() < 1e-3);
+        let mut out = String::new();
+        h.render(&mut out, "x", "");
+        assert!(out.contains("x_bucket{le=\"+Inf\"} 100"), "{out}");
+        assert!(out.contains("x_count 100"));
+    }
 }

@@ -1,7 +1,7 @@
 //! Start and stop of the whole service: publisher, registry (camera workers), API.
 //!
 //! Shutdown order: the registry closes (new POSTs get 503) and joins every camera, the motion
-//! pool stops, then the publisher's stop signal fires and it flushes its buffer (bounded by its deadline), then the
+//! pool stops, detection finishes its queued frames, then the publisher's stop signal fires and it flushes its buffer (bounded by its deadline), then the
 //! API stops. `main`, the tests and the benches all use this.
 
 use crate::api::{ApiServer, AppState};
@@ -9,6 +9,9 @@ use crate::camera::Registry;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::pipeline::publish::{self, PublisherConfig, PublisherHandle, RedisTarget};
+use crate::pipeline::detect::session::InferenceError;
+use crate::pipeline::detect::yolo::Yolo;
+use crate::pipeline::detect::{self, DetectHandle, DetectSettings, DETECT_CAP};
 use crate::pipeline::motion::{MotionPool, MotionPoolThreads, MotionSettings};
 use crate::pipeline::{events_channel, PipelineInputs};
 use crossbeam_channel::Sender;
@@ -22,6 +25,8 @@ pub enum StartError {
     Publisher(std::io::Error),
     #[error("cannot start pipeline threads: {0}")]
     Threads(std::io::Error),
+    #[error("{0}")]
+    Model(InferenceError),
     #[error("API: {0} (API_HOST / API_PORT)")]
     Api(String),
 }
@@ -30,6 +35,7 @@ pub struct Service {
     api: ApiServer,
     registry: Arc<Registry>,
     motion: MotionPoolThreads,
+    detect: DetectHandle,
     publisher: PublisherHandle,
     publisher_stop: Sender<()>,
     pub metrics: Arc<Metrics>,
@@ -42,7 +48,12 @@ impl Service {
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
         let publisher = publish::spawn(PublisherConfig::from_config(&config), events_rx, stop_rx, metrics.clone())
             .map_err(StartError::Publisher)?;
-        let (motion, motion_threads) = MotionPool::spawn(config.motion_worker_count(), MotionSettings::default(), events_tx, None)
+        let yolo = Yolo::load(&config.yolo_model, config.yolo_model_name(), config.inference_device, config.ort_dylib_path.as_deref(), config.batch_size, config.nms_iou)
+            .map_err(StartError::Model)?;
+        let (detect_tx, detect_rx) = crossbeam_channel::bounded(DETECT_CAP);
+        let settings = DetectSettings { batch_size: config.batch_size, batch_timeout: config.batch_timeout };
+        let detect = detect::spawn(yolo, settings, detect_rx, events_tx.clone(), metrics.clone()).map_err(StartError::Threads)?;
+        let (motion, motion_threads) = MotionPool::spawn(config.motion_worker_count(), MotionSettings::default(), events_tx, Some(detect_tx))
             .map_err(StartError::Threads)?;
         let inputs = PipelineInputs { motion, stall_timeout: config.stream_stall_timeout };
         let registry = Arc::new(Registry::new(config.max_cameras, inputs, metrics.clone()));
@@ -52,10 +63,11 @@ impl Service {
             publisher: publisher.health.clone(),
             redis: RedisTarget::from_config(&config),
             config: config.clone(),
+            model: detect.info.clone(),
             started: Instant::now(),
         });
         let api = ApiServer::start(&config.api_host, config.api_port, config.api_threads, state).map_err(StartError::Api)?;
-        Ok(Service { api, registry, motion: motion_threads, publisher, publisher_stop: stop_tx, metrics })
+        Ok(Service { api, registry, motion: motion_threads, detect, publisher, publisher_stop: stop_tx, metrics })
     }
 
     /// Where the API listens (useful with `API_PORT=0`).
@@ -73,6 +85,7 @@ impl Service {
         log::info!("shutdown: stopping cameras");
         self.registry.shutdown();
         self.motion.shutdown();
+        self.detect.join();
         log::info!("shutdown: flushing events");
         drop(self.publisher_stop);
         self.publisher.join();

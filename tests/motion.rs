@@ -161,9 +161,9 @@ fn motion_events_reach_redis() {
     let addr = svc.api_addr();
     let body = json!([
         {"camera_id": "walk", "stream_url": media("vtest_pedestrians_768x576.mp4").to_str().unwrap(),
-         "parameters": {"motion_threshold": 0.01}},
+         "parameters": {"motion_threshold": 0.01, "enable_object_detection": false}},
         {"camera_id": "still", "stream_url": static_clip().to_str().unwrap(),
-         "parameters": {"motion_threshold": 0.0, "loop_file": true}},
+         "parameters": {"motion_threshold": 0.0, "loop_file": true, "enable_object_detection": false}},
     ]);
     assert_eq!(post_json(addr, "/api/cameras", &body).status, 201);
     let mut conn = redis_conn();

@@ -187,10 +187,9 @@ fn health(state: &AppState) -> Value {
             },
         },
         "model": {
-            "name": c.yolo_model_name(),
-            "path": c.yolo_model,
-            "loaded": false,
+            "loaded": true,
             "requested_device": c.inference_device,
+            "yolo": state.model,
         },
         "cameras": { "total": total, "by_state": cameras },
         "uptime_s": state.started.elapsed().as_secs_f64(),

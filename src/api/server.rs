@@ -20,6 +20,8 @@ pub struct AppState {
     pub publisher: Arc<PublisherHealth>,
     pub redis: RedisTarget,
     pub config: crate::config::Config,
+    /// The loaded detection model (name, provider, runtime, shapes).
+    pub model: crate::pipeline::detect::yolo::YoloInfo,
     pub started: Instant,
 }
 

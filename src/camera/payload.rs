@@ -14,6 +14,17 @@ pub enum DesiredStatus {
     Inactive,
 }
 
+/// Which frames of a camera go to the object detector (`detect_on`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DetectOn {
+    /// Every processed frame.
+    EveryFrame,
+    /// Frames where the motion stage saw motion, plus one every few seconds (saves most of the
+    /// inference on quiet scenes). Needs motion detection on; without it, every frame goes.
+    Motion,
+}
+
 /// A named polygon in normalised image coordinates.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RoiZone {
@@ -51,6 +62,8 @@ pub struct CameraParams {
     pub enable_motion_detection: bool,
     pub enable_object_detection: bool,
     pub enable_anpr: bool,
+    /// `every_frame` (default) or `motion`.
+    pub detect_on: DetectOn,
     /// Minimum affected area (fraction 0..1) for a motion event. Default 0.1.
     pub motion_threshold: f32,
     /// Process every Nth decoded frame, >= 1. Default 1.
@@ -73,6 +86,7 @@ impl Default for CameraParams {
             enable_motion_detection: true,
             enable_object_detection: true,
             enable_anpr: false,
+            detect_on: DetectOn::EveryFrame,
             motion_threshold: 0.1,
             frame_skip: 1,
             max_fps: 30.0,

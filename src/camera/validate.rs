@@ -5,7 +5,7 @@
 //! instead of errors, and a known field with a wrong type is reported as such. All cameras are
 //! checked before any is applied: one invalid camera means nothing changes.
 
-use super::payload::{CameraConfig, CameraParams, DesiredStatus, RoiZone};
+use super::payload::{CameraConfig, CameraParams, DesiredStatus, DetectOn, RoiZone};
 use super::url::StreamUrl;
 use crate::pipeline::detect::classes::{coco_class_id, COCO_CLASSES};
 use serde::Serialize;
@@ -37,6 +37,7 @@ const PARAM_FIELDS: &[&str] = &[
     "enable_motion_detection",
     "enable_object_detection",
     "enable_anpr",
+    "detect_on",
     "motion_threshold",
     "frame_skip",
     "max_fps",
@@ -272,6 +273,11 @@ fn params(w: &mut Walk, p: &Map<String, Value>, path: &str) -> Option<CameraPara
         if let Some(b) = w.boolean(p, key, path) {
             *slot = b;
         }
+    }
+    match w.string(p, "detect_on", path) {
+        None | Some("every_frame") => {}
+        Some("motion") => out.detect_on = DetectOn::Motion,
+        Some(other) => w.err(&format!("{path}detect_on"), format!("must be 'every_frame' or 'motion', got '{}'", truncate(other))),
     }
     if let Some(v) = present(p, "roi_zones") {
         match v.as_array() {

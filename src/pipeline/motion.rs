@@ -3,7 +3,7 @@
 //! ```text
 //! frames(cap FRAMES_PER_CAMERA_CAP per camera, newest wins) -> [motion x MOTION_WORKERS]
 //!        -> Event::Motion -> events (Block) -> publish
-//!        -> (detection, next stage)
+//!        -> frames (DETECT_CAP, try_send; full = dropped{stage="motion"}) -> detect
 //! ```
 //! Each camera is pinned to one worker (the least loaded when it attaches), so its background
 //! model is only ever touched by one thread and needs no lock.
@@ -18,7 +18,7 @@
 //! changed pixels (0..1).
 
 use super::frame::Frame;
-use crate::camera::{CameraRuntime, RoiZone};
+use crate::camera::{CameraRuntime, DetectOn, RoiZone};
 use crate::events::{BoundingBox, Event, EventCommon, MotionEvent};
 use crate::logging::RateLimit;
 use crate::metrics::Stage;
@@ -242,7 +242,7 @@ impl MotionDetector {
     }
 }
 
-/// What the next stage receives from motion (detection, once it exists).
+/// Where frames go after motion: the detection stage (none in tests of motion alone).
 pub type MotionOutput = Option<Sender<Frame>>;
 
 /// Control messages to a motion worker.
@@ -346,7 +346,12 @@ struct Attached {
     camera: Arc<CameraRuntime>,
     frames: Receiver<Frame>,
     detector: Option<MotionDetector>,
+    /// When a frame of this camera last went to detection (`detect_on: motion` keyframes).
+    last_detect: Option<std::time::Instant>,
 }
+
+/// With `detect_on: motion`, a quiet camera still sends one frame this often to detection.
+pub const DETECT_KEYFRAME_INTERVAL: Duration = Duration::from_secs(5);
 
 struct Worker {
     settings: MotionSettings,
@@ -372,7 +377,7 @@ impl Worker {
                 if i == 0 {
                     match op.recv(&control) {
                         Ok(Control::Attach(camera, frames)) => {
-                            cams.push(Attached { camera, frames, detector: None });
+                            cams.push(Attached { camera, frames, detector: None, last_detect: None });
                             continue;
                         }
                         Ok(Control::Stop) | Err(_) => break,
@@ -395,6 +400,7 @@ impl Worker {
 
     fn process(&mut self, cam: &mut Attached, frame: Frame) {
         let params = cam.camera.params();
+        let mut moving = false;
         if params.enable_motion_detection {
             let detector = match &mut cam.detector {
                 Some(d) => Ok(d),
@@ -402,6 +408,7 @@ impl Worker {
             };
             match detector.and_then(|d| d.detect(&frame.image, &params.roi_zones)) {
                 Ok(r) if r.area > 0.0 && r.area >= params.motion_threshold => {
+                    moving = true;
                     let ev = Event::Motion(MotionEvent {
                         common: EventCommon::new(&cam.camera.camera_id, frame.captured_at, frame.frame_number),
                         motion_intensity: r.intensity,
@@ -423,11 +430,21 @@ impl Worker {
             // motion off: drop the model so turning it back on starts fresh
             cam.detector = None;
         }
-        frame.camera.counters.frame_processed();
-        if let Some(next) = &self.next {
-            if next.try_send(frame).is_err() {
-                cam.camera.counters.frame_dropped(Stage::Motion);
+        let wanted = params.enable_object_detection || params.enable_anpr;
+        let due = match params.detect_on {
+            DetectOn::EveryFrame => true,
+            DetectOn::Motion => !params.enable_motion_detection || moving || cam.last_detect.is_none_or(|t| t.elapsed() >= DETECT_KEYFRAME_INTERVAL),
+        };
+        match &self.next {
+            Some(next) if wanted && due => {
+                cam.last_detect = Some(std::time::Instant::now());
+                // detection counts it as processed (or dropped) when it is done with it
+                if next.try_send(frame).is_err() {
+                    cam.camera.counters.frame_dropped(Stage::Motion);
+                }
             }
+            // this frame's journey ends here
+            _ => frame.camera.counters.frame_processed(),
         }
     }
 }

@@ -45,7 +45,25 @@ pub fn test_config(stream_name: &str) -> Config {
     c.redis_host = redis_host();
     c.redis_port = redis_port();
     c.redis_stream = unique_stream(stream_name);
+    c.yolo_model = model("yolov8n.onnx");
+    c.ort_dylib_path = std::env::var_os("ORT_DYLIB_PATH").map(Into::into);
     c
+}
+
+/// A model installed by scripts/setup.sh into `models/`; a missing one fails with what to do.
+pub fn model(name: &str) -> std::path::PathBuf {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models").join(name);
+    assert!(p.is_file(), "model {} is missing: run scripts/setup.sh (it installs the models, see models/README.md)", p.display());
+    p
+}
+
+/// The Python of the setup's venv (onnxruntime, numpy, opencv), for reference scripts.
+pub fn python() -> std::path::PathBuf {
+    let p = std::env::var_os("ANALYTICS_PYTHON")
+        .map(Into::into)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".local/venv/bin/python"));
+    assert!(p.is_file(), "{} is missing: run scripts/setup.sh (it makes the venv)", p.display());
+    p
 }
 
 pub fn start_service(config: Config) -> Service {
@@ -213,6 +231,15 @@ pub fn static_clip() -> std::path::PathBuf {
     ffmpeg_fixture(
         "static_bus_10s.mp4",
         &["-loop", "1", "-framerate", "10", "-i", bus.to_str().unwrap(), "-t", "10", "-vf", "scale=640:-2", "-c:v", "libx264", "-pix_fmt", "yuv420p"],
+    )
+}
+
+/// The pedestrian sample sped up 3x to 30 fps (27 s): a busy camera for fairness tests.
+pub fn clip_30fps() -> std::path::PathBuf {
+    let src = media("vtest_pedestrians_768x576.mp4");
+    ffmpeg_fixture(
+        "vtest_30fps.mp4",
+        &["-i", src.to_str().unwrap(), "-vf", "setpts=PTS/3", "-r", "30", "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-an"],
     )
 }
 
