@@ -93,16 +93,26 @@ impl Histogram {
         if n == 0 { 0.0 } else { self.sum_micros.load(Relaxed) as f64 / 1e6 / n as f64 }
     }
 
+    /// The bucket counts now; two of them subtract into a window (see [`Histogram::quantile_of`]).
+    pub fn counts(&self) -> Vec<u64> {
+        self.counts.iter().map(|c| c.load(Relaxed)).collect()
+    }
+
     /// The `q` quantile (0..1), interpolated within its bucket; 0 when empty.
     pub fn quantile(&self, q: f64) -> f64 {
-        let n = self.count();
+        self.quantile_of(&self.counts(), q)
+    }
+
+    /// The `q` quantile of bucket counts taken from this histogram (e.g. a window's difference).
+    pub fn quantile_of(&self, counts: &[u64], q: f64) -> f64 {
+        let n: u64 = counts.iter().sum();
         if n == 0 {
             return 0.0;
         }
         let target = (q * n as f64).max(1.0);
         let mut seen = 0.0;
-        for (i, c) in self.counts.iter().enumerate() {
-            let c = c.load(Relaxed) as f64;
+        for (i, c) in counts.iter().enumerate() {
+            let c = *c as f64;
             if seen + c >= target {
                 let lo = if i == 0 { 0.0 } else { self.bounds[i - 1] };
                 let hi = *self.bounds.get(i).unwrap_or(&lo);

@@ -209,3 +209,38 @@ fn bad_model_paths_are_clear_errors() {
     let e = Yolo::load(std::path::Path::new("/no/model.onnx"), "x".into(), InferenceDevice::Cpu, None, 1, 0.45).err().unwrap();
     assert!(e.to_string().starts_with("YOLO_MODEL=\"/no/model.onnx\""), "{e}");
 }
+
+/// `detect_on: motion` runs YOLO on a static scene only for the keyframe every few seconds,
+/// while `every_frame` runs it on every frame.
+#[test]
+fn detect_on_motion_skips_quiet_frames() {
+    let still = static_clip();
+    let svc = start_service(test_config("detect-on-motion"));
+    let addr = svc.api_addr();
+    let cams = json!([
+        {"camera_id": "quiet", "stream_url": still.to_str().unwrap(), "parameters": {"detect_on": "motion", "loop_file": true}},
+        {"camera_id": "every", "stream_url": still.to_str().unwrap(), "parameters": {"loop_file": true}},
+    ]);
+    assert_eq!(post_json(addr, "/api/cameras", &cams).status, 201);
+    std::thread::sleep(Duration::from_secs(8));
+    let quiet = get(addr, "/api/cameras/quiet").json();
+    let every = get(addr, "/api/cameras/every").json();
+    svc.shutdown();
+    let d = |c: &Value| c["frames_detected"].as_u64().unwrap();
+    assert!((1..=3).contains(&d(&quiet)), "a keyframe every 5 s in ~8 s: {quiet}");
+    assert!(d(&every) >= 20, "{every}");
+    assert!(quiet["frames_processed"].as_u64().unwrap() >= 50, "motion still ran on every frame: {quiet}");
+}
+
+/// `INFERENCE_DEVICE=cuda` where CUDA cannot load is a start-up error that says so (never a
+/// silent fall back to CPU); `auto` falls back and says CPU.
+#[test]
+fn cuda_is_reported_truthfully() {
+    let dylib = std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from);
+    match Yolo::load(&model("yolov8n.onnx"), "yolov8n".into(), InferenceDevice::Cuda, dylib.as_deref(), 1, 0.45) {
+        Ok(y) => assert_eq!(y.info.provider, analytics_service::pipeline::detect::session::Provider::Cuda),
+        Err(e) => assert!(e.to_string().starts_with("INFERENCE_DEVICE=cuda but the CUDA execution provider did not load"), "{e}"),
+    }
+    let auto = Yolo::load(&model("yolov8n.onnx"), "yolov8n".into(), InferenceDevice::Auto, dylib.as_deref(), 1, 0.45).unwrap();
+    println!("auto chose {:?}", auto.info.provider);
+}

@@ -108,6 +108,26 @@ impl Yolo {
         ModelInfo { model_type: self.info.name.clone(), version: format!("onnxruntime {}", self.info.runtime.version) }
     }
 
+    /// Letterboxes up to `max_batch` images into the batch tensor (benchmarks: with
+    /// [`Yolo::run_preprocessed`], the bare inference loop without the service around it).
+    pub fn preprocess(&mut self, images: &[&Mat]) -> Result<Vec<Letterbox>, InferenceError> {
+        let n = images.len().min(self.info.max_batch);
+        let mut view = self.batch.slice_mut(s![..n, .., .., ..]);
+        let slots: Vec<_> = view.axis_iter_mut(Axis(0)).collect();
+        slots
+            .into_par_iter()
+            .zip(images[..n].par_iter())
+            .map(|(dst, img)| letterbox_into(img, dst))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| InferenceError::Run(format!("preprocess: {e}")))
+    }
+
+    /// One `session.run` on the first `n` preprocessed images; returns the output's element count.
+    pub fn run_preprocessed(&mut self, n: usize) -> Result<usize, InferenceError> {
+        let n = if self.info.fixed_batch.is_some() { self.info.max_batch } else { n.clamp(1, self.info.max_batch) };
+        self.session.run_f32(self.batch.slice(s![..n, .., .., ..]), 0, |o| o.len())
+    }
+
     /// Detects objects in each image (8-bit BGR) with the confidence threshold of its camera.
     pub fn detect_batch(&mut self, images: &[&Mat], conf: &[f32]) -> Result<(Vec<(Letterbox, Vec<RawDetection>)>, BatchTimings), InferenceError> {
         let mut out = Vec::with_capacity(images.len());
@@ -118,14 +138,7 @@ impl Yolo {
             // a fixed batch axis needs a full tensor; a dynamic one takes exactly n
             let run_n = if self.info.fixed_batch.is_some() { max } else { n };
             let t0 = Instant::now();
-            let mut view = self.batch.slice_mut(s![..n, .., .., ..]);
-            let slots: Vec<_> = view.axis_iter_mut(Axis(0)).collect();
-            let boxes: Vec<Result<Letterbox, opencv::Error>> = slots
-                .into_par_iter()
-                .zip(chunk.par_iter())
-                .map(|(dst, img)| letterbox_into(img, dst))
-                .collect();
-            let boxes: Vec<Letterbox> = boxes.into_iter().collect::<Result<_, _>>().map_err(|e| InferenceError::Run(format!("preprocess: {e}")))?;
+            let boxes = self.preprocess(chunk)?;
             let t1 = Instant::now();
             t.preprocess += t1 - t0;
             let iou = self.iou;
