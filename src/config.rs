@@ -79,6 +79,16 @@ struct RawConfig {
     anpr_ocr_dict: PathBuf,
     #[serde(default = "d::anpr_dedupe_window_s")]
     anpr_dedupe_window_s: u64,
+    #[serde(default = "d::anpr_min_plate_len")]
+    anpr_min_plate_len: usize,
+    #[serde(default = "d::anpr_max_plate_len")]
+    anpr_max_plate_len: usize,
+    #[serde(default)]
+    anpr_plate_format: String,
+    #[serde(default = "d::anpr_min_read_confidence")]
+    anpr_min_read_confidence: f32,
+    #[serde(default = "d::anpr_min_plate_score")]
+    anpr_min_plate_score: f32,
     #[serde(default = "d::max_cameras")]
     max_cameras: usize,
     #[serde(default = "d::stream_stall_timeout_s")]
@@ -111,6 +121,10 @@ mod d {
     pub fn anpr_ocr_model() -> PathBuf { "models/ch_PP-OCRv4_rec_infer.onnx".into() }
     pub fn anpr_ocr_dict() -> PathBuf { "models/ppocr_v4_rec_dict.txt".into() }
     pub fn anpr_dedupe_window_s() -> u64 { 30 }
+    pub fn anpr_min_plate_len() -> usize { 4 }
+    pub fn anpr_max_plate_len() -> usize { 10 }
+    pub fn anpr_min_read_confidence() -> f32 { 0.8 }
+    pub fn anpr_min_plate_score() -> f32 { 0.4 }
     pub fn max_cameras() -> usize { 64 }
     pub fn stream_stall_timeout_s() -> u64 { 20 }
     pub fn log_level() -> String { "INFO".into() }
@@ -140,6 +154,11 @@ const FORMS: &[(&str, &str)] = &[
     ("ANPR_OCR_MODEL", "a path to the text recogniser ONNX file"),
     ("ANPR_OCR_DICT", "a path to the OCR dictionary, one character a line"),
     ("ANPR_DEDUPE_WINDOW_S", "seconds 0..86400, e.g. 30"),
+    ("ANPR_MIN_PLATE_LEN", "characters 1..20, e.g. 4"),
+    ("ANPR_MAX_PLATE_LEN", "characters, >= ANPR_MIN_PLATE_LEN and <= 20, e.g. 10"),
+    ("ANPR_PLATE_FORMAT", "a regular expression the normalised plate must match, e.g. ^[0-9][A-Z]{2}[0-9]{4}$, or empty"),
+    ("ANPR_MIN_READ_CONFIDENCE", "a mean character probability in [0, 1], e.g. 0.8"),
+    ("ANPR_MIN_PLATE_SCORE", "a plate detector score in [0, 1], e.g. 0.4"),
     ("MAX_CAMERAS", "a camera count 1..4096, e.g. 64"),
     ("STREAM_STALL_TIMEOUT_S", "seconds 1..3600, e.g. 20"),
     ("MOTION_WORKERS", "a thread count, 0 = one per CPU core"),
@@ -211,6 +230,15 @@ pub struct Config {
     pub anpr_ocr_dict: PathBuf,
     /// `ANPR_DEDUPE_WINDOW_S` (30): the same plate on a camera is published once per window.
     pub anpr_dedupe_window: Duration,
+    /// `ANPR_MIN_PLATE_LEN` (4) / `ANPR_MAX_PLATE_LEN` (10): normalised plate length bounds.
+    pub anpr_min_plate_len: usize,
+    pub anpr_max_plate_len: usize,
+    /// `ANPR_PLATE_FORMAT` (none): a regex every published plate must match.
+    pub anpr_plate_format: Option<regex::Regex>,
+    /// `ANPR_MIN_READ_CONFIDENCE` (0.8): least mean character probability of a published read.
+    pub anpr_min_read_confidence: f32,
+    /// `ANPR_MIN_PLATE_SCORE` (0.4): least plate detector score.
+    pub anpr_min_plate_score: f32,
     /// `MAX_CAMERAS` (64): registry size limit, so memory stays bounded.
     pub max_cameras: usize,
     /// `STREAM_STALL_TIMEOUT_S` (20): an open stream without frames this long counts as dead.
@@ -271,6 +299,14 @@ impl Config {
         check(raw.batch_timeout_ms <= 10_000, "BATCH_TIMEOUT_MS", &raw.batch_timeout_ms, "out of range")?;
         check(raw.nms_iou > 0.0 && raw.nms_iou <= 1.0, "NMS_IOU", &raw.nms_iou, "out of range")?;
         check(raw.anpr_dedupe_window_s <= 86_400, "ANPR_DEDUPE_WINDOW_S", &raw.anpr_dedupe_window_s, "out of range")?;
+        check((1..=20).contains(&raw.anpr_min_plate_len), "ANPR_MIN_PLATE_LEN", &raw.anpr_min_plate_len, "out of range")?;
+        check((raw.anpr_min_plate_len..=20).contains(&raw.anpr_max_plate_len), "ANPR_MAX_PLATE_LEN", &raw.anpr_max_plate_len, "out of range")?;
+        check((0.0..=1.0).contains(&raw.anpr_min_read_confidence), "ANPR_MIN_READ_CONFIDENCE", &raw.anpr_min_read_confidence, "out of range")?;
+        check((0.0..=1.0).contains(&raw.anpr_min_plate_score), "ANPR_MIN_PLATE_SCORE", &raw.anpr_min_plate_score, "out of range")?;
+        let anpr_plate_format = match raw.anpr_plate_format.trim() {
+            "" => None,
+            re => Some(regex::Regex::new(re).map_err(|e| invalid("ANPR_PLATE_FORMAT", re, e))?),
+        };
         check((1..=4096).contains(&raw.max_cameras), "MAX_CAMERAS", &raw.max_cameras, "out of range")?;
         check((1..=3600).contains(&raw.stream_stall_timeout_s), "STREAM_STALL_TIMEOUT_S", &raw.stream_stall_timeout_s, "out of range")?;
         check(raw.motion_workers <= 256, "MOTION_WORKERS", &raw.motion_workers, "out of range")?;
@@ -301,6 +337,11 @@ impl Config {
             anpr_ocr_model: raw.anpr_ocr_model,
             anpr_ocr_dict: raw.anpr_ocr_dict,
             anpr_dedupe_window: Duration::from_secs(raw.anpr_dedupe_window_s),
+            anpr_min_plate_len: raw.anpr_min_plate_len,
+            anpr_max_plate_len: raw.anpr_max_plate_len,
+            anpr_plate_format,
+            anpr_min_read_confidence: raw.anpr_min_read_confidence,
+            anpr_min_plate_score: raw.anpr_min_plate_score,
             max_cameras: raw.max_cameras,
             stream_stall_timeout: Duration::from_secs(raw.stream_stall_timeout_s),
             motion_workers: raw.motion_workers,
@@ -423,6 +464,9 @@ mod tests {
             ("MAX_CAMERAS", "0"),
             ("PUBLISH_BUFFER_MAX", "5"),
             ("STREAM_STALL_TIMEOUT_S", "0"),
+            ("ANPR_PLATE_FORMAT", "[unclosed"),
+            ("ANPR_MAX_PLATE_LEN", "2"),
+            ("ANPR_MIN_READ_CONFIDENCE", "1.5"),
         ] {
             let e = Config::from_vars(vars(&[(var, value)])).unwrap_err();
             assert_eq!(e.var, var, "{value}: {e}");

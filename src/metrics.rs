@@ -164,6 +164,7 @@ pub struct CameraCounters {
     frames_processed: AtomicU64,
     frames_skipped: AtomicU64,
     frames_detected: AtomicU64,
+    plates_searched: AtomicU64,
     frames_dropped: [AtomicU64; 3],
     events_published: AtomicU64,
 }
@@ -177,6 +178,8 @@ pub struct CameraCountersSnapshot {
     pub frames_skipped: u64,
     /// Frames the object detector ran on.
     pub frames_detected: u64,
+    /// Vehicles the plate detector ran on (ANPR).
+    pub plates_searched: u64,
     /// Frames dropped by every stage together.
     pub frames_dropped: u64,
     pub events_published: u64,
@@ -191,6 +194,9 @@ impl CameraCounters {
     }
     pub fn frame_skipped(&self) {
         self.frames_skipped.fetch_add(1, Relaxed);
+    }
+    pub fn plate_searched(&self) {
+        self.plates_searched.fetch_add(1, Relaxed);
     }
     pub fn frame_detected(&self) {
         self.frames_detected.fetch_add(1, Relaxed);
@@ -207,6 +213,7 @@ impl CameraCounters {
             frames_processed: self.frames_processed.load(Relaxed),
             frames_skipped: self.frames_skipped.load(Relaxed),
             frames_detected: self.frames_detected.load(Relaxed),
+            plates_searched: self.plates_searched.load(Relaxed),
             frames_dropped: self.frames_dropped.iter().map(|c| c.load(Relaxed)).sum(),
             events_published: self.events_published.load(Relaxed),
         }
@@ -224,6 +231,10 @@ pub struct Metrics {
     pub frame_to_event_seconds: Histogram,
     /// Detect queue depth (frames waiting for a batch), sampled per batch.
     detect_queue_depth: AtomicU64,
+    /// Seconds per vehicle in ANPR (plate detector + OCR).
+    pub anpr_seconds: Histogram,
+    /// ANPR jobs dropped because the ANPR queue was full.
+    anpr_jobs_dropped: AtomicU64,
     cameras: RwLock<BTreeMap<String, Arc<CameraCounters>>>,
     events_published: [AtomicU64; 3],
     publish_retries: AtomicU64,
@@ -248,6 +259,8 @@ impl Default for Metrics {
             batch_size: Histogram::new(BATCH_BUCKETS),
             frame_to_event_seconds: Histogram::new(SECONDS_BUCKETS),
             detect_queue_depth: AtomicU64::new(0),
+            anpr_seconds: Histogram::new(SECONDS_BUCKETS),
+            anpr_jobs_dropped: AtomicU64::new(0),
             cameras: RwLock::default(),
             events_published: Default::default(),
             publish_retries: AtomicU64::new(0),
@@ -266,6 +279,11 @@ impl Metrics {
     /// One phase of an inference batch took `seconds`.
     pub fn inference_phase(&self, phase: Phase, seconds: f64) {
         self.inference_seconds[phase as usize].observe(seconds);
+    }
+
+    /// ANPR's queue was full: a frame's vehicles were not read.
+    pub fn anpr_job_dropped(&self) {
+        self.anpr_jobs_dropped.fetch_add(1, Relaxed);
     }
 
     pub fn set_detect_queue_depth(&self, n: usize) {
@@ -382,6 +400,14 @@ impl Metrics {
         self.batch_size.render(&mut out, n, "");
         let n = family_line(&mut out, "analytics_frame_to_event_seconds", "histogram", "From frame capture to its detection result.");
         self.frame_to_event_seconds.render(&mut out, n, "");
+        let n = family_line(&mut out, "analytics_plates_searched_total", "counter", "Vehicles the ANPR plate detector ran on.");
+        for (id, c) in cams.iter() {
+            let _ = writeln!(out, "{n}{{camera_id=\"{}\"}} {}", escape(id), c.plates_searched.load(Relaxed));
+        }
+        let n = family_line(&mut out, "analytics_anpr_seconds", "histogram", "Plate detector + OCR time per vehicle.");
+        self.anpr_seconds.render(&mut out, n, "");
+        let n = family_line(&mut out, "analytics_anpr_jobs_dropped_total", "counter", "Frames whose vehicles ANPR skipped because its queue was full.");
+        let _ = writeln!(out, "{n} {}", self.anpr_jobs_dropped.load(Relaxed));
         out
     }
 }

@@ -1,7 +1,7 @@
 //! Start and stop of the whole service: publisher, registry (camera workers), API.
 //!
 //! Shutdown order: the registry closes (new POSTs get 503) and joins every camera, the motion
-//! pool stops, detection finishes its queued frames, then the publisher's stop signal fires and it flushes its buffer (bounded by its deadline), then the
+//! pool stops, detection finishes its queued frames, then ANPR, then the publisher's stop signal fires and it flushes its buffer (bounded by its deadline), then the
 //! API stops. `main`, the tests and the benches all use this.
 
 use crate::api::{ApiServer, AppState};
@@ -9,6 +9,8 @@ use crate::camera::Registry;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::pipeline::publish::{self, PublisherConfig, PublisherHandle, RedisTarget};
+use crate::api::server::AnprStatus;
+use crate::pipeline::anpr::{self, AnprHandle, AnprModels, AnprSettings, ANPR_CAP};
 use crate::pipeline::detect::session::InferenceError;
 use crate::pipeline::detect::yolo::Yolo;
 use crate::pipeline::detect::{self, DetectHandle, DetectSettings, DETECT_CAP};
@@ -36,6 +38,7 @@ pub struct Service {
     registry: Arc<Registry>,
     motion: MotionPoolThreads,
     detect: DetectHandle,
+    anpr: Option<AnprHandle>,
     publisher: PublisherHandle,
     publisher_stop: Sender<()>,
     pub metrics: Arc<Metrics>,
@@ -52,7 +55,21 @@ impl Service {
             .map_err(StartError::Model)?;
         let (detect_tx, detect_rx) = crossbeam_channel::bounded(DETECT_CAP);
         let settings = DetectSettings { batch_size: config.batch_size, batch_timeout: config.batch_timeout };
-        let detect = detect::spawn(yolo, settings, detect_rx, events_tx.clone(), metrics.clone()).map_err(StartError::Threads)?;
+        // ANPR is optional: without its model files the service runs, says why in /api/health,
+        // and refuses cameras that ask for it.
+        let (anpr, anpr_tx, anpr_status) = match AnprModels::load(&config) {
+            Ok(models) => {
+                let (tx, rx) = crossbeam_channel::bounded(ANPR_CAP);
+                let status = AnprStatus { loaded: true, error: None, plate_provider: Some(models.plate.provider()), ocr_provider: Some(models.reader.provider()) };
+                let h = anpr::spawn(models, AnprSettings::from_config(&config), rx, events_tx.clone(), metrics.clone()).map_err(StartError::Threads)?;
+                (Some(h), Some(tx), status)
+            }
+            Err(e) => {
+                log::warn!("anpr: disabled, cameras with enable_anpr are refused: {e}");
+                (None, None, AnprStatus { loaded: false, error: Some(e.to_string()), plate_provider: None, ocr_provider: None })
+            }
+        };
+        let detect = detect::spawn(yolo, settings, detect_rx, events_tx.clone(), anpr_tx, metrics.clone()).map_err(StartError::Threads)?;
         let (motion, motion_threads) = MotionPool::spawn(config.motion_worker_count(), MotionSettings::default(), events_tx, Some(detect_tx))
             .map_err(StartError::Threads)?;
         let inputs = PipelineInputs { motion, stall_timeout: config.stream_stall_timeout };
@@ -64,10 +81,11 @@ impl Service {
             redis: RedisTarget::from_config(&config),
             config: config.clone(),
             model: detect.info.clone(),
+            anpr: anpr_status,
             started: Instant::now(),
         });
         let api = ApiServer::start(&config.api_host, config.api_port, config.api_threads, state).map_err(StartError::Api)?;
-        Ok(Service { api, registry, motion: motion_threads, detect, publisher, publisher_stop: stop_tx, metrics })
+        Ok(Service { api, registry, motion: motion_threads, detect, anpr, publisher, publisher_stop: stop_tx, metrics })
     }
 
     /// Where the API listens (useful with `API_PORT=0`).
@@ -86,6 +104,9 @@ impl Service {
         self.registry.shutdown();
         self.motion.shutdown();
         self.detect.join();
+        if let Some(a) = self.anpr {
+            a.join();
+        }
         log::info!("shutdown: flushing events");
         drop(self.publisher_stop);
         self.publisher.join();

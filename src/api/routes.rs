@@ -155,6 +155,21 @@ fn post_cameras(state: &AppState, req: &mut Request) -> Result<Reply, ApiError> 
     let validated = validate_cameras(&value).map_err(|issues| {
         ApiError::validation(issues.into_iter().map(|i| serde_json::to_value(i).unwrap_or(Value::Null)).collect())
     })?;
+    if !state.anpr.loaded {
+        let refused: Vec<Value> = validated
+            .cameras
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.parameters.enable_anpr)
+            .map(|(i, _)| {
+                let path = if value.is_array() { format!("[{i}].parameters.enable_anpr") } else { "parameters.enable_anpr".into() };
+                json!({"path": path, "message": format!("ANPR is not available on this service: {}", state.anpr.error.as_deref().unwrap_or("models not loaded"))})
+            })
+            .collect();
+        if !refused.is_empty() {
+            return Err(ApiError::validation(refused));
+        }
+    }
     let applied = state.registry.apply(validated.cameras).map_err(|e| match e {
         RegistryError::TooManyCameras { .. } => ApiError::conflict("too_many_cameras", e.to_string()),
         RegistryError::ShuttingDown => ApiError::unavailable(e.to_string()),
@@ -190,6 +205,7 @@ fn health(state: &AppState) -> Value {
             "loaded": true,
             "requested_device": c.inference_device,
             "yolo": state.model,
+            "anpr": state.anpr,
         },
         "cameras": { "total": total, "by_state": cameras },
         "uptime_s": state.started.elapsed().as_secs_f64(),

@@ -22,7 +22,18 @@ pub struct AppState {
     pub config: crate::config::Config,
     /// The loaded detection model (name, provider, runtime, shapes).
     pub model: crate::pipeline::detect::yolo::YoloInfo,
+    /// Whether ANPR's models loaded, and on what.
+    pub anpr: AnprStatus,
     pub started: Instant,
+}
+
+/// ANPR's state for `/api/health` and for refusing `enable_anpr` when it cannot run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AnprStatus {
+    pub loaded: bool,
+    pub error: Option<String>,
+    pub plate_provider: Option<crate::pipeline::detect::session::Provider>,
+    pub ocr_provider: Option<crate::pipeline::detect::session::Provider>,
 }
 
 pub struct ApiServer {

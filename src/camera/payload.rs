@@ -64,6 +64,8 @@ pub struct CameraParams {
     pub enable_anpr: bool,
     /// `every_frame` (default) or `motion`.
     pub detect_on: DetectOn,
+    /// The region ANPR events report for this camera's plates; none = guessed from the format.
+    pub anpr_region: Option<String>,
     /// Minimum affected area (fraction 0..1) for a motion event. Default 0.1.
     pub motion_threshold: f32,
     /// Process every Nth decoded frame, >= 1. Default 1.
@@ -87,6 +89,7 @@ impl Default for CameraParams {
             enable_object_detection: true,
             enable_anpr: false,
             detect_on: DetectOn::EveryFrame,
+            anpr_region: None,
             motion_threshold: 0.1,
             frame_skip: 1,
             max_fps: 30.0,

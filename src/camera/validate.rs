@@ -38,6 +38,7 @@ const PARAM_FIELDS: &[&str] = &[
     "enable_object_detection",
     "enable_anpr",
     "detect_on",
+    "anpr_region",
     "motion_threshold",
     "frame_skip",
     "max_fps",
@@ -273,6 +274,11 @@ fn params(w: &mut Walk, p: &Map<String, Value>, path: &str) -> Option<CameraPara
         if let Some(b) = w.boolean(p, key, path) {
             *slot = b;
         }
+    }
+    match w.string(p, "anpr_region", path) {
+        Some(r) if (1..=32).contains(&r.trim().len()) => out.anpr_region = Some(r.trim().to_string()),
+        Some(_) => w.err(&format!("{path}anpr_region"), "must be 1 to 32 characters, e.g. \"CZ\""),
+        None => {}
     }
     match w.string(p, "detect_on", path) {
         None | Some("every_frame") => {}

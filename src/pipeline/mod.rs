@@ -6,6 +6,7 @@
 //! ```
 //! Only this module makes channels; each capacity is a `const` whose doc states its policy.
 
+pub mod anpr; // licence plates: plate detector, OCR, dedupe
 pub mod capture; // per-camera stream reading, reconnects, frame pacing
 pub mod detect; // YOLOv8 object detection
 pub mod frame; // Frame: one decoded picture on its way through the stages

@@ -6,6 +6,7 @@
 //!       round-robin up to BATCH_SIZE frames or BATCH_TIMEOUT_MS]
 //!   -> [letterbox x rayon -> one ort session -> decode + class-aware NMS]
 //!   -> per-camera filter (threshold, classes, zones) -> Event::Detection -> events (Block) -> publish
+//!   -> vehicles of `enable_anpr` cameras -> AnprJob (ANPR_CAP, try_send) -> anpr
 //! ```
 //! One inference thread owns the session (`Session::run` takes `&mut self`). Cameras with
 //! `enable_object_detection: false` get no detection events (their frames only reach this stage
@@ -22,6 +23,7 @@ use crate::camera::CameraParams;
 use crate::events::{Detection, DetectionEvent, Event, EventCommon};
 use crate::logging::RateLimit;
 use crate::metrics::{Metrics, Phase, Stage};
+use crate::pipeline::anpr::{AnprJob, Vehicle, VEHICLE_CLASSES};
 use crate::pipeline::frame::Frame;
 use batcher::RoundRobin;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -65,10 +67,10 @@ impl DetectHandle {
 }
 
 /// Starts the inference thread.
-pub fn spawn(yolo: Yolo, settings: DetectSettings, frames: Receiver<Frame>, events: Sender<Event>, metrics: Arc<Metrics>) -> std::io::Result<DetectHandle> {
+pub fn spawn(yolo: Yolo, settings: DetectSettings, frames: Receiver<Frame>, events: Sender<Event>, anpr: Option<Sender<AnprJob>>, metrics: Arc<Metrics>) -> std::io::Result<DetectHandle> {
     let info = yolo.info.clone();
     let join = std::thread::Builder::new().name("detect".into()).spawn(move || {
-        let mut stage = DetectStage { yolo, settings, events, metrics, error_log: RateLimit::new(Duration::from_secs(10)) };
+        let mut stage = DetectStage { yolo, settings, events, anpr, metrics, error_log: RateLimit::new(Duration::from_secs(10)) };
         stage.run(frames)
     })?;
     Ok(DetectHandle { join, info })
@@ -78,6 +80,8 @@ struct DetectStage {
     yolo: Yolo,
     settings: DetectSettings,
     events: Sender<Event>,
+    /// ANPR's queue, when ANPR models are loaded.
+    anpr: Option<Sender<AnprJob>>,
     metrics: Arc<Metrics>,
     error_log: RateLimit,
 }
@@ -153,6 +157,18 @@ impl DetectStage {
                     model_info: model_info.clone(),
                 });
                 let _ = self.events.send(ev);
+            }
+            if let (true, Some(anpr)) = (params.enable_anpr, &self.anpr) {
+                let vehicles: Vec<Vehicle> = raw
+                    .iter()
+                    .filter_map(|d| {
+                        let name = self.yolo.class_names.get(d.class_id)?;
+                        VEHICLE_CLASSES.contains(&name.as_str()).then(|| Vehicle { class_name: name.clone(), confidence: d.confidence, bbox: d.bbox })
+                    })
+                    .collect();
+                if !vehicles.is_empty() && anpr.try_send(AnprJob { frame, vehicles }).is_err() {
+                    self.metrics.anpr_job_dropped();
+                }
             }
         }
     }

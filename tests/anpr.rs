@@ -1,0 +1,126 @@
+//! ANPR with the real plate detector and OCR models: the sample plate end to end through the
+//! Rust stage, a zoom video over RTSP into Redis (one event per dedupe window), and cameras
+//! without ANPR never running the plate models.
+
+mod common;
+
+use analytics_service::camera::{CameraParams, CameraRuntime};
+use analytics_service::config::InferenceDevice;
+use analytics_service::events::Event;
+use analytics_service::metrics::{CameraCounters, Metrics};
+use analytics_service::pipeline::anpr::dedupe::SystemClock;
+use analytics_service::pipeline::anpr::{AnprJob, AnprModels, AnprSettings, AnprStage, Vehicle, VEHICLE_CLASSES};
+use analytics_service::pipeline::detect::yolo::Yolo;
+use analytics_service::pipeline::frame::Frame;
+use common::*;
+use opencv::imgcodecs;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// 8 s at 10 fps zooming into the plate photo (the car grows, so it is not stationary).
+fn plate_video() -> PathBuf {
+    let img = media("car_plate_cz_5AU5341.png");
+    ffmpeg_fixture(
+        "plate_zoom_8s.mp4",
+        &["-loop", "1", "-framerate", "10", "-i", img.to_str().unwrap(), "-vf",
+          "scale=1036:662,zoompan=z='1+0.003*on':x='iw/2-(iw/zoom/2)':y='ih/2-(ih/zoom/2)':d=1:s=1036x662:fps=10",
+          "-t", "8", "-c:v", "libx264", "-pix_fmt", "yuv420p"],
+    )
+}
+
+/// The sample photo reads `5AU5341` through detection and the ANPR stage, with plate and
+/// vehicle boxes where the media README says, region CZ from the format.
+#[test]
+fn sample_plate_reads_end_to_end() {
+    let cfg = test_config("anpr-unit");
+    let img = imgcodecs::imread(media("car_plate_cz_5AU5341.png").to_str().unwrap(), imgcodecs::IMREAD_COLOR).unwrap();
+    let mut yolo = Yolo::load(&cfg.yolo_model, "yolov8n".into(), InferenceDevice::Cpu, cfg.ort_dylib_path.as_deref(), 1, 0.45).unwrap();
+    let (res, _) = yolo.detect_batch(&[&img], &[0.25]).unwrap();
+    let vehicles: Vec<Vehicle> = res[0]
+        .1
+        .iter()
+        .filter(|d| VEHICLE_CLASSES.contains(&yolo.class_names[d.class_id].as_str()))
+        .map(|d| Vehicle { class_name: yolo.class_names[d.class_id].clone(), confidence: d.confidence, bbox: d.bbox })
+        .collect();
+    assert!(!vehicles.is_empty());
+    let mut params = CameraParams::default();
+    params.enable_anpr = true;
+    let camera = CameraRuntime::new("plate-cam", params, Arc::new(CameraCounters::default()));
+    let mut stage = AnprStage::new(AnprModels::load(&cfg).expect("ANPR models (scripts/setup.sh)"), AnprSettings::from_config(&cfg), SystemClock, Metrics::new());
+    let t = Instant::now();
+    let events = stage.process(&AnprJob {
+        frame: Frame { camera: camera.clone(), frame_number: 1, captured_at: SystemTime::now(), captured: Instant::now(), image: img },
+        vehicles,
+    });
+    println!("ANPR on {} vehicles took {:?}", camera.counters.snapshot().plates_searched, t.elapsed());
+    assert_eq!(events.len(), 1, "one plate, read once even if two vehicle crops hold it: {events:?}");
+    let Event::Anpr(e) = &events[0] else { panic!("{events:?}") };
+    assert_eq!(e.anpr_result.license_plate, "5AU5341");
+    assert!(e.anpr_result.confidence > 0.9, "{e:?}");
+    assert_eq!(e.anpr_result.region.as_deref(), Some("CZ"));
+    // plate about (307,188)-(387,209) in the 518x331 photo
+    let p = e.plate_box;
+    assert!((p.x * 518.0 - 307.0).abs() < 8.0 && (p.y * 331.0 - 188.0).abs() < 6.0, "{p:?}");
+    assert!(((p.x + p.width) * 518.0 - 387.0).abs() < 8.0 && ((p.y + p.height) * 331.0 - 209.0).abs() < 6.0, "{p:?}");
+    let v = e.vehicle_box;
+    assert!(v.x <= p.x && v.y <= p.y && v.x + v.width >= p.x + p.width, "the plate lies in the vehicle: {v:?} {p:?}");
+}
+
+/// The zoom video over RTSP gives exactly one anpr event in the dedupe window, in real Redis;
+/// the camera without ANPR on the same stream never runs the plate models; the camera with
+/// ANPR but without object detection publishes no detection events.
+#[test]
+fn plate_video_over_rtsp_gives_one_event() {
+    let video = plate_video();
+    let rtsp = RtspServer::start(&[("plate", video.as_path()), ("plate2", video.as_path())]);
+    let cfg = test_config("anpr-e2e");
+    let stream = cfg.redis_stream.clone();
+    let svc = start_service(cfg);
+    let addr = svc.api_addr();
+    let cams = json!([
+        {"camera_id": "gate", "stream_url": rtsp.url("plate"),
+         "parameters": {"enable_anpr": true, "enable_object_detection": false, "enable_motion_detection": false, "max_fps": 5}},
+        {"camera_id": "plain", "stream_url": rtsp.url("plate2"),
+         "parameters": {"enable_anpr": false, "enable_motion_detection": false, "max_fps": 5}},
+    ]);
+    assert_eq!(post_json(addr, "/api/cameras", &cams).status, 201);
+    // the clip lasts 8 s; then the stream ends and the camera reconnects (same plate again,
+    // still inside the 30 s window)
+    std::thread::sleep(Duration::from_secs(14));
+    let gate = get(addr, "/api/cameras/gate").json();
+    let plain = get(addr, "/api/cameras/plain").json();
+    svc.shutdown();
+    let mut conn = redis_conn();
+    let entries = xrange(&mut conn, &stream);
+    let anpr: Vec<Value> = entries.iter().filter(|(_, f)| f["event_type"] == "anpr").map(|(_, f)| serde_json::from_str(&f["payload"]).unwrap()).collect();
+    assert_eq!(anpr.len(), 1, "exactly one anpr event: {anpr:?}");
+    assert_eq!(anpr[0]["camera_id"], "gate");
+    assert_eq!(anpr[0]["anpr_result"]["license_plate"], "5AU5341");
+    assert!(["car", "truck"].contains(&anpr[0]["vehicle_class"].as_str().unwrap()));
+    assert!(gate["plates_searched"].as_u64().unwrap() >= 5, "{gate}");
+    assert_eq!(plain["plates_searched"], 0, "no enable_anpr, no plate model runs: {plain}");
+    assert!(plain["frames_detected"].as_u64().unwrap() > 0);
+    let gate_detections = entries.iter().filter(|(_, f)| f["event_type"] == "detection" && f["camera_id"] == "gate").count();
+    assert_eq!(gate_detections, 0, "ANPR without object detection publishes no detection events");
+    let _: () = redis::cmd("DEL").arg(&stream).query(&mut conn).unwrap();
+}
+
+/// Without the ANPR models the service still runs and refuses `enable_anpr` with a 422 that
+/// says why.
+#[test]
+fn enable_anpr_is_refused_without_models() {
+    let mut cfg = test_config("anpr-missing");
+    cfg.anpr_plate_model = "/no/plate.onnx".into();
+    let svc = start_service(cfg);
+    let addr = svc.api_addr();
+    let r = post_json(addr, "/api/cameras", &json!([{"camera_id": "a", "stream_url": "rtsp://127.0.0.1:9/x", "parameters": {"enable_anpr": true}}]));
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(r.json()["details"][0]["path"], "[0].parameters.enable_anpr");
+    assert!(r.body.contains("ANPR_PLATE_MODEL"), "{}", r.body);
+    let h = get(addr, "/api/health").json();
+    assert_eq!(h["model"]["anpr"]["loaded"], false);
+    assert_eq!(post_json(addr, "/api/cameras", &json!({"camera_id": "b", "stream_url": "rtsp://127.0.0.1:9/x"})).status, 201);
+    svc.shutdown();
+}
