@@ -31,7 +31,7 @@ fn rtsp_reconnects_after_the_server_comes_back() {
     let mut rtsp = RtspServer::start(&[("cam", video.as_path())]);
     let svc = start_service(test_config("capture-rtsp"));
     let addr = svc.api_addr();
-    let r = post_json(addr, "/api/cameras", &json!({"camera_id": "r1", "stream_url": rtsp.url("cam")}));
+    let r = post_json(addr, "/api/cameras", &json!({"camera_id": "r1", "stream_url": rtsp.url("cam"), "parameters": {"enable_object_detection": false}}));
     assert_eq!(r.status, 201);
     let c = wait_for(Duration::from_secs(30), "RTSP frames", || {
         let c = camera(addr, "r1");
@@ -81,7 +81,7 @@ fn frame_skip_keeps_every_nth_frame() {
     let addr = svc.api_addr();
     let video = media("vtest_pedestrians_768x576.mp4");
     post_json(addr, "/api/cameras", &json!({"camera_id": "s", "stream_url": video.to_str().unwrap(),
-        "parameters": {"frame_skip": 3, "enable_motion_detection": false}}));
+        "parameters": {"frame_skip": 3, "enable_motion_detection": false, "enable_object_detection": false}}));
     let c = wait_for(Duration::from_secs(30), "60 frames", || {
         let c = camera(addr, "s");
         (n(&c, "frames_captured") >= 60).then_some(c)
@@ -96,19 +96,20 @@ fn frame_skip_keeps_every_nth_frame() {
 }
 
 /// `max_fps` caps processed frames per second (a 10 fps file capped at 2.5), and a live
-/// parameter update applies without restarting capture.
+/// parameter update applies without restarting capture. (Detection is off: this is about
+/// capture pacing, and the figures must not depend on inference speed.)
 #[test]
 fn max_fps_caps_processed_rate_and_updates_live() {
     let svc = start_service(test_config("capture-maxfps"));
     let addr = svc.api_addr();
     let video = media("vtest_pedestrians_768x576.mp4");
-    let mut cam = json!({"camera_id": "f", "stream_url": video.to_str().unwrap(), "parameters": {"max_fps": 2.5}});
+    let mut cam = json!({"camera_id": "f", "stream_url": video.to_str().unwrap(), "parameters": {"max_fps": 2.5, "enable_object_detection": false}});
     post_json(addr, "/api/cameras", &cam);
     let c = wait_for(Duration::from_secs(30), "6 s of frames", || {
         let c = camera(addr, "f");
         (n(&c, "frames_captured") >= 60).then_some(c)
     });
-    let ratio = n(&c, "frames_processed") as f64 / n(&c, "frames_captured") as f64;
+    let ratio = (n(&c, "frames_processed") + n(&c, "frames_dropped")) as f64 / n(&c, "frames_captured") as f64;
     println!("max_fps 2.5 on a 10 fps file: processed/captured = {ratio:.3}, processed_fps = {}", c["processed_fps"]);
     assert!((0.15..=0.35).contains(&ratio), "expected about a quarter: {c}");
     assert!(c["processed_fps"].as_f64().unwrap() <= 2.5 * 1.2, "{c}");

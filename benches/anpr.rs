@@ -1,0 +1,65 @@
+//! ANPR latency per vehicle on CPU with the real models: plate detector on a vehicle crop, OCR
+//! on the plate crop, and the whole stage for one vehicle (guards, crop, both models, dedupe).
+//! `cargo bench --bench anpr`; vehicles/s = 1 / the `stage_one_vehicle` time.
+
+use analytics_service::camera::{CameraParams, CameraRuntime};
+use analytics_service::config::Config;
+use analytics_service::metrics::{CameraCounters, Metrics};
+use analytics_service::pipeline::anpr::dedupe::SystemClock;
+use analytics_service::pipeline::anpr::{AnprJob, AnprModels, AnprSettings, AnprStage, Vehicle};
+use analytics_service::pipeline::frame::Frame;
+use criterion::{criterion_group, criterion_main, Criterion};
+use opencv::core::{Mat, Rect};
+use opencv::imgcodecs;
+use opencv::prelude::*;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+fn config() -> Config {
+    let mut c = Config::default();
+    let root = env!("CARGO_MANIFEST_DIR");
+    c.anpr_plate_model = format!("{root}/models/plate_detector_yolov8s_seg.onnx").into();
+    c.anpr_ocr_model = format!("{root}/models/ch_PP-OCRv4_rec_infer.onnx").into();
+    c.anpr_ocr_dict = format!("{root}/models/ppocr_v4_rec_dict.txt").into();
+    c.ort_dylib_path = std::env::var_os("ORT_DYLIB_PATH").map(Into::into);
+    c.inference_device = analytics_service::config::InferenceDevice::Cpu;
+    c
+}
+
+fn anpr(c: &mut Criterion) {
+    let dir = std::env::var("ANALYTICS_MEDIA_DIR").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/media").into());
+    let img = imgcodecs::imread(&format!("{dir}/car_plate_cz_5AU5341.png"), imgcodecs::IMREAD_COLOR).unwrap();
+    assert!(!img.empty(), "sample image missing: set ANALYTICS_MEDIA_DIR");
+    let cfg = config();
+    let mut models = AnprModels::load(&cfg).expect("ANPR models (scripts/setup.sh)");
+    // the hatchback with the plate (the media README's plate box is (307,188)-(387,209))
+    let vehicle = [250.0f32, 100.0, 450.0, 260.0];
+    let crop = Mat::roi(&img, Rect::new(250, 100, 200, 160)).unwrap().try_clone().unwrap();
+    let plate = Mat::roi(&img, Rect::new(303, 186, 88, 25)).unwrap().try_clone().unwrap();
+    let mut g = c.benchmark_group("anpr_cpu");
+    g.sample_size(10);
+    g.bench_function("plate_detector_on_vehicle_crop", |b| b.iter(|| models.plate.detect(&crop, 0.4).unwrap()));
+    g.bench_function("ocr_on_plate_crop", |b| b.iter(|| models.reader.read(&plate).unwrap()));
+    let mut stage = AnprStage::new(models, AnprSettings::from_config(&cfg), SystemClock, Metrics::new());
+    let mut params = CameraParams::default();
+    params.enable_anpr = true;
+    let cam = CameraRuntime::new("bench", params, Arc::new(CameraCounters::default()));
+    let mut n = 0u64;
+    g.bench_function("stage_one_vehicle", |b| {
+        b.iter(|| {
+            n += 1;
+            // move the box left edge by 15 px steps over a 7-frame cycle (IoU < 0.95 between
+            // steps), so the stationary guard never skips it; the plate stays inside
+            let dx = -((n % 7) as f32) * 15.0;
+            let job = AnprJob {
+                frame: Frame { camera: cam.clone(), frame_number: n, captured_at: SystemTime::now(), captured: Instant::now(), image: img.clone() },
+                vehicles: vec![Vehicle { class_name: "car".into(), confidence: 0.8, bbox: [vehicle[0] + dx, vehicle[1], vehicle[2], vehicle[3]] }],
+            };
+            stage.process(&job)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, anpr);
+criterion_main!(benches);
