@@ -45,10 +45,13 @@ command -v cargo >/dev/null || { log "cargo not found: install a Rust toolchain 
 PREFIX="${ANALYTICS_PREFIX:-$PWD/.local}"
 ORT_VERSION=1.31.1
 VENV="$PREFIX/venv"
-if ! "$VENV/bin/python" -c "import onnxruntime, numpy, cv2; assert onnxruntime.__version__ == '$ORT_VERSION'" 2>/dev/null; then
-  log "creating $VENV with onnxruntime==$ORT_VERSION, numpy, opencv-python-headless (PyPI)"
+# The other packages check what the project ships: the Django-side consumer (redis), /metrics
+# (prometheus_client's parser), docs/openapi.yaml (openapi-spec-validator), docker-compose.yml (PyYAML).
+PY_PACKAGES=("onnxruntime==$ORT_VERSION" numpy opencv-python-headless redis prometheus_client openapi-spec-validator pyyaml)
+if ! "$VENV/bin/python" -c "import onnxruntime, numpy, cv2, redis, prometheus_client, openapi_spec_validator, yaml; assert onnxruntime.__version__ == '$ORT_VERSION'" 2>/dev/null; then
+  log "creating $VENV with ${PY_PACKAGES[*]} (PyPI)"
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --disable-pip-version-check "onnxruntime==$ORT_VERSION" numpy opencv-python-headless
+  "$VENV/bin/pip" install -q --disable-pip-version-check "${PY_PACKAGES[@]}"
 fi
 ORT_LIB_DIR="$PREFIX/onnxruntime/lib"
 if [ ! -f "$ORT_LIB_DIR/libonnxruntime.so.$ORT_VERSION" ]; then

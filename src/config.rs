@@ -165,6 +165,11 @@ const FORMS: &[(&str, &str)] = &[
     ("LOG_LEVEL", "one of OFF, ERROR, WARN, INFO, DEBUG, TRACE"),
 ];
 
+/// Every variable the service reads (`.env.example` and the README are checked against it).
+pub fn known_variables() -> Vec<&'static str> {
+    FORMS.iter().map(|(v, _)| *v).collect()
+}
+
 fn expected_form(var: &str) -> String {
     FORMS
         .iter()

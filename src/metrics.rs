@@ -406,7 +406,7 @@ impl Metrics {
         }
         let n = family_line(&mut out, "analytics_anpr_seconds", "histogram", "Plate detector + OCR time per vehicle.");
         self.anpr_seconds.render(&mut out, n, "");
-        let n = family_line(&mut out, "analytics_anpr_jobs_dropped_total", "counter", "Frames whose vehicles ANPR skipped because its queue was full.");
+        let n = family_line(&mut out, "analytics_anpr_jobs_dropped_total", "counter", "Frames whose vehicles ANPR skipped: its queue was full, or shutdown began.");
         let _ = writeln!(out, "{n} {}", self.anpr_jobs_dropped.load(Relaxed));
         out
     }

@@ -103,11 +103,14 @@ impl Service {
         log::info!("shutdown: stopping cameras");
         self.registry.shutdown();
         self.motion.shutdown();
+        if let Some(a) = &self.anpr {
+            a.begin_stop();
+        }
         self.detect.join();
         if let Some(a) = self.anpr {
             a.join();
         }
-        log::info!("shutdown: flushing events");
+        log::info!("shutdown: waiting for the publisher to flush");
         drop(self.publisher_stop);
         self.publisher.join();
         self.api.shutdown();

@@ -409,6 +409,7 @@ impl Worker {
             match detector.and_then(|d| d.detect(&frame.image, &params.roi_zones)) {
                 Ok(r) if r.area > 0.0 && r.area >= params.motion_threshold => {
                     moving = true;
+                    log::debug!("motion cam={} frame={}: area {:.3}, intensity {:.3}, {} box(es)", cam.camera.camera_id, frame.frame_number, r.area, r.intensity, r.boxes.len());
                     let ev = Event::Motion(MotionEvent {
                         common: EventCommon::new(&cam.camera.camera_id, frame.captured_at, frame.frame_number),
                         motion_intensity: r.intensity,

@@ -322,6 +322,7 @@ impl Publisher {
         let result = self.connection().and_then(|conn| pipe.exec(conn));
         match result {
             Ok(()) => {
+                log::debug!("publish: {n} event(s) -> {}", self.cfg.stream);
                 for p in self.buf.drain(..n) {
                     self.metrics.event_published(p.ty, &p.camera_id);
                 }

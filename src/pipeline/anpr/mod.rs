@@ -28,13 +28,15 @@ use opencv::core::{Mat, Rect};
 use opencv::prelude::*;
 use plate::PlateDetector;
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use text::PlateRules;
 
 /// ANPR jobs waiting. Policy: detection `try_send`s; a full queue drops the job (counted in
-/// `analytics_anpr_jobs_dropped_total`) rather than slowing detection for every camera.
+/// `analytics_anpr_jobs_dropped_total`) rather than slowing detection for every camera. At
+/// shutdown queued jobs are abandoned (counted the same way).
 pub const ANPR_CAP: usize = 8;
 
 /// The vehicle classes ANPR looks at.
@@ -111,9 +113,16 @@ impl AnprModels {
 
 pub struct AnprHandle {
     join: JoinHandle<()>,
+    stopping: Arc<AtomicBool>,
 }
 
 impl AnprHandle {
+    /// Shutdown has begun: jobs still queued are abandoned (counted as dropped), not read.
+    /// A plate read costs hundreds of milliseconds on a CPU; shutdown should not wait for them.
+    pub fn begin_stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
     pub fn join(self) {
         if self.join.join().is_err() {
             log::error!("anpr: thread panicked");
@@ -123,16 +132,22 @@ impl AnprHandle {
 
 /// Starts the ANPR thread; it ends when every sender of `jobs` is gone.
 pub fn spawn(models: AnprModels, settings: AnprSettings, jobs: Receiver<AnprJob>, events: Sender<Event>, metrics: Arc<Metrics>) -> std::io::Result<AnprHandle> {
+    let stopping = Arc::new(AtomicBool::new(false));
+    let stop = stopping.clone();
     let join = std::thread::Builder::new().name("anpr".into()).spawn(move || {
-        let mut stage = AnprStage::new(models, settings, SystemClock, metrics);
+        let mut stage = AnprStage::new(models, settings, SystemClock, metrics.clone());
         for job in jobs.iter() {
+            if stop.load(Ordering::SeqCst) {
+                metrics.anpr_job_dropped();
+                continue;
+            }
             for ev in stage.process(&job) {
                 let _ = events.send(ev);
             }
         }
         log::debug!("anpr: stopped");
     })?;
-    Ok(AnprHandle { join })
+    Ok(AnprHandle { join, stopping })
 }
 
 /// The ANPR work on one job at a time; public so tests can drive it directly.
@@ -197,7 +212,7 @@ impl<C: Clock> AnprStage<C> {
                         continue;
                     }
                     let region = params.anpr_region.clone().or_else(|| text::region_of(&read.text).map(str::to_string));
-                    log::debug!("anpr cam={}: plate {} ({confidence:.2}) on {}", cam.camera_id, read.text, v.class_name);
+                    log::info!("anpr cam={} frame={}: plate {} ({confidence:.2}, region {}) on {}", cam.camera_id, job.frame.frame_number, read.text, region.as_deref().unwrap_or("unknown"), v.class_name);
                     events.push(Event::Anpr(AnprEvent {
                         common: EventCommon::new(&cam.camera_id, job.frame.captured_at, job.frame.frame_number),
                         anpr_result: AnprResult { license_plate: read.text, confidence, region },

@@ -151,6 +151,10 @@ impl DetectStage {
             let detections: Vec<Detection> = postprocess::camera_detections(&raw, &lb, &self.yolo.class_names, &params);
             self.metrics.frame_to_event_seconds.observe(frame.captured.elapsed().as_secs_f64());
             if params.enable_object_detection && !detections.is_empty() {
+                if log::log_enabled!(log::Level::Debug) {
+                    let what: Vec<String> = detections.iter().map(|d| format!("{} {:.2}", d.class_name, d.confidence)).collect();
+                    log::debug!("detect cam={} frame={}: {}", frame.camera.camera_id, frame.frame_number, what.join(", "));
+                }
                 let ev = Event::Detection(DetectionEvent {
                     common: EventCommon::new(&frame.camera.camera_id, frame.captured_at, frame.frame_number),
                     detections,

@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""How the Django side reads analytics events: a Redis Stream consumer group with redis-py.
+
+Each stream entry has four fields: event_type, camera_id, timestamp, payload (the whole event
+as JSON). A consumer group lets several Django workers share the stream, each entry delivered to
+one of them; an entry stays *pending* until the worker XACKs it, so a worker that crashes
+mid-way loses nothing:
+
+1. on start, the worker first re-reads its own pending entries (XREADGROUP with id "0"),
+2. then claims entries other workers left pending for longer than --claim-idle-ms (XAUTOCLAIM),
+3. then reads new entries (XREADGROUP with id ">"), handles each and XACKs it.
+
+    python examples/consumer.py --stream stream:events --group django --consumer web-1
+
+Prints one JSON line per handled event: {"id", "event_type", "camera_id", "event_id", "summary"}.
+In Django, put `handle()` in a management command (python manage.py consume_analytics) and
+save the event in `handle()` before returning; XACK comes after it.
+"""
+import argparse
+import json
+import sys
+import time
+
+import redis
+
+
+def ensure_group(r, stream, group, from_start):
+    """Creates the group (and the stream) unless it exists. New groups start at the end of the
+    stream ("$"), or at its beginning with --from-start."""
+    try:
+        r.xgroup_create(stream, group, id="0" if from_start else "$", mkstream=True)
+    except redis.ResponseError as e:
+        if "BUSYGROUP" not in str(e):
+            raise
+
+
+def handle(entry_id, fields):
+    """Parses one entry and does the work (here: prints it). Raise to leave it pending."""
+    event = json.loads(fields["payload"])
+    if event["event_type"] == "detection":
+        summary = ", ".join(f"{d['class_name']} {d['confidence']:.2f}" for d in event["detections"])
+    elif event["event_type"] == "motion":
+        summary = f"area {event['affected_area_percentage']:.3f}"
+    elif event["event_type"] == "anpr":
+        summary = f"plate {event['anpr_result']['license_plate']}"
+    else:
+        summary = ""
+    print(json.dumps({"id": entry_id, "event_type": fields["event_type"], "camera_id": fields["camera_id"],
+                      "event_id": event["event_id"], "summary": summary}), flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=6379)
+    ap.add_argument("--db", type=int, default=0)
+    ap.add_argument("--password")
+    ap.add_argument("--stream", default="stream:events")
+    ap.add_argument("--group", default="django")
+    ap.add_argument("--consumer", default="web-1")
+    ap.add_argument("--from-start", action="store_true", help="a new group reads the stream from its beginning")
+    ap.add_argument("--count", type=int, default=0, help="stop after this many events (0 = run forever)")
+    ap.add_argument("--max-seconds", type=float, default=0, help="stop after this long (0 = no limit)")
+    ap.add_argument("--claim-idle-ms", type=int, default=60000, help="claim other consumers' entries pending this long")
+    ap.add_argument("--no-ack", action="store_true", help="never XACK (simulates a worker that crashes)")
+    args = ap.parse_args()
+
+    r = redis.Redis(host=args.host, port=args.port, db=args.db, password=args.password, decode_responses=True)
+    ensure_group(r, args.stream, args.group, args.from_start)
+    handled, started = 0, time.monotonic()
+
+    def done():
+        return (args.count and handled >= args.count) or (args.max_seconds and time.monotonic() - started >= args.max_seconds)
+
+    def batch():
+        """How many entries to ask for: never more than we will handle (a delivered entry stays
+        pending for this consumer until acked)."""
+        return min(100, args.count - handled) if args.count else 100
+
+    def process(entries):
+        nonlocal handled
+        for entry_id, fields in entries:
+            if done():
+                return
+            if not fields:  # deleted by MAXLEN trimming while pending: nothing to handle
+                r.xack(args.stream, args.group, entry_id)
+                continue
+            handle(entry_id, fields)
+            if not args.no_ack:
+                r.xack(args.stream, args.group, entry_id)
+            handled += 1
+
+    # 1. our own pending entries (delivered before a crash, never acked)
+    while not done():
+        reply = r.xreadgroup(args.group, args.consumer, {args.stream: "0"}, count=batch())
+        entries = reply[0][1] if reply else []
+        if not entries or args.no_ack:
+            break
+        process(entries)
+    # 2. entries other consumers left pending too long
+    cursor = "0-0"
+    while not done():
+        cursor, claimed, *_ = r.xautoclaim(args.stream, args.group, args.consumer, args.claim_idle_ms, cursor, count=batch())
+        process(claimed)
+        if cursor == "0-0":
+            break
+    # 3. new entries
+    while not done():
+        reply = r.xreadgroup(args.group, args.consumer, {args.stream: ">"}, count=batch(), block=1000)
+        if reply:
+            process(reply[0][1])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
