@@ -28,7 +28,7 @@ fn config() -> Config {
 
 fn anpr(c: &mut Criterion) {
     let dir = std::env::var("ANALYTICS_MEDIA_DIR").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/media").into());
-    let img = imgcodecs::imread(&format!("{dir}/car_plate_cz_5AU5341.png"), imgcodecs::IMREAD_COLOR).unwrap();
+    let img = imgcodecs::imread(format!("{dir}/car_plate_cz_5AU5341.png"), imgcodecs::IMREAD_COLOR).unwrap();
     assert!(!img.empty(), "sample image missing: set ANALYTICS_MEDIA_DIR");
     let cfg = config();
     let mut models = AnprModels::load(&cfg).expect("ANPR models (scripts/setup.sh)");
@@ -41,8 +41,7 @@ fn anpr(c: &mut Criterion) {
     g.bench_function("plate_detector_on_vehicle_crop", |b| b.iter(|| models.plate.detect(&crop, 0.4).unwrap()));
     g.bench_function("ocr_on_plate_crop", |b| b.iter(|| models.reader.read(&plate).unwrap()));
     let mut stage = AnprStage::new(models, AnprSettings::from_config(&cfg), SystemClock, Metrics::new());
-    let mut params = CameraParams::default();
-    params.enable_anpr = true;
+    let params = CameraParams { enable_anpr: true, ..Default::default() };
     let cam = CameraRuntime::new("bench", params, Arc::new(CameraCounters::default()));
     let mut n = 0u64;
     g.bench_function("stage_one_vehicle", |b| {
@@ -52,8 +51,18 @@ fn anpr(c: &mut Criterion) {
             // steps), so the stationary guard never skips it; the plate stays inside
             let dx = -((n % 7) as f32) * 15.0;
             let job = AnprJob {
-                frame: Frame { camera: cam.clone(), frame_number: n, captured_at: SystemTime::now(), captured: Instant::now(), image: img.clone() },
-                vehicles: vec![Vehicle { class_name: "car".into(), confidence: 0.8, bbox: [vehicle[0] + dx, vehicle[1], vehicle[2], vehicle[3]] }],
+                frame: Frame {
+                    camera: cam.clone(),
+                    frame_number: n,
+                    captured_at: SystemTime::now(),
+                    captured: Instant::now(),
+                    image: img.clone(),
+                },
+                vehicles: vec![Vehicle {
+                    class_name: "car".into(),
+                    confidence: 0.8,
+                    bbox: [vehicle[0] + dx, vehicle[1], vehicle[2], vehicle[3]],
+                }],
             };
             stage.process(&job)
         })

@@ -15,7 +15,7 @@ use opencv::videoio;
 
 fn frames(n: usize) -> Vec<Mat> {
     let dir = std::env::var("ANALYTICS_MEDIA_DIR").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/media").into());
-    let mut cap = videoio::VideoCapture::from_file(&format!("{dir}/vtest_pedestrians_768x576.mp4"), videoio::CAP_FFMPEG).unwrap();
+    let mut cap = videoio::VideoCapture::from_file(format!("{dir}/vtest_pedestrians_768x576.mp4"), videoio::CAP_FFMPEG).unwrap();
     let mut out = Vec::new();
     let mut m = Mat::default();
     while out.len() < n && cap.read(&mut m).unwrap() {
@@ -32,7 +32,8 @@ fn dylib() -> Option<std::path::PathBuf> {
 }
 
 fn yolo(batch: usize) -> Yolo {
-    Yolo::load(MODEL.as_ref(), "yolov8n".into(), InferenceDevice::Cpu, dylib().as_deref(), batch, 0.45).expect("model (run scripts/setup.sh)")
+    Yolo::load(MODEL.as_ref(), "yolov8n".into(), InferenceDevice::Cpu, dylib().as_deref(), batch, 0.45)
+        .expect("model (run scripts/setup.sh)")
 }
 
 fn detect(c: &mut Criterion) {

@@ -102,32 +102,84 @@ struct RawConfig {
 /// Defaults, one function per variable (serde needs functions).
 mod d {
     use std::path::PathBuf;
-    pub fn api_host() -> String { "0.0.0.0".into() }
-    pub fn api_port() -> u16 { 8069 }
-    pub fn api_max_body_bytes() -> usize { 1 << 20 }
-    pub fn api_threads() -> usize { 4 }
-    pub fn redis_host() -> String { "redis".into() }
-    pub fn redis_port() -> u16 { 6379 }
-    pub fn redis_stream() -> String { "stream:events".into() }
-    pub fn redis_stream_maxlen() -> usize { 100_000 }
-    pub fn publish_batch_size() -> usize { 100 }
-    pub fn publish_buffer_max() -> usize { 10_000 }
-    pub fn yolo_model() -> PathBuf { "models/yolov8n.onnx".into() }
-    pub fn inference_device() -> String { "auto".into() }
-    pub fn batch_size() -> usize { 8 }
-    pub fn batch_timeout_ms() -> u64 { 20 }
-    pub fn nms_iou() -> f32 { 0.45 }
-    pub fn anpr_plate_model() -> PathBuf { "models/plate_detector_yolov8s_seg.onnx".into() }
-    pub fn anpr_ocr_model() -> PathBuf { "models/ch_PP-OCRv4_rec_infer.onnx".into() }
-    pub fn anpr_ocr_dict() -> PathBuf { "models/ppocr_v4_rec_dict.txt".into() }
-    pub fn anpr_dedupe_window_s() -> u64 { 30 }
-    pub fn anpr_min_plate_len() -> usize { 4 }
-    pub fn anpr_max_plate_len() -> usize { 10 }
-    pub fn anpr_min_read_confidence() -> f32 { 0.8 }
-    pub fn anpr_min_plate_score() -> f32 { 0.4 }
-    pub fn max_cameras() -> usize { 64 }
-    pub fn stream_stall_timeout_s() -> u64 { 20 }
-    pub fn log_level() -> String { "INFO".into() }
+    pub fn api_host() -> String {
+        "0.0.0.0".into()
+    }
+    pub fn api_port() -> u16 {
+        8069
+    }
+    pub fn api_max_body_bytes() -> usize {
+        1 << 20
+    }
+    pub fn api_threads() -> usize {
+        4
+    }
+    pub fn redis_host() -> String {
+        "redis".into()
+    }
+    pub fn redis_port() -> u16 {
+        6379
+    }
+    pub fn redis_stream() -> String {
+        "stream:events".into()
+    }
+    pub fn redis_stream_maxlen() -> usize {
+        100_000
+    }
+    pub fn publish_batch_size() -> usize {
+        100
+    }
+    pub fn publish_buffer_max() -> usize {
+        10_000
+    }
+    pub fn yolo_model() -> PathBuf {
+        "models/yolov8n.onnx".into()
+    }
+    pub fn inference_device() -> String {
+        "auto".into()
+    }
+    pub fn batch_size() -> usize {
+        8
+    }
+    pub fn batch_timeout_ms() -> u64 {
+        20
+    }
+    pub fn nms_iou() -> f32 {
+        0.45
+    }
+    pub fn anpr_plate_model() -> PathBuf {
+        "models/plate_detector_yolov8s_seg.onnx".into()
+    }
+    pub fn anpr_ocr_model() -> PathBuf {
+        "models/ch_PP-OCRv4_rec_infer.onnx".into()
+    }
+    pub fn anpr_ocr_dict() -> PathBuf {
+        "models/ppocr_v4_rec_dict.txt".into()
+    }
+    pub fn anpr_dedupe_window_s() -> u64 {
+        30
+    }
+    pub fn anpr_min_plate_len() -> usize {
+        4
+    }
+    pub fn anpr_max_plate_len() -> usize {
+        10
+    }
+    pub fn anpr_min_read_confidence() -> f32 {
+        0.8
+    }
+    pub fn anpr_min_plate_score() -> f32 {
+        0.4
+    }
+    pub fn max_cameras() -> usize {
+        64
+    }
+    pub fn stream_stall_timeout_s() -> u64 {
+        20
+    }
+    pub fn log_level() -> String {
+        "INFO".into()
+    }
 }
 
 /// The expected form of each variable, quoted in error messages.
@@ -171,19 +223,11 @@ pub fn known_variables() -> Vec<&'static str> {
 }
 
 fn expected_form(var: &str) -> String {
-    FORMS
-        .iter()
-        .find(|(v, _)| *v == var)
-        .map_or_else(|| "a valid value".to_string(), |(_, f)| f.to_string())
+    FORMS.iter().find(|(v, _)| *v == var).map_or_else(|| "a valid value".to_string(), |(_, f)| f.to_string())
 }
 
 fn invalid(var: &str, value: impl ToString, reason: impl ToString) -> ConfigError {
-    ConfigError {
-        var: var.into(),
-        value: value.to_string(),
-        reason: reason.to_string(),
-        expected: expected_form(var),
-    }
+    ConfigError { var: var.into(), value: value.to_string(), reason: reason.to_string(), expected: expected_form(var) }
 }
 
 /// The validated configuration. Plain data: `service::Service::start` builds the live objects.
@@ -277,11 +321,13 @@ impl Config {
     pub fn from_vars(vars: impl Iterator<Item = (String, String)>) -> Result<Self, ConfigError> {
         let raw: RawConfig = envy::from_iter(vars).map_err(envy_error)?;
         let check = |ok: bool, var: &str, value: &dyn ToString, reason: &str| {
-            if ok { Ok(()) } else { Err(invalid(var, value.to_string(), reason)) }
+            if ok {
+                Ok(())
+            } else {
+                Err(invalid(var, value.to_string(), reason))
+            }
         };
-        raw.api_host
-            .parse::<std::net::IpAddr>()
-            .map_err(|e| invalid("API_HOST", &raw.api_host, e))?;
+        raw.api_host.parse::<std::net::IpAddr>().map_err(|e| invalid("API_HOST", &raw.api_host, e))?;
         check((1024..=64 << 20).contains(&raw.api_max_body_bytes), "API_MAX_BODY_BYTES", &raw.api_max_body_bytes, "out of range")?;
         check((1..=64).contains(&raw.api_threads), "API_THREADS", &raw.api_threads, "out of range")?;
         check(!raw.redis_host.trim().is_empty(), "REDIS_HOST", &raw.redis_host, "empty")?;
@@ -290,7 +336,12 @@ impl Config {
         check(!raw.redis_stream.trim().is_empty(), "REDIS_STREAM", &raw.redis_stream, "empty")?;
         check(raw.redis_stream_maxlen > 0, "REDIS_STREAM_MAXLEN", &raw.redis_stream_maxlen, "must be positive")?;
         check((1..=10_000).contains(&raw.publish_batch_size), "PUBLISH_BATCH_SIZE", &raw.publish_batch_size, "out of range")?;
-        check(raw.publish_buffer_max >= raw.publish_batch_size, "PUBLISH_BUFFER_MAX", &raw.publish_buffer_max, "smaller than PUBLISH_BATCH_SIZE")?;
+        check(
+            raw.publish_buffer_max >= raw.publish_batch_size,
+            "PUBLISH_BUFFER_MAX",
+            &raw.publish_buffer_max,
+            "smaller than PUBLISH_BATCH_SIZE",
+        )?;
         check_model_path("YOLO_MODEL", &raw.yolo_model)?;
         check_model_path("ANPR_PLATE_MODEL", &raw.anpr_plate_model)?;
         check_model_path("ANPR_OCR_MODEL", &raw.anpr_ocr_model)?;
@@ -305,8 +356,18 @@ impl Config {
         check(raw.nms_iou > 0.0 && raw.nms_iou <= 1.0, "NMS_IOU", &raw.nms_iou, "out of range")?;
         check(raw.anpr_dedupe_window_s <= 86_400, "ANPR_DEDUPE_WINDOW_S", &raw.anpr_dedupe_window_s, "out of range")?;
         check((1..=20).contains(&raw.anpr_min_plate_len), "ANPR_MIN_PLATE_LEN", &raw.anpr_min_plate_len, "out of range")?;
-        check((raw.anpr_min_plate_len..=20).contains(&raw.anpr_max_plate_len), "ANPR_MAX_PLATE_LEN", &raw.anpr_max_plate_len, "out of range")?;
-        check((0.0..=1.0).contains(&raw.anpr_min_read_confidence), "ANPR_MIN_READ_CONFIDENCE", &raw.anpr_min_read_confidence, "out of range")?;
+        check(
+            (raw.anpr_min_plate_len..=20).contains(&raw.anpr_max_plate_len),
+            "ANPR_MAX_PLATE_LEN",
+            &raw.anpr_max_plate_len,
+            "out of range",
+        )?;
+        check(
+            (0.0..=1.0).contains(&raw.anpr_min_read_confidence),
+            "ANPR_MIN_READ_CONFIDENCE",
+            &raw.anpr_min_read_confidence,
+            "out of range",
+        )?;
         check((0.0..=1.0).contains(&raw.anpr_min_plate_score), "ANPR_MIN_PLATE_SCORE", &raw.anpr_min_plate_score, "out of range")?;
         let anpr_plate_format = match raw.anpr_plate_format.trim() {
             "" => None,
@@ -315,10 +376,7 @@ impl Config {
         check((1..=4096).contains(&raw.max_cameras), "MAX_CAMERAS", &raw.max_cameras, "out of range")?;
         check((1..=3600).contains(&raw.stream_stall_timeout_s), "STREAM_STALL_TIMEOUT_S", &raw.stream_stall_timeout_s, "out of range")?;
         check(raw.motion_workers <= 256, "MOTION_WORKERS", &raw.motion_workers, "out of range")?;
-        let log_level = raw
-            .log_level
-            .parse::<LogLevel>()
-            .map_err(|_| invalid("LOG_LEVEL", &raw.log_level, "unknown level"))?;
+        let log_level = raw.log_level.parse::<LogLevel>().map_err(|_| invalid("LOG_LEVEL", &raw.log_level, "unknown level"))?;
         Ok(Config {
             api_host: raw.api_host,
             api_port: raw.api_port,
@@ -365,9 +423,7 @@ impl Config {
 
     /// The model name events carry, taken from the file name (`models/yolov8n.onnx` -> `yolov8n`).
     pub fn yolo_model_name(&self) -> String {
-        self.yolo_model
-            .file_stem()
-            .map_or_else(|| "yolov8".into(), |s| s.to_string_lossy().into_owned())
+        self.yolo_model.file_stem().map_or_else(|| "yolov8".into(), |s| s.to_string_lossy().into_owned())
     }
 }
 
@@ -402,11 +458,7 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> impl Iterator<Item = (String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect::<Vec<_>>()
-            .into_iter()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>().into_iter()
     }
 
     #[test]

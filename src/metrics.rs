@@ -67,8 +67,8 @@ pub struct Histogram {
 
 /// Seconds, 1 ms to ~60 s in steps of about 1.5x: latency and phase timings.
 pub const SECONDS_BUCKETS: &[f64] = &[
-    0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5,
-    0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0,
+    0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0,
+    5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0,
 ];
 /// Batch sizes.
 pub const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48.0, 64.0, 128.0, 256.0];
@@ -90,7 +90,11 @@ impl Histogram {
 
     pub fn mean(&self) -> f64 {
         let n = self.count();
-        if n == 0 { 0.0 } else { self.sum_micros.load(Relaxed) as f64 / 1e6 / n as f64 }
+        if n == 0 {
+            0.0
+        } else {
+            self.sum_micros.load(Relaxed) as f64 / 1e6 / n as f64
+        }
     }
 
     /// The bucket counts now; two of them subtract into a window (see [`Histogram::quantile_of`]).
@@ -376,7 +380,12 @@ impl Metrics {
         for t in EventType::ALL {
             let _ = writeln!(out, "{n}{{event_type=\"{}\"}} {}", t.as_str(), self.published(t));
         }
-        let n = family_line(&mut out, "analytics_publish_retries_total", "counter", "Failed attempts to reach Redis; the events stayed buffered.");
+        let n = family_line(
+            &mut out,
+            "analytics_publish_retries_total",
+            "counter",
+            "Failed attempts to reach Redis; the events stayed buffered.",
+        );
         let _ = writeln!(out, "{n} {}", self.publish_retries.load(Relaxed));
         let n = family_line(&mut out, "analytics_events_dropped_total", "counter", "Events that never reached Redis, by reason.");
         for r in DropReason::ALL {
@@ -406,7 +415,12 @@ impl Metrics {
         }
         let n = family_line(&mut out, "analytics_anpr_seconds", "histogram", "Plate detector + OCR time per vehicle.");
         self.anpr_seconds.render(&mut out, n, "");
-        let n = family_line(&mut out, "analytics_anpr_jobs_dropped_total", "counter", "Frames whose vehicles ANPR skipped: its queue was full, or shutdown began.");
+        let n = family_line(
+            &mut out,
+            "analytics_anpr_jobs_dropped_total",
+            "counter",
+            "Frames whose vehicles ANPR skipped: its queue was full, or shutdown began.",
+        );
         let _ = writeln!(out, "{n} {}", self.anpr_jobs_dropped.load(Relaxed));
         out
     }

@@ -1,20 +1,21 @@
-//! Start and stop of the whole service: publisher, registry (camera workers), API.
+//! Start and stop of the whole service: publisher, detection (+ ANPR), motion pool, registry
+//! (camera workers), API. `main`, the tests and the bench binary all use this.
 //!
-//! Shutdown order: the registry closes (new POSTs get 503) and joins every camera, the motion
-//! pool stops, detection finishes its queued frames, then ANPR, then the publisher's stop signal fires and it flushes its buffer (bounded by its deadline), then the
-//! API stops. `main`, the tests and the benches all use this.
+//! Shutdown order: the registry closes (new POSTs get 503) and joins every camera; the motion
+//! pool stops; detection finishes the frames it holds; ANPR abandons its queue (counted) and
+//! stops; the publisher flushes its buffer (bounded by its deadline); the API stops last.
 
+use crate::api::server::AnprStatus;
 use crate::api::{ApiServer, AppState};
 use crate::camera::Registry;
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::pipeline::publish::{self, PublisherConfig, PublisherHandle, RedisTarget};
-use crate::api::server::AnprStatus;
 use crate::pipeline::anpr::{self, AnprHandle, AnprModels, AnprSettings, ANPR_CAP};
 use crate::pipeline::detect::session::InferenceError;
 use crate::pipeline::detect::yolo::Yolo;
 use crate::pipeline::detect::{self, DetectHandle, DetectSettings, DETECT_CAP};
 use crate::pipeline::motion::{MotionPool, MotionPoolThreads, MotionSettings};
+use crate::pipeline::publish::{self, PublisherConfig, PublisherHandle, RedisTarget};
 use crate::pipeline::{events_channel, PipelineInputs};
 use crossbeam_channel::Sender;
 use std::net::SocketAddr;
@@ -49,10 +50,17 @@ impl Service {
         let metrics = Metrics::new();
         let (events_tx, events_rx) = events_channel();
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
-        let publisher = publish::spawn(PublisherConfig::from_config(&config), events_rx, stop_rx, metrics.clone())
-            .map_err(StartError::Publisher)?;
-        let yolo = Yolo::load(&config.yolo_model, config.yolo_model_name(), config.inference_device, config.ort_dylib_path.as_deref(), config.batch_size, config.nms_iou)
-            .map_err(StartError::Model)?;
+        let publisher =
+            publish::spawn(PublisherConfig::from_config(&config), events_rx, stop_rx, metrics.clone()).map_err(StartError::Publisher)?;
+        let yolo = Yolo::load(
+            &config.yolo_model,
+            config.yolo_model_name(),
+            config.inference_device,
+            config.ort_dylib_path.as_deref(),
+            config.batch_size,
+            config.nms_iou,
+        )
+        .map_err(StartError::Model)?;
         let (detect_tx, detect_rx) = crossbeam_channel::bounded(DETECT_CAP);
         let settings = DetectSettings { batch_size: config.batch_size, batch_timeout: config.batch_timeout };
         // ANPR is optional: without its model files the service runs, says why in /api/health,
@@ -60,8 +68,14 @@ impl Service {
         let (anpr, anpr_tx, anpr_status) = match AnprModels::load(&config) {
             Ok(models) => {
                 let (tx, rx) = crossbeam_channel::bounded(ANPR_CAP);
-                let status = AnprStatus { loaded: true, error: None, plate_provider: Some(models.plate.provider()), ocr_provider: Some(models.reader.provider()) };
-                let h = anpr::spawn(models, AnprSettings::from_config(&config), rx, events_tx.clone(), metrics.clone()).map_err(StartError::Threads)?;
+                let status = AnprStatus {
+                    loaded: true,
+                    error: None,
+                    plate_provider: Some(models.plate.provider()),
+                    ocr_provider: Some(models.reader.provider()),
+                };
+                let h = anpr::spawn(models, AnprSettings::from_config(&config), rx, events_tx.clone(), metrics.clone())
+                    .map_err(StartError::Threads)?;
                 (Some(h), Some(tx), status)
             }
             Err(e) => {
@@ -70,8 +84,9 @@ impl Service {
             }
         };
         let detect = detect::spawn(yolo, settings, detect_rx, events_tx.clone(), anpr_tx, metrics.clone()).map_err(StartError::Threads)?;
-        let (motion, motion_threads) = MotionPool::spawn(config.motion_worker_count(), MotionSettings::default(), events_tx, Some(detect_tx))
-            .map_err(StartError::Threads)?;
+        let (motion, motion_threads) =
+            MotionPool::spawn(config.motion_worker_count(), MotionSettings::default(), events_tx, Some(detect_tx))
+                .map_err(StartError::Threads)?;
         let inputs = PipelineInputs { motion, stall_timeout: config.stream_stall_timeout };
         let registry = Arc::new(Registry::new(config.max_cameras, inputs, metrics.clone()));
         let state = Arc::new(AppState {

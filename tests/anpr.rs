@@ -24,9 +24,22 @@ fn plate_video() -> PathBuf {
     let img = media("car_plate_cz_5AU5341.png");
     ffmpeg_fixture(
         "plate_zoom_8s.mp4",
-        &["-loop", "1", "-framerate", "10", "-i", img.to_str().unwrap(), "-vf",
-          "scale=1036:662,zoompan=z='1+0.003*on':x='iw/2-(iw/zoom/2)':y='ih/2-(ih/zoom/2)':d=1:s=1036x662:fps=10",
-          "-t", "8", "-c:v", "libx264", "-pix_fmt", "yuv420p"],
+        &[
+            "-loop",
+            "1",
+            "-framerate",
+            "10",
+            "-i",
+            img.to_str().unwrap(),
+            "-vf",
+            "scale=1036:662,zoompan=z='1+0.003*on':x='iw/2-(iw/zoom/2)':y='ih/2-(ih/zoom/2)':d=1:s=1036x662:fps=10",
+            "-t",
+            "8",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+        ],
     )
 }
 
@@ -45,10 +58,14 @@ fn sample_plate_reads_end_to_end() {
         .map(|d| Vehicle { class_name: yolo.class_names[d.class_id].clone(), confidence: d.confidence, bbox: d.bbox })
         .collect();
     assert!(!vehicles.is_empty());
-    let mut params = CameraParams::default();
-    params.enable_anpr = true;
+    let params = CameraParams { enable_anpr: true, ..Default::default() };
     let camera = CameraRuntime::new("plate-cam", params, Arc::new(CameraCounters::default()));
-    let mut stage = AnprStage::new(AnprModels::load(&cfg).expect("ANPR models (scripts/setup.sh)"), AnprSettings::from_config(&cfg), SystemClock, Metrics::new());
+    let mut stage = AnprStage::new(
+        AnprModels::load(&cfg).expect("ANPR models (scripts/setup.sh)"),
+        AnprSettings::from_config(&cfg),
+        SystemClock,
+        Metrics::new(),
+    );
     let t = Instant::now();
     let events = stage.process(&AnprJob {
         frame: Frame { camera: camera.clone(), frame_number: 1, captured_at: SystemTime::now(), captured: Instant::now(), image: img },
@@ -94,7 +111,8 @@ fn plate_video_over_rtsp_gives_one_event() {
     svc.shutdown();
     let mut conn = redis_conn();
     let entries = xrange(&mut conn, &stream);
-    let anpr: Vec<Value> = entries.iter().filter(|(_, f)| f["event_type"] == "anpr").map(|(_, f)| serde_json::from_str(&f["payload"]).unwrap()).collect();
+    let anpr: Vec<Value> =
+        entries.iter().filter(|(_, f)| f["event_type"] == "anpr").map(|(_, f)| serde_json::from_str(&f["payload"]).unwrap()).collect();
     assert_eq!(anpr.len(), 1, "exactly one anpr event: {anpr:?}");
     assert_eq!(anpr[0]["camera_id"], "gate");
     assert_eq!(anpr[0]["anpr_result"]["license_plate"], "5AU5341");
@@ -115,7 +133,11 @@ fn enable_anpr_is_refused_without_models() {
     cfg.anpr_plate_model = "/no/plate.onnx".into();
     let svc = start_service(cfg);
     let addr = svc.api_addr();
-    let r = post_json(addr, "/api/cameras", &json!([{"camera_id": "a", "stream_url": "rtsp://127.0.0.1:9/x", "parameters": {"enable_anpr": true}}]));
+    let r = post_json(
+        addr,
+        "/api/cameras",
+        &json!([{"camera_id": "a", "stream_url": "rtsp://127.0.0.1:9/x", "parameters": {"enable_anpr": true}}]),
+    );
     assert_eq!(r.status, 422, "{}", r.body);
     assert_eq!(r.json()["details"][0]["path"], "[0].parameters.enable_anpr");
     assert!(r.body.contains("ANPR_PLATE_MODEL"), "{}", r.body);

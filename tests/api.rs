@@ -74,7 +74,9 @@ fn list_and_get_show_live_state() {
     let ids: Vec<&str> = list["cameras"].as_array().unwrap().iter().map(|c| c["camera_id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["a", "b"]);
     let one = get(addr, "/api/cameras/a").json();
-    for key in ["state", "last_error", "input_fps", "processed_fps", "frames_captured", "frames_processed", "frames_dropped", "events_published"] {
+    for key in
+        ["state", "last_error", "input_fps", "processed_fps", "frames_captured", "frames_processed", "frames_dropped", "events_published"]
+    {
         assert!(one.get(key).is_some(), "missing {key}: {one}");
     }
     assert!(["connecting", "running", "reconnecting"].contains(&one["state"].as_str().unwrap()), "{one}");
@@ -362,8 +364,7 @@ fn config_examples_validate() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "json") {
             let body: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-            let v = analytics_service::camera::validate::validate_cameras(&body)
-                .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
+            let v = analytics_service::camera::validate::validate_cameras(&body).unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
             assert!(v.warnings.is_empty(), "{}: {:?}", path.display(), v.warnings);
             n += 1;
         }

@@ -31,7 +31,11 @@ fn rtsp_reconnects_after_the_server_comes_back() {
     let mut rtsp = RtspServer::start(&[("cam", video.as_path())]);
     let svc = start_service(test_config("capture-rtsp"));
     let addr = svc.api_addr();
-    let r = post_json(addr, "/api/cameras", &json!({"camera_id": "r1", "stream_url": rtsp.url("cam"), "parameters": {"enable_object_detection": false}}));
+    let r = post_json(
+        addr,
+        "/api/cameras",
+        &json!({"camera_id": "r1", "stream_url": rtsp.url("cam"), "parameters": {"enable_object_detection": false}}),
+    );
     assert_eq!(r.status, 201);
     let c = wait_for(Duration::from_secs(30), "RTSP frames", || {
         let c = camera(addr, "r1");
@@ -80,8 +84,12 @@ fn frame_skip_keeps_every_nth_frame() {
     let svc = start_service(test_config("capture-skip"));
     let addr = svc.api_addr();
     let video = media("vtest_pedestrians_768x576.mp4");
-    post_json(addr, "/api/cameras", &json!({"camera_id": "s", "stream_url": video.to_str().unwrap(),
-        "parameters": {"frame_skip": 3, "enable_motion_detection": false, "enable_object_detection": false}}));
+    post_json(
+        addr,
+        "/api/cameras",
+        &json!({"camera_id": "s", "stream_url": video.to_str().unwrap(),
+        "parameters": {"frame_skip": 3, "enable_motion_detection": false, "enable_object_detection": false}}),
+    );
     let c = wait_for(Duration::from_secs(30), "60 frames", || {
         let c = camera(addr, "s");
         (n(&c, "frames_captured") >= 60).then_some(c)
@@ -103,7 +111,8 @@ fn max_fps_caps_processed_rate_and_updates_live() {
     let svc = start_service(test_config("capture-maxfps"));
     let addr = svc.api_addr();
     let video = media("vtest_pedestrians_768x576.mp4");
-    let mut cam = json!({"camera_id": "f", "stream_url": video.to_str().unwrap(), "parameters": {"max_fps": 2.5, "enable_object_detection": false}});
+    let mut cam =
+        json!({"camera_id": "f", "stream_url": video.to_str().unwrap(), "parameters": {"max_fps": 2.5, "enable_object_detection": false}});
     post_json(addr, "/api/cameras", &cam);
     let c = wait_for(Duration::from_secs(30), "6 s of frames", || {
         let c = camera(addr, "f");
@@ -140,57 +149,4 @@ fn stream_url_change_restarts_capture() {
         (c["state"] == "running" && n(&c, "frames_captured") > 0).then_some(())
     });
     svc.shutdown();
-}
-
-/// Eight cameras on loopback RTSP for 30 s through capture and motion (detection off, so the
-/// figures are the video path's own): no panic, memory stays bounded, every camera's counters
-/// add up (captured = skipped + processed + dropped, give or take the frames in flight).
-/// Prints CPU and RSS for the record.
-#[test]
-fn eight_rtsp_cameras_for_thirty_seconds() {
-    let video = media("vtest_pedestrians_768x576.mp4");
-    let names: Vec<String> = (0..8).map(|i| format!("cam{i}")).collect();
-    let mounts: Vec<(&str, &std::path::Path)> = names.iter().map(|n| (n.as_str(), video.as_path())).collect();
-    let rtsp = RtspServer::start(&mounts);
-    let cfg = test_config("capture-eight");
-    let stream = cfg.redis_stream.clone();
-    let svc = start_service(cfg);
-    let addr = svc.api_addr();
-    let cams: Vec<Value> = names
-        .iter()
-        .map(|n| json!({"camera_id": n, "stream_url": rtsp.url(n), "parameters": {"motion_threshold": 0.02, "enable_object_detection": false}}))
-        .collect();
-    assert_eq!(post_json(addr, "/api/cameras", &Value::Array(cams)).status, 201);
-    wait_for(Duration::from_secs(30), "all eight running", || {
-        let list = get(addr, "/api/cameras").json();
-        list["cameras"].as_array().unwrap().iter().all(|c| c["state"] == "running").then_some(())
-    });
-    std::thread::sleep(Duration::from_secs(5));
-    let (rss_start, cpu_start, t_start) = (rss_kib(), cpu_seconds(), Instant::now());
-    let mut rss_max = rss_start;
-    while t_start.elapsed() < Duration::from_secs(25) {
-        std::thread::sleep(Duration::from_secs(1));
-        rss_max = rss_max.max(rss_kib());
-    }
-    let cpu = (cpu_seconds() - cpu_start) / t_start.elapsed().as_secs_f64();
-    let list = get(addr, "/api/cameras").json();
-    let mut total_processed = 0;
-    for c in list["cameras"].as_array().unwrap() {
-        assert_eq!(c["state"], "running", "{c}");
-        let captured = n(c, "frames_captured");
-        let accounted = n(c, "frames_skipped") + n(c, "frames_processed") + n(c, "frames_dropped");
-        assert!(captured >= accounted && captured - accounted <= 3, "counters add up: {c}");
-        assert!(captured >= 250, "about 10 fps for 30 s: {c}");
-        total_processed += n(c, "frames_processed");
-    }
-    println!(
-        "8 RTSP cameras (768x576 @ 10 fps): {total_processed} frames processed, CPU {:.0}% of one core, RSS {} MiB at start of window, {} MiB max",
-        cpu * 100.0,
-        rss_start / 1024,
-        rss_max / 1024
-    );
-    assert!(rss_max < rss_start + 128 * 1024, "memory grew from {rss_start} KiB to {rss_max} KiB");
-    svc.shutdown();
-    let mut conn = redis_conn();
-    let _: () = redis::cmd("DEL").arg(&stream).query(&mut conn).unwrap();
 }

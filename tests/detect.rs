@@ -11,13 +11,20 @@ use opencv::core::Mat;
 use opencv::imgcodecs;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 fn yolo(batch: usize) -> Yolo {
-    Yolo::load(&model("yolov8n.onnx"), "yolov8n".into(), InferenceDevice::Cpu, std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from).as_deref(), batch, 0.45)
-        .expect("model loads")
+    Yolo::load(
+        &model("yolov8n.onnx"),
+        "yolov8n".into(),
+        InferenceDevice::Cpu,
+        std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from).as_deref(),
+        batch,
+        0.45,
+    )
+    .expect("model loads")
 }
 
 /// The test images: two photos and three frames of the pedestrian video (written as PNG by
@@ -40,7 +47,7 @@ fn images() -> Vec<PathBuf> {
     v
 }
 
-fn read(path: &PathBuf) -> Mat {
+fn read(path: &Path) -> Mat {
     let m = imgcodecs::imread(path.to_str().unwrap(), imgcodecs::IMREAD_COLOR).unwrap();
     assert!(!opencv::prelude::MatTraitConst::empty(&m), "cannot read {}", path.display());
     m
@@ -60,7 +67,9 @@ fn reference(paths: &[PathBuf]) -> HashMap<String, Vec<(usize, f32, [f32; 4])>> 
     let v: HashMap<String, Vec<Vec<f64>>> = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     let _ = std::fs::remove_file(out);
     v.into_iter()
-        .map(|(k, dets)| (k, dets.into_iter().map(|d| (d[0] as usize, d[1] as f32, [d[2] as f32, d[3] as f32, d[4] as f32, d[5] as f32])).collect()))
+        .map(|(k, dets)| {
+            (k, dets.into_iter().map(|d| (d[0] as usize, d[1] as f32, [d[2] as f32, d[3] as f32, d[4] as f32, d[5] as f32])).collect())
+        })
         .collect()
 }
 
@@ -72,13 +81,15 @@ fn detections_match_the_python_reference() {
     let paths = images();
     let reference = reference(&paths);
     let mut y = yolo(8);
-    let mats: Vec<Mat> = paths.iter().map(read).collect();
+    let mats: Vec<Mat> = paths.iter().map(|p| read(p)).collect();
     let refs: Vec<&Mat> = mats.iter().collect();
     let (results, _) = y.detect_batch(&refs, &vec![0.25; refs.len()]).unwrap();
     let mut checked = 0;
     for (path, (_, ours)) in paths.iter().zip(&results) {
         let theirs = &reference[path.to_str().unwrap()];
-        let matches = |a: &RawDetection, b: &(usize, f32, [f32; 4])| a.class_id == b.0 && iou(&a.bbox, &b.2) >= 0.9 && (a.confidence - b.1).abs() <= 0.02;
+        let matches = |a: &RawDetection, b: &(usize, f32, [f32; 4])| {
+            a.class_id == b.0 && iou(&a.bbox, &b.2) >= 0.9 && (a.confidence - b.1).abs() <= 0.02
+        };
         for r in theirs.iter().filter(|r| r.1 >= 0.5) {
             assert!(ours.iter().any(|o| matches(o, r)), "{}: reference {r:?} not found in {ours:?}", path.display());
             checked += 1;
@@ -99,7 +110,7 @@ fn detections_match_the_python_reference() {
 #[test]
 fn batching_does_not_change_results() {
     let paths = images();
-    let mats: Vec<Mat> = paths.iter().map(read).collect();
+    let mats: Vec<Mat> = paths.iter().map(|p| read(p)).collect();
     let mut y = yolo(8);
     let target = &mats[2];
     let (alone, _) = y.detect_batch(&[target], &[0.25]).unwrap();
@@ -149,7 +160,8 @@ fn detection_events_over_rtsp_reach_redis() {
             assert!(d["class_name"] == "person" || d["class_name"] == "car", "class filter: {d}");
             assert!(d["confidence"].as_f64().unwrap() >= 0.5);
             let b = &d["bounding_box"];
-            let (x, y, w, h) = (b["x"].as_f64().unwrap(), b["y"].as_f64().unwrap(), b["width"].as_f64().unwrap(), b["height"].as_f64().unwrap());
+            let (x, y, w, h) =
+                (b["x"].as_f64().unwrap(), b["y"].as_f64().unwrap(), b["width"].as_f64().unwrap(), b["height"].as_f64().unwrap());
             assert!(x >= 0.0 && y >= 0.0 && x + w <= 1.0001 && y + h <= 1.0001, "{b}");
             if d["class_name"] == "person" {
                 // normalised on a 4:3 frame: a standing person is taller than wide in pixels

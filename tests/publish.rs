@@ -162,7 +162,9 @@ fn a_full_buffer_drops_the_oldest_and_counts_exactly() {
     for n in 0..120 {
         tx.send(event(n)).unwrap();
     }
-    wait_for(Duration::from_secs(10), "all 120 taken in", || (tx.is_empty() && metrics.dropped(DropReason::BufferFull) == 70).then_some(()));
+    wait_for(Duration::from_secs(10), "all 120 taken in", || {
+        (tx.is_empty() && metrics.dropped(DropReason::BufferFull) == 70).then_some(())
+    });
     assert_eq!(metrics.publisher_snapshot().buffered, 50);
     let _redis = OwnRedis::start(port);
     wait_for(Duration::from_secs(15), "50 published", || (metrics.publisher_snapshot().published == 50).then_some(()));

@@ -49,7 +49,8 @@ fn dockerfile_copies_only_files_in_the_repo() {
         }
     }
     assert!(copies >= 5);
-    for stage in ["AS build", "AS runtime-cpu", "AS runtime-cuda", "FROM runtime-${FLAVOR}", "HEALTHCHECK", "EXPOSE 8069", "USER analytics"] {
+    for stage in ["AS build", "AS runtime-cpu", "AS runtime-cuda", "FROM runtime-${FLAVOR}", "HEALTHCHECK", "EXPOSE 8069", "USER analytics"]
+    {
         assert!(text.contains(stage), "Dockerfile lacks {stage}");
     }
 }
@@ -86,7 +87,11 @@ fn metrics_parse_with_the_prometheus_parser() {
     let svc = start_service(test_config("ship-metrics"));
     let addr = svc.api_addr();
     let video = media("vtest_pedestrians_768x576.mp4");
-    post_json(addr, "/api/cameras", &json!({"camera_id": "m1", "stream_url": video.to_str().unwrap(), "parameters": {"motion_threshold": 0.01, "max_fps": 5}}));
+    post_json(
+        addr,
+        "/api/cameras",
+        &json!({"camera_id": "m1", "stream_url": video.to_str().unwrap(), "parameters": {"motion_threshold": 0.01, "max_fps": 5}}),
+    );
     wait_for(Duration::from_secs(30), "a detection batch", || (svc.metrics.batch_size.count() > 0).then_some(()));
     let text = get(addr, "/metrics").body;
     svc.shutdown();
@@ -136,14 +141,19 @@ print(json.dumps([[m.upper(), p] for p, ops in doc["paths"].items() for m in ops
         "",
     );
     let documented: BTreeSet<(String, String)> = serde_json::from_str::<Vec<(String, String)>>(&out).unwrap().into_iter().collect();
-    let served: BTreeSet<(String, String)> = analytics_service::api::routes::ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+    let served: BTreeSet<(String, String)> =
+        analytics_service::api::routes::ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
     assert_eq!(documented, served, "docs/openapi.yaml and api::routes::ROUTES differ");
     let svc = start_service(test_config("ship-openapi"));
     let addr = svc.api_addr();
     post_json(addr, "/api/cameras", &json!({"camera_id": "o1", "stream_url": "rtsp://127.0.0.1:9/x"}));
     for (method, path) in analytics_service::api::routes::ROUTES {
         let path = path.replace("{camera_id}", "o1");
-        let r = if *method == "POST" { post_json(addr, &path, &json!({"camera_id": "o2", "stream_url": "x.mp4"})) } else { http(addr, method, &path, None, b"") };
+        let r = if *method == "POST" {
+            post_json(addr, &path, &json!({"camera_id": "o2", "stream_url": "x.mp4"}))
+        } else {
+            http(addr, method, &path, None, b"")
+        };
         assert!(r.status < 300, "{method} {path}: {} {}", r.status, r.body);
     }
     svc.shutdown();
@@ -158,14 +168,30 @@ fn django_side_consumer_reads_acks_and_recovers() {
     let stream = cfg.redis_stream.clone();
     let svc = start_service(cfg);
     let video = media("vtest_pedestrians_768x576.mp4");
-    post_json(svc.api_addr(), "/api/cameras", &json!({"camera_id": "c1", "stream_url": video.to_str().unwrap(), "parameters": {"motion_threshold": 0.01}}));
+    post_json(
+        svc.api_addr(),
+        "/api/cameras",
+        &json!({"camera_id": "c1", "stream_url": video.to_str().unwrap(), "parameters": {"motion_threshold": 0.01}}),
+    );
     let mut conn = redis_conn();
     wait_for(Duration::from_secs(30), "60 events", || (xrange(&mut conn, &stream).len() >= 60).then_some(()));
     svc.shutdown();
     let consumer = |args: &[&str]| -> Vec<Value> {
         let out = Command::new(python())
             .arg(repo("examples/consumer.py"))
-            .args(["--host", &redis_host(), "--port", &redis_port().to_string(), "--stream", &stream, "--group", "django", "--from-start", "--max-seconds", "20"])
+            .args([
+                "--host",
+                &redis_host(),
+                "--port",
+                &redis_port().to_string(),
+                "--stream",
+                &stream,
+                "--group",
+                "django",
+                "--from-start",
+                "--max-seconds",
+                "20",
+            ])
             .args(args)
             .output()
             .unwrap();
@@ -203,7 +229,8 @@ fn django_side_consumer_reads_acks_and_recovers() {
 fn env_example_and_readme_match_the_configuration() {
     let known: BTreeSet<&str> = analytics_service::config::known_variables().into_iter().collect();
     let example = std::fs::read_to_string(repo(".env.example")).unwrap();
-    let documented: BTreeSet<&str> = example.lines().filter(|l| !l.starts_with('#')).filter_map(|l| l.split_once('=')).map(|(k, _)| k.trim()).collect();
+    let documented: BTreeSet<&str> =
+        example.lines().filter(|l| !l.starts_with('#')).filter_map(|l| l.split_once('=')).map(|(k, _)| k.trim()).collect();
     assert_eq!(documented, known, ".env.example vs config.rs");
     let defaults = analytics_service::config::Config::from_vars(
         example.lines().filter(|l| !l.starts_with('#')).filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())),

@@ -127,11 +127,7 @@ struct Applied {
 }
 
 fn post_cameras(state: &AppState, req: &mut Request) -> Result<Reply, ApiError> {
-    let content_type = req
-        .headers()
-        .iter()
-        .find(|h| h.field.equiv("Content-Type"))
-        .map(|h| h.value.as_str().to_string());
+    let content_type = req.headers().iter().find(|h| h.field.equiv("Content-Type")).map(|h| h.value.as_str().to_string());
     let is_json = content_type
         .as_deref()
         .and_then(|ct| ct.split(';').next())
@@ -152,9 +148,8 @@ fn post_cameras(state: &AppState, req: &mut Request) -> Result<Reply, ApiError> 
         return Err(ApiError::payload_too_large(limit));
     }
     let value: Value = serde_json::from_slice(&body).map_err(|e| ApiError::malformed_json(&e))?;
-    let validated = validate_cameras(&value).map_err(|issues| {
-        ApiError::validation(issues.into_iter().map(|i| serde_json::to_value(i).unwrap_or(Value::Null)).collect())
-    })?;
+    let validated = validate_cameras(&value)
+        .map_err(|issues| ApiError::validation(issues.into_iter().map(|i| serde_json::to_value(i).unwrap_or(Value::Null)).collect()))?;
     if !state.anpr.loaded {
         let refused: Vec<Value> = validated
             .cameras

@@ -61,7 +61,8 @@ fn args() -> Args {
 
 fn rss_mib() -> f64 {
     let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) / 1024.0
+    s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+        / 1024.0
 }
 
 fn cpu_seconds() -> f64 {
@@ -118,7 +119,8 @@ fn main() -> anyhow::Result<()> {
                 "parameters": {"max_fps": a.max_fps, "loop_file": true, "file_realtime": !a.fast, "motion_threshold": 0.02}})
         })
         .collect();
-    let validated = analytics_service::camera::validate::validate_cameras(&serde_json::Value::Array(cams)).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let validated =
+        analytics_service::camera::validate::validate_cameras(&serde_json::Value::Array(cams)).map_err(|e| anyhow::anyhow!("{e:?}"))?;
     svc.registry().apply(validated.cameras)?;
     std::thread::sleep(Duration::from_secs_f64(a.warmup));
 
@@ -136,14 +138,29 @@ fn main() -> anyhow::Result<()> {
     let pub1 = svc.metrics.publisher_snapshot();
     let mean_batch = svc.metrics.batch_size.mean();
     let per = |x: u64, y: u64| (x - y) as f64 / secs;
-    println!("== service: {} file cameras ({}), {:.0} s measured after {:.0} s warm-up, BATCH_SIZE {} ==", a.cameras, if a.fast { "fast decode" } else { "real time" }, secs, a.warmup, a.batch);
+    println!(
+        "== service: {} file cameras ({}), {:.0} s measured after {:.0} s warm-up, BATCH_SIZE {} ==",
+        a.cameras,
+        if a.fast { "fast decode" } else { "real time" },
+        secs,
+        a.warmup,
+        a.batch
+    );
     println!("captured        {:8.1} frames/s", per(c1.captured, c0.captured));
     println!("skipped (pace)  {:8.1} frames/s", per(c1.skipped, c0.skipped));
     println!("processed       {:8.1} frames/s", per(c1.processed, c0.processed));
     println!("detected        {:8.1} frames/s  (mean batch {:.2})", per(c1.detected, c0.detected), mean_batch);
     println!("dropped         {:8.1} frames/s  ({} in window)", per(c1.dropped, c0.dropped), c1.dropped - c0.dropped);
-    println!("events          {:8.1} events/s published, {} publish drops", per(pub1.published, pub0.published), pub1.dropped - pub0.dropped);
-    println!("frame-to-event  p50 {:.1} ms, p99 {:.1} ms  (capture to detection result)", h.quantile_of(&window, 0.5) * 1e3, h.quantile_of(&window, 0.99) * 1e3);
+    println!(
+        "events          {:8.1} events/s published, {} publish drops",
+        per(pub1.published, pub0.published),
+        pub1.dropped - pub0.dropped
+    );
+    println!(
+        "frame-to-event  p50 {:.1} ms, p99 {:.1} ms  (capture to detection result)",
+        h.quantile_of(&window, 0.5) * 1e3,
+        h.quantile_of(&window, 0.99) * 1e3
+    );
     println!("cpu             {:.2} cores;  rss max {:.0} MiB", (cpu1 - cpu0) / secs, rss_max);
     let service_fps = per(c1.detected, c0.detected);
     svc.shutdown();
@@ -155,7 +172,8 @@ fn main() -> anyhow::Result<()> {
     while frames.len() < a.batch && cap.read(&mut m)? {
         frames.push(m.try_clone()?);
     }
-    let mut yolo = Yolo::load(&cfg.yolo_model, cfg.yolo_model_name(), cfg.inference_device, cfg.ort_dylib_path.as_deref(), a.batch, cfg.nms_iou)?;
+    let mut yolo =
+        Yolo::load(&cfg.yolo_model, cfg.yolo_model_name(), cfg.inference_device, cfg.ort_dylib_path.as_deref(), a.batch, cfg.nms_iou)?;
     let refs: Vec<&Mat> = frames.iter().collect();
     let n = yolo.preprocess(&refs)?.len();
     yolo.run_preprocessed(n)?; // warm-up

@@ -51,11 +51,7 @@ struct Slot {
 
 impl Slot {
     fn view(&self) -> CameraView {
-        CameraView {
-            config: self.config.clone(),
-            status: self.runtime.status(),
-            counters: self.runtime.counters.snapshot(),
-        }
+        CameraView { config: self.config.clone(), status: self.runtime.status(), counters: self.runtime.counters.snapshot() }
     }
 }
 
@@ -73,12 +69,7 @@ struct Inner {
 
 impl Registry {
     pub fn new(max_cameras: usize, inputs: PipelineInputs, metrics: Arc<Metrics>) -> Self {
-        Registry {
-            slots: Mutex::new(Inner { cameras: BTreeMap::new(), closed: false }),
-            max_cameras,
-            inputs,
-            metrics,
-        }
+        Registry { slots: Mutex::new(Inner { cameras: BTreeMap::new(), closed: false }), max_cameras, inputs, metrics }
     }
 
     /// Creates or updates every camera of an already validated request, all or nothing.
@@ -118,10 +109,7 @@ impl Registry {
         }
         // Views are taken after the joins so they show the settled state.
         let inner = self.slots.lock();
-        Ok(result
-            .into_iter()
-            .filter_map(|(outcome, id)| inner.cameras.get(&id).map(|s| (outcome, s.view())))
-            .collect())
+        Ok(result.into_iter().filter_map(|(outcome, id)| inner.cameras.get(&id).map(|s| (outcome, s.view()))).collect())
     }
 
     /// Applies a new configuration to an existing camera; workers to stop go to `to_join`.

@@ -30,13 +30,8 @@ pub enum CameraState {
 }
 
 impl CameraState {
-    pub const ALL: [CameraState; 5] = [
-        CameraState::Connecting,
-        CameraState::Running,
-        CameraState::Reconnecting,
-        CameraState::Stopped,
-        CameraState::Error,
-    ];
+    pub const ALL: [CameraState; 5] =
+        [CameraState::Connecting, CameraState::Running, CameraState::Reconnecting, CameraState::Stopped, CameraState::Error];
     pub fn as_str(self) -> &'static str {
         match self {
             CameraState::Connecting => "connecting",

@@ -46,9 +46,7 @@ impl StreamUrl {
         if let Some((scheme, rest)) = s.split_once("://") {
             let lower = scheme.to_ascii_lowercase();
             let Some((_, kind)) = SCHEMES.iter().find(|(name, _)| *name == lower) else {
-                return Err(format!(
-                    "has unsupported scheme '{scheme}://'; use rtsp://, rtsps://, http(s)://, file:// or a local path"
-                ));
+                return Err(format!("has unsupported scheme '{scheme}://'; use rtsp://, rtsps://, http(s)://, file:// or a local path"));
             };
             let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
             let host = authority.rsplit('@').next().unwrap_or("");
@@ -69,10 +67,7 @@ impl StreamUrl {
 
     pub fn kind(&self) -> SourceKind {
         match self.0.split_once("://") {
-            Some((scheme, _)) => SCHEMES
-                .iter()
-                .find(|(name, _)| name.eq_ignore_ascii_case(scheme))
-                .map_or(SourceKind::File, |(_, k)| *k),
+            Some((scheme, _)) => SCHEMES.iter().find(|(name, _)| name.eq_ignore_ascii_case(scheme)).map_or(SourceKind::File, |(_, k)| *k),
             None => SourceKind::File,
         }
     }

@@ -59,10 +59,7 @@ impl Walk {
     }
     fn warn_unknown(&mut self, path: &str, obj: &Map<String, Value>, known: &[&str]) {
         for k in obj.keys().filter(|k| !known.contains(&k.as_str())) {
-            self.warnings.push(Issue {
-                path: format!("{path}{k}"),
-                message: "unknown field, ignored".into(),
-            });
+            self.warnings.push(Issue { path: format!("{path}{k}"), message: "unknown field, ignored".into() });
         }
     }
 
@@ -124,9 +121,7 @@ fn type_name(v: &Value) -> &'static str {
 
 /// Whether `id` is a valid camera id: 1..=128 chars of `[A-Za-z0-9._:-]`.
 pub fn valid_camera_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 128
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
 }
 
 /// Validates a whole body: an array of camera objects or a single object.
@@ -181,7 +176,10 @@ fn camera(w: &mut Walk, v: &Value, prefix: &str) -> Option<CameraConfig> {
     let camera_id = match w.string(obj, "camera_id", prefix) {
         Some(id) if valid_camera_id(id) => Some(id.to_string()),
         Some(id) => {
-            w.err(&format!("{prefix}camera_id"), format!("'{}' is not a valid id: use 1 to 128 characters of A-Z a-z 0-9 . _ : -", truncate(id)));
+            w.err(
+                &format!("{prefix}camera_id"),
+                format!("'{}' is not a valid id: use 1 to 128 characters of A-Z a-z 0-9 . _ : -", truncate(id)),
+            );
             None
         }
         None => {
@@ -398,12 +396,22 @@ mod tests {
                "roi_zones": [{"name": "a", "points": [[0, 0], [2, 0]]}]}}]);
         let mut p = paths(body);
         p.sort();
-        assert_eq!(p, [
-            "[1].camera_id", "[1].parameters.confidence_threshold", "[1].parameters.detection_classes[1]",
-            "[1].parameters.enable_anpr", "[1].parameters.frame_skip", "[1].parameters.max_fps",
-            "[1].parameters.motion_threshold", "[1].parameters.roi_zones[0].points",
-            "[1].parameters.roi_zones[0].points[1]", "[1].status", "[1].stream_url",
-        ]);
+        assert_eq!(
+            p,
+            [
+                "[1].camera_id",
+                "[1].parameters.confidence_threshold",
+                "[1].parameters.detection_classes[1]",
+                "[1].parameters.enable_anpr",
+                "[1].parameters.frame_skip",
+                "[1].parameters.max_fps",
+                "[1].parameters.motion_threshold",
+                "[1].parameters.roi_zones[0].points",
+                "[1].parameters.roi_zones[0].points[1]",
+                "[1].status",
+                "[1].stream_url",
+            ]
+        );
     }
 
     #[test]

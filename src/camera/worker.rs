@@ -25,12 +25,10 @@ impl CameraWorker {
         let (stop_tx, stop_rx) = bounded::<()>(0);
         let id = &status.runtime().camera_id;
         let name: String = format!("cam-{id}").chars().take(15).collect();
-        let join = std::thread::Builder::new()
-            .name(name)
-            .spawn(move || {
-                let stall = inputs.stall_timeout;
-                crate::pipeline::capture::run(status, url, inputs, stop_rx, stall)
-            })?;
+        let join = std::thread::Builder::new().name(name).spawn(move || {
+            let stall = inputs.stall_timeout;
+            crate::pipeline::capture::run(status, url, inputs, stop_rx, stall)
+        })?;
         Ok(CameraWorker { stop: Some(stop_tx), join: Some(join) })
     }
 

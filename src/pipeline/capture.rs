@@ -137,7 +137,14 @@ impl Pacer {
 }
 
 /// Reads frames until stop, failure, end or stall.
-fn read_frames(mut cap: VideoCapture, url: &StreamUrl, status: &StatusWriter, frames: &FrameSender, stop: &StopSignal, frame_number: &mut u64) -> End {
+fn read_frames(
+    mut cap: VideoCapture,
+    url: &StreamUrl,
+    status: &StatusWriter,
+    frames: &FrameSender,
+    stop: &StopSignal,
+    frame_number: &mut u64,
+) -> End {
     let rt = status.runtime().clone();
     let counters = rt.counters.clone();
     let is_file = url.kind() == SourceKind::File;
@@ -191,7 +198,7 @@ fn read_frames(mut cap: VideoCapture, url: &StreamUrl, status: &StatusWriter, fr
             status.set_rates((snap.frames_captured - rate_captured) as f32 / secs, (snap.frames_processed - rate_processed) as f32 / secs);
             (rate_captured, rate_processed, rate_at) = (snap.frames_captured, snap.frames_processed, now);
         }
-        if *frame_number % u64::from(params.frame_skip) != 0 || !pacer.admit(now, params.max_fps) {
+        if !frame_number.is_multiple_of(u64::from(params.frame_skip)) || !pacer.admit(now, params.max_fps) {
             counters.frame_skipped();
             continue;
         }
@@ -203,13 +210,7 @@ fn read_frames(mut cap: VideoCapture, url: &StreamUrl, status: &StatusWriter, fr
                 continue;
             }
         }
-        frames.send_newest(Frame {
-            camera: rt.clone(),
-            frame_number: *frame_number,
-            captured_at: SystemTime::now(),
-            captured: now,
-            image,
-        });
+        frames.send_newest(Frame { camera: rt.clone(), frame_number: *frame_number, captured_at: SystemTime::now(), captured: now, image });
     }
 }
 

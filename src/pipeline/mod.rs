@@ -16,7 +16,6 @@ pub mod publish; // the Redis Stream publisher thread
 use crate::events::Event;
 use crossbeam_channel::Sender;
 
-
 /// Events waiting for the publisher. Policy: `Block`; the publisher drains it into its own
 /// bounded buffer even while Redis is down, so producers only block if it cannot keep up at all.
 pub const EVENTS_CAP: usize = 4096;

@@ -175,7 +175,15 @@ impl MotionDetector {
         if raw_changed as f64 / region_area as f64 > s.lighting_change_fraction {
             return recalibrate(&mut self.background, &self.blurred);
         }
-        imgproc::dilate(&self.mask, &mut self.dilated, &self.kernel, Point::new(-1, -1), s.dilate_iterations, core::BORDER_CONSTANT, Scalar::all(0.0))?;
+        imgproc::dilate(
+            &self.mask,
+            &mut self.dilated,
+            &self.kernel,
+            Point::new(-1, -1),
+            s.dilate_iterations,
+            core::BORDER_CONSTANT,
+            Scalar::all(0.0),
+        )?;
         let mut contours: Vector<Vector<Point>> = Vector::new();
         imgproc::find_contours(&self.dilated, &mut contours, imgproc::RETR_EXTERNAL, imgproc::CHAIN_APPROX_SIMPLE, Point::new(0, 0))?;
         let min_area = (s.min_contour_fraction * (w * h) as f64).max(4.0);
@@ -196,7 +204,17 @@ impl MotionDetector {
         let mut result = MotionResult::default();
         if !kept.is_empty() {
             let mut moving = Mat::zeros(h, w, CV_8UC1)?.to_mat()?;
-            imgproc::draw_contours(&mut moving, &kept, -1, Scalar::all(255.0), imgproc::FILLED, imgproc::LINE_8, &core::no_array(), i32::MAX, Point::new(0, 0))?;
+            imgproc::draw_contours(
+                &mut moving,
+                &kept,
+                -1,
+                Scalar::all(255.0),
+                imgproc::FILLED,
+                imgproc::LINE_8,
+                &core::no_array(),
+                i32::MAX,
+                Point::new(0, 0),
+            )?;
             if let Some(zm) = zm {
                 let mut inside = Mat::default();
                 core::bitwise_and(&moving, &zm.union, &mut inside, &core::no_array())?;
@@ -296,13 +314,24 @@ impl FrameSender {
 
 impl MotionPool {
     /// Starts `n` workers that publish motion events to `events` and hand frames to `next`.
-    pub fn spawn(n: usize, settings: MotionSettings, events: Sender<Event>, next: MotionOutput) -> std::io::Result<(MotionPool, MotionPoolThreads)> {
+    pub fn spawn(
+        n: usize,
+        settings: MotionSettings,
+        events: Sender<Event>,
+        next: MotionOutput,
+    ) -> std::io::Result<(MotionPool, MotionPoolThreads)> {
         let mut slots = Vec::with_capacity(n);
         let mut joins = Vec::with_capacity(n);
         for i in 0..n.max(1) {
             let (control, control_rx) = bounded::<Control>(64);
             let cameras = Arc::new(AtomicUsize::new(0));
-            let worker = Worker { settings: settings.clone(), events: events.clone(), next: next.clone(), cameras: cameras.clone(), error_log: RateLimit::new(Duration::from_secs(10)) };
+            let worker = Worker {
+                settings: settings.clone(),
+                events: events.clone(),
+                next: next.clone(),
+                cameras: cameras.clone(),
+                error_log: RateLimit::new(Duration::from_secs(10)),
+            };
             joins.push(std::thread::Builder::new().name(format!("motion-{i}")).spawn(move || worker.run(control_rx))?);
             slots.push(WorkerSlot { control, cameras });
         }
@@ -409,7 +438,14 @@ impl Worker {
             match detector.and_then(|d| d.detect(&frame.image, &params.roi_zones)) {
                 Ok(r) if r.area > 0.0 && r.area >= params.motion_threshold => {
                     moving = true;
-                    log::debug!("motion cam={} frame={}: area {:.3}, intensity {:.3}, {} box(es)", cam.camera.camera_id, frame.frame_number, r.area, r.intensity, r.boxes.len());
+                    log::debug!(
+                        "motion cam={} frame={}: area {:.3}, intensity {:.3}, {} box(es)",
+                        cam.camera.camera_id,
+                        frame.frame_number,
+                        r.area,
+                        r.intensity,
+                        r.boxes.len()
+                    );
                     let ev = Event::Motion(MotionEvent {
                         common: EventCommon::new(&cam.camera.camera_id, frame.captured_at, frame.frame_number),
                         motion_intensity: r.intensity,
@@ -423,7 +459,11 @@ impl Worker {
                 Ok(_) => {}
                 Err(e) => {
                     if let Some(held) = self.error_log.allow() {
-                        log::warn!("motion cam={}: frame {} skipped ({held} more since last report): {e}", cam.camera.camera_id, frame.frame_number);
+                        log::warn!(
+                            "motion cam={}: frame {} skipped ({held} more since last report): {e}",
+                            cam.camera.camera_id,
+                            frame.frame_number
+                        );
                     }
                 }
             }
@@ -434,7 +474,9 @@ impl Worker {
         let wanted = params.enable_object_detection || params.enable_anpr;
         let due = match params.detect_on {
             DetectOn::EveryFrame => true,
-            DetectOn::Motion => !params.enable_motion_detection || moving || cam.last_detect.is_none_or(|t| t.elapsed() >= DETECT_KEYFRAME_INTERVAL),
+            DetectOn::Motion => {
+                !params.enable_motion_detection || moving || cam.last_detect.is_none_or(|t| t.elapsed() >= DETECT_KEYFRAME_INTERVAL)
+            }
         };
         match &self.next {
             Some(next) if wanted && due => {

@@ -177,9 +177,7 @@ fn classify(e: &redis::RedisError) -> Retry {
 pub fn spawn(cfg: PublisherConfig, events: Receiver<Event>, stop: Receiver<()>, metrics: Arc<Metrics>) -> std::io::Result<PublisherHandle> {
     let health = Arc::new(PublisherHealth::default());
     let h = health.clone();
-    let join = std::thread::Builder::new()
-        .name("publish".into())
-        .spawn(move || Publisher::new(cfg, metrics, h).run(events, stop))?;
+    let join = std::thread::Builder::new().name("publish".into()).spawn(move || Publisher::new(cfg, metrics, h).run(events, stop))?;
     Ok(PublisherHandle { join, health })
 }
 
@@ -290,12 +288,7 @@ impl Publisher {
             }
         }
         let c = ev.common();
-        self.buf.push_back(Pending {
-            ty: ev.event_type(),
-            camera_id: c.camera_id.clone(),
-            timestamp: c.timestamp.clone(),
-            payload,
-        });
+        self.buf.push_back(Pending { ty: ev.event_type(), camera_id: c.camera_id.clone(), timestamp: c.timestamp.clone(), payload });
     }
 
     /// Sends up to `batch_size` buffered events in one pipeline; on failure they stay buffered.

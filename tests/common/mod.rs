@@ -39,15 +39,16 @@ pub fn unique_stream(name: &str) -> String {
 
 /// A configuration for tests: API on 127.0.0.1 port 0, the test Redis, a unique stream.
 pub fn test_config(stream_name: &str) -> Config {
-    let mut c = Config::default();
-    c.api_host = "127.0.0.1".into();
-    c.api_port = 0;
-    c.redis_host = redis_host();
-    c.redis_port = redis_port();
-    c.redis_stream = unique_stream(stream_name);
-    c.yolo_model = model("yolov8n.onnx");
-    c.ort_dylib_path = std::env::var_os("ORT_DYLIB_PATH").map(Into::into);
-    c
+    Config {
+        api_host: "127.0.0.1".into(),
+        api_port: 0,
+        redis_host: redis_host(),
+        redis_port: redis_port(),
+        redis_stream: unique_stream(stream_name),
+        yolo_model: model("yolov8n.onnx"),
+        ort_dylib_path: std::env::var_os("ORT_DYLIB_PATH").map(Into::into),
+        ..Config::default()
+    }
 }
 
 /// A model installed by scripts/setup.sh into `models/`; a missing one fails with what to do.
@@ -102,10 +103,7 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, content_type: Option<&st
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no HTTP reply: {text:?}"));
     let mut lines = head.lines();
     let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
+    let headers = lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string())).collect();
     HttpReply { status, headers, body: body.to_string() }
 }
 
@@ -230,7 +228,22 @@ pub fn static_clip() -> std::path::PathBuf {
     let bus = media("bus.jpg");
     ffmpeg_fixture(
         "static_bus_10s.mp4",
-        &["-loop", "1", "-framerate", "10", "-i", bus.to_str().unwrap(), "-t", "10", "-vf", "scale=640:-2", "-c:v", "libx264", "-pix_fmt", "yuv420p"],
+        &[
+            "-loop",
+            "1",
+            "-framerate",
+            "10",
+            "-i",
+            bus.to_str().unwrap(),
+            "-t",
+            "10",
+            "-vf",
+            "scale=640:-2",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+        ],
     )
 }
 
@@ -239,7 +252,21 @@ pub fn clip_30fps() -> std::path::PathBuf {
     let src = media("vtest_pedestrians_768x576.mp4");
     ffmpeg_fixture(
         "vtest_30fps.mp4",
-        &["-i", src.to_str().unwrap(), "-vf", "setpts=PTS/3", "-r", "30", "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-an"],
+        &[
+            "-i",
+            src.to_str().unwrap(),
+            "-vf",
+            "setpts=PTS/3",
+            "-r",
+            "30",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-pix_fmt",
+            "yuv420p",
+            "-an",
+        ],
     )
 }
 
@@ -289,10 +316,7 @@ impl RtspServer {
     pub fn restart(&mut self) {
         self.kill();
         let port = self.port;
-        let fresh = wait_for(Duration::from_secs(10), "RTSP port free again", || {
-            TcpListener::bind(("127.0.0.1", port)).ok().map(drop)
-        });
-        let _ = fresh;
+        wait_for(Duration::from_secs(10), "RTSP port free again", || TcpListener::bind(("127.0.0.1", port)).ok().map(drop));
         let mut again = Self::start_on(port, std::mem::take(&mut self.mounts));
         self.child = again.child.take();
         self.mounts = std::mem::take(&mut again.mounts);

@@ -131,7 +131,13 @@ impl AnprHandle {
 }
 
 /// Starts the ANPR thread; it ends when every sender of `jobs` is gone.
-pub fn spawn(models: AnprModels, settings: AnprSettings, jobs: Receiver<AnprJob>, events: Sender<Event>, metrics: Arc<Metrics>) -> std::io::Result<AnprHandle> {
+pub fn spawn(
+    models: AnprModels,
+    settings: AnprSettings,
+    jobs: Receiver<AnprJob>,
+    events: Sender<Event>,
+    metrics: Arc<Metrics>,
+) -> std::io::Result<AnprHandle> {
     let stopping = Arc::new(AtomicBool::new(false));
     let stop = stopping.clone();
     let join = std::thread::Builder::new().name("anpr".into()).spawn(move || {
@@ -212,7 +218,14 @@ impl<C: Clock> AnprStage<C> {
                         continue;
                     }
                     let region = params.anpr_region.clone().or_else(|| text::region_of(&read.text).map(str::to_string));
-                    log::info!("anpr cam={} frame={}: plate {} ({confidence:.2}, region {}) on {}", cam.camera_id, job.frame.frame_number, read.text, region.as_deref().unwrap_or("unknown"), v.class_name);
+                    log::info!(
+                        "anpr cam={} frame={}: plate {} ({confidence:.2}, region {}) on {}",
+                        cam.camera_id,
+                        job.frame.frame_number,
+                        read.text,
+                        region.as_deref().unwrap_or("unknown"),
+                        v.class_name
+                    );
                     events.push(Event::Anpr(AnprEvent {
                         common: EventCommon::new(&cam.camera_id, job.frame.captured_at, job.frame.frame_number),
                         anpr_result: AnprResult { license_plate: read.text, confidence, region },

@@ -24,7 +24,8 @@ pub struct PlateReader {
 
 impl PlateReader {
     pub fn load(model: &Path, dict: &Path, device: InferenceDevice, dylib: Option<&Path>) -> Result<Self, InferenceError> {
-        let text = std::fs::read_to_string(dict).map_err(|e| InferenceError::ModelMissing { var: "ANPR_OCR_DICT", path: format!("{} ({e})", dict.display()) })?;
+        let text = std::fs::read_to_string(dict)
+            .map_err(|e| InferenceError::ModelMissing { var: "ANPR_OCR_DICT", path: format!("{} ({e})", dict.display()) })?;
         let charset = Charset::from_dict(&text);
         let session = ModelSession::load("ANPR_OCR_MODEL", model, device, dylib)?;
         let bad = |reason: String| InferenceError::BadModel { var: "ANPR_OCR_MODEL", path: model.display().to_string(), reason };
@@ -33,7 +34,12 @@ impl PlateReader {
             return Err(bad(format!("output {:?}, expected [N, T, classes]", o.shape)));
         }
         if o.shape[2] > 0 && o.shape[2] as usize != charset.len() {
-            return Err(bad(format!("{} classes but ANPR_OCR_DICT gives {} (blank + {} lines + space)", o.shape[2], charset.len(), charset.len() - 2)));
+            return Err(bad(format!(
+                "{} classes but ANPR_OCR_DICT gives {} (blank + {} lines + space)",
+                o.shape[2],
+                charset.len(),
+                charset.len() - 2
+            )));
         }
         Ok(PlateReader { session, charset, input: Array4::zeros((1, 3, HEIGHT as usize, MAX_WIDTH as usize)) })
     }
@@ -64,9 +70,8 @@ impl PlateReader {
             }
         }
         let charset = &self.charset;
-        self.session.run_f32(self.input.view(), 0, |o| {
-            o.into_dimensionality::<Ix3>().map(|o| ctc_greedy(o.index_axis(Axis(0), 0), charset))
-        })?
-        .map_err(|e| InferenceError::Run(format!("ocr output: {e}")))
+        self.session
+            .run_f32(self.input.view(), 0, |o| o.into_dimensionality::<Ix3>().map(|o| ctc_greedy(o.index_axis(Axis(0), 0), charset)))?
+            .map_err(|e| InferenceError::Run(format!("ocr output: {e}")))
     }
 }

@@ -40,7 +40,8 @@ impl PlateDetector {
 
     /// The best plate in `crop` (8-bit BGR) scoring above `min_score`, in crop pixels.
     pub fn detect(&mut self, crop: &Mat, min_score: f32) -> Result<Option<RawDetection>, InferenceError> {
-        let lb = letterbox_into(crop, self.input.index_axis_mut(Axis(0), 0)).map_err(|e| InferenceError::Run(format!("plate preprocess: {e}")))?;
+        let lb = letterbox_into(crop, self.input.index_axis_mut(Axis(0), 0))
+            .map_err(|e| InferenceError::Run(format!("plate preprocess: {e}")))?;
         let pick = |o: ndarray::ArrayViewD<f32>| -> Option<RawDetection> {
             let o = o.into_dimensionality::<Ix3>().ok()?;
             // rows 0..5: box + plate score; the rest are mask coefficients

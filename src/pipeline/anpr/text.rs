@@ -87,7 +87,11 @@ fn split_tokens<'a>(text: &'a str, probs: &'a [f32]) -> impl Iterator<Item = (St
 
 /// Mean character probability (0 for an empty read).
 pub fn confidence(read: &Read) -> f32 {
-    if read.char_probs.is_empty() { 0.0 } else { read.char_probs.iter().sum::<f32>() / read.char_probs.len() as f32 }
+    if read.char_probs.is_empty() {
+        0.0
+    } else {
+        read.char_probs.iter().sum::<f32>() / read.char_probs.len() as f32
+    }
 }
 
 /// Plate formats whose shape names one region without much doubt. Checked in order; the first

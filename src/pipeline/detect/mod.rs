@@ -67,7 +67,14 @@ impl DetectHandle {
 }
 
 /// Starts the inference thread.
-pub fn spawn(yolo: Yolo, settings: DetectSettings, frames: Receiver<Frame>, events: Sender<Event>, anpr: Option<Sender<AnprJob>>, metrics: Arc<Metrics>) -> std::io::Result<DetectHandle> {
+pub fn spawn(
+    yolo: Yolo,
+    settings: DetectSettings,
+    frames: Receiver<Frame>,
+    events: Sender<Event>,
+    anpr: Option<Sender<AnprJob>>,
+    metrics: Arc<Metrics>,
+) -> std::io::Result<DetectHandle> {
     let info = yolo.info.clone();
     let join = std::thread::Builder::new().name("detect".into()).spawn(move || {
         let mut stage = DetectStage { yolo, settings, events, anpr, metrics, error_log: RateLimit::new(Duration::from_secs(10)) };
@@ -167,7 +174,11 @@ impl DetectStage {
                     .iter()
                     .filter_map(|d| {
                         let name = self.yolo.class_names.get(d.class_id)?;
-                        VEHICLE_CLASSES.contains(&name.as_str()).then(|| Vehicle { class_name: name.clone(), confidence: d.confidence, bbox: d.bbox })
+                        VEHICLE_CLASSES.contains(&name.as_str()).then(|| Vehicle {
+                            class_name: name.clone(),
+                            confidence: d.confidence,
+                            bbox: d.bbox,
+                        })
                     })
                     .collect();
                 if !vehicles.is_empty() && anpr.try_send(AnprJob { frame, vehicles }).is_err() {

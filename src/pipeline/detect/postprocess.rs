@@ -27,7 +27,11 @@ pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
     let ih = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
     let inter = iw * ih;
     let union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter;
-    if union <= 0.0 { 0.0 } else { inter / union }
+    if union <= 0.0 {
+        0.0
+    } else {
+        inter / union
+    }
 }
 
 /// Decodes one image's output `[4 + C, N]` into detections in source pixels.
@@ -94,7 +98,8 @@ pub fn camera_detections(raw: &[RawDetection], lb: &Letterbox, names: &[String],
             }
             let [x1, y1, x2, y2] = d.bbox;
             let bottom_centre = ((x1 + x2) / 2.0 / w, y2 / h);
-            let zones: Vec<String> = params.roi_zones.iter().filter(|z| z.contains(bottom_centre.0, bottom_centre.1)).map(|z| z.name.clone()).collect();
+            let zones: Vec<String> =
+                params.roi_zones.iter().filter(|z| z.contains(bottom_centre.0, bottom_centre.1)).map(|z| z.name.clone()).collect();
             if !params.roi_zones.is_empty() && zones.is_empty() {
                 return None;
             }
@@ -140,13 +145,16 @@ mod tests {
 
     #[test]
     fn nms_is_class_aware() {
-        let o = output(3, &[
-            (100.0, 100.0, 50.0, 50.0, 0, 0.9),
-            (102.0, 100.0, 50.0, 50.0, 0, 0.8), // same class, overlapping: suppressed
-            (102.0, 100.0, 50.0, 50.0, 1, 0.7), // other class, overlapping: kept
-            (400.0, 400.0, 50.0, 50.0, 0, 0.6), // far away: kept
-            (400.0, 100.0, 50.0, 50.0, 2, 0.2), // below threshold
-        ]);
+        let o = output(
+            3,
+            &[
+                (100.0, 100.0, 50.0, 50.0, 0, 0.9),
+                (102.0, 100.0, 50.0, 50.0, 0, 0.8), // same class, overlapping: suppressed
+                (102.0, 100.0, 50.0, 50.0, 1, 0.7), // other class, overlapping: kept
+                (400.0, 400.0, 50.0, 50.0, 0, 0.6), // far away: kept
+                (400.0, 100.0, 50.0, 50.0, 2, 0.2), // below threshold
+            ],
+        );
         let d = decode(o.view(), 0.25, 0.45, &lb());
         let got: Vec<(usize, f32)> = d.iter().map(|d| (d.class_id, d.confidence)).collect();
         assert_eq!(got, [(0, 0.9), (1, 0.7), (0, 0.6)]);

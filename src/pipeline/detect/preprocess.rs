@@ -75,7 +75,8 @@ pub fn letterbox_into(img: &Mat, mut dst: ArrayViewMut3<f32>) -> opencv::Result<
     let (w, h) = (size.width as usize, size.height as usize);
     let (px, py) = (lb.pad_x as usize, lb.pad_y as usize);
     let plane = (dh * dw) as usize;
-    let out = dst.as_slice_mut().ok_or_else(|| opencv::Error::new(opencv::core::StsBadArg, "letterbox target is not contiguous".to_string()))?;
+    let out =
+        dst.as_slice_mut().ok_or_else(|| opencv::Error::new(opencv::core::StsBadArg, "letterbox target is not contiguous".to_string()))?;
     let (r_plane, rest) = out.split_at_mut(plane);
     let (g_plane, b_plane) = rest.split_at_mut(plane);
     for y in 0..h {

@@ -28,7 +28,9 @@ pub enum InferenceError {
     RuntimeLoad { path: String, reason: String },
     #[error("{var}={path:?}: model file not found; see models/README.md (scripts/setup.sh installs the models)")]
     ModelMissing { var: &'static str, path: String },
-    #[error("{var}={path:?} is a PyTorch checkpoint; export it to ONNX: yolo export model={path} format=onnx dynamic=True (models/README.md)")]
+    #[error(
+        "{var}={path:?} is a PyTorch checkpoint; export it to ONNX: yolo export model={path} format=onnx dynamic=True (models/README.md)"
+    )]
     PyTorch { var: &'static str, path: String },
     #[error("{var}={path:?}: cannot load the model: {reason}")]
     Load { var: &'static str, path: String, reason: String },
@@ -75,7 +77,9 @@ fn candidates() -> Vec<PathBuf> {
             c.push(dir.join("../lib/libonnxruntime.so"));
         }
     }
-    c.extend(["/usr/local/lib/libonnxruntime.so", "/usr/lib/libonnxruntime.so", "/opt/onnxruntime/lib/libonnxruntime.so"].map(PathBuf::from));
+    c.extend(
+        ["/usr/local/lib/libonnxruntime.so", "/usr/lib/libonnxruntime.so", "/opt/onnxruntime/lib/libonnxruntime.so"].map(PathBuf::from),
+    );
     c
 }
 
@@ -108,10 +112,7 @@ fn runtime_version(path: &Path) -> String {
         return v.to_string();
     }
     let build = ort::info();
-    build
-        .split([',', ' '])
-        .find_map(|part| part.trim().strip_prefix("git-branch=rel-"))
-        .map_or_else(|| build.to_string(), str::to_string)
+    build.split([',', ' ']).find_map(|part| part.trim().strip_prefix("git-branch=rel-")).map_or_else(|| build.to_string(), str::to_string)
 }
 
 /// One tensor's declared shape: `-1` marks a dynamic axis.
@@ -182,7 +183,12 @@ impl ModelSession {
     }
 
     /// Runs the model on one float32 input and hands output `output` to `f` as a view (no copy).
-    pub fn run_f32<D: ndarray::Dimension, R>(&mut self, input: ArrayView<'_, f32, D>, output: usize, f: impl FnOnce(ArrayViewD<'_, f32>) -> R) -> Result<R, InferenceError> {
+    pub fn run_f32<D: ndarray::Dimension, R>(
+        &mut self,
+        input: ArrayView<'_, f32, D>,
+        output: usize,
+        f: impl FnOnce(ArrayViewD<'_, f32>) -> R,
+    ) -> Result<R, InferenceError> {
         let run_err = |e: ort::Error| InferenceError::Run(e.to_string());
         let tensor = TensorRef::from_array_view(input.into_dyn()).map_err(run_err)?;
         let outputs = self.session.run(ort::inputs![tensor]).map_err(run_err)?;
@@ -191,7 +197,12 @@ impl ModelSession {
     }
 
     /// Runs a float16 model: converts `input` to f16 and the chosen output back to f32.
-    pub fn run_f16<D: ndarray::Dimension, R>(&mut self, input: ArrayView<'_, f32, D>, output: usize, f: impl FnOnce(ArrayViewD<'_, f32>) -> R) -> Result<R, InferenceError> {
+    pub fn run_f16<D: ndarray::Dimension, R>(
+        &mut self,
+        input: ArrayView<'_, f32, D>,
+        output: usize,
+        f: impl FnOnce(ArrayViewD<'_, f32>) -> R,
+    ) -> Result<R, InferenceError> {
         let run_err = |e: ort::Error| InferenceError::Run(e.to_string());
         let half = input.mapv(half::f16::from_f32).into_dyn();
         let tensor = TensorRef::from_array_view(&half).map_err(run_err)?;

@@ -33,6 +33,9 @@ pub struct YoloInfo {
     pub classes: usize,
 }
 
+/// One image's result: how it was letterboxed, and its detections in source pixels.
+pub type ImageDetections = (Letterbox, Vec<RawDetection>);
+
 /// Time spent per phase of one `detect_batch`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct BatchTimings {
@@ -66,7 +69,14 @@ pub fn parse_names(meta: &str) -> Vec<String> {
 impl Yolo {
     /// Loads `path`, checks it is a YOLOv8 detection head (`[B, 3, H, W]` in, `[B, 4 + C, N]`
     /// out) and sizes the batch tensor for `batch_size`.
-    pub fn load(path: &Path, name: String, device: InferenceDevice, dylib: Option<&Path>, batch_size: usize, iou: f32) -> Result<Self, InferenceError> {
+    pub fn load(
+        path: &Path,
+        name: String,
+        device: InferenceDevice,
+        dylib: Option<&Path>,
+        batch_size: usize,
+        iou: f32,
+    ) -> Result<Self, InferenceError> {
         let session = ModelSession::load("YOLO_MODEL", path, device, dylib)?;
         let bad = |reason: String| InferenceError::BadModel { var: "YOLO_MODEL", path: path.display().to_string(), reason };
         let input = session.inputs.first().ok_or_else(|| bad("no input".into()))?.clone();
@@ -75,7 +85,10 @@ impl Yolo {
             return Err(bad(format!("input {} is {:?} {}, expected float32 [batch, 3, H, W]", input.name, input.shape, input.element)));
         }
         if output.shape.len() != 3 || output.shape[1] <= 4 {
-            return Err(bad(format!("output {} is {:?}, expected [batch, 4 + classes, anchors] (a YOLOv8 detection head)", output.name, output.shape)));
+            return Err(bad(format!(
+                "output {} is {:?}, expected [batch, 4 + classes, anchors] (a YOLOv8 detection head)",
+                output.name, output.shape
+            )));
         }
         let classes = (output.shape[1] - 4) as usize;
         let fixed_batch = (input.shape[0] > 0).then_some(input.shape[0] as usize);
@@ -100,7 +113,12 @@ impl Yolo {
             max_batch,
             classes,
         };
-        log::info!("detect: {} ready on {:?}: input {w}x{h}, batch {}, {classes} classes", info.name, info.provider, fixed_batch.map_or_else(|| format!("dynamic (up to {max_batch})"), |b| b.to_string()));
+        log::info!(
+            "detect: {} ready on {:?}: input {w}x{h}, batch {}, {classes} classes",
+            info.name,
+            info.provider,
+            fixed_batch.map_or_else(|| format!("dynamic (up to {max_batch})"), |b| b.to_string())
+        );
         Ok(Yolo { batch: Array4::zeros((max_batch, 3, h, w)), session, info, class_names, iou })
     }
 
@@ -129,7 +147,7 @@ impl Yolo {
     }
 
     /// Detects objects in each image (8-bit BGR) with the confidence threshold of its camera.
-    pub fn detect_batch(&mut self, images: &[&Mat], conf: &[f32]) -> Result<(Vec<(Letterbox, Vec<RawDetection>)>, BatchTimings), InferenceError> {
+    pub fn detect_batch(&mut self, images: &[&Mat], conf: &[f32]) -> Result<(Vec<ImageDetections>, BatchTimings), InferenceError> {
         let mut out = Vec::with_capacity(images.len());
         let mut t = BatchTimings::default();
         let max = self.info.max_batch;
@@ -147,12 +165,8 @@ impl Yolo {
             let dets = self.session.run_f32(self.batch.slice(s![..run_n, .., .., ..]), 0, |o| {
                 let tp = Instant::now();
                 let o = o.into_dimensionality::<Ix3>();
-                let r = o.map(|o| {
-                    (0..n)
-                        .into_par_iter()
-                        .map(|i| decode(o.index_axis(Axis(0), i), conf[i], iou, &boxes[i]))
-                        .collect::<Vec<_>>()
-                });
+                let r = o
+                    .map(|o| (0..n).into_par_iter().map(|i| decode(o.index_axis(Axis(0), i), conf[i], iou, &boxes[i])).collect::<Vec<_>>());
                 post = tp.elapsed();
                 r
             })?;
