@@ -119,6 +119,8 @@ print(json.dumps(fams))
         ("analytics_inference_seconds", "histogram"),
         ("analytics_batch_size", "histogram"),
         ("analytics_frame_to_event_seconds", "histogram"),
+        ("process_resident_memory_bytes", "gauge"),
+        ("process_cpu_seconds", "counter"),
     ] {
         assert_eq!(fams[name]["type"], ty, "{name}: {}", fams[name]);
         assert!(fams[name]["samples"].as_u64().unwrap() > 0, "{name}");

@@ -11,6 +11,7 @@
 //! stream `bench:<pid>` (deleted afterwards).
 
 use analytics_service::config::{Config, InferenceDevice};
+use analytics_service::metrics::{process_cpu_seconds, process_rss_bytes};
 use analytics_service::pipeline::detect::yolo::Yolo;
 use analytics_service::service::Service;
 use opencv::core::Mat;
@@ -60,18 +61,7 @@ fn args() -> Args {
 }
 
 fn rss_mib() -> f64 {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
-        / 1024.0
-}
-
-fn cpu_seconds() -> f64 {
-    let s = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let Some(after) = s.rfind(')').map(|i| &s[i + 2..]) else { return 0.0 };
-    // fields after the command name start at field 3 (state); utime and stime are fields 14, 15
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let field = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
-    (field(11) + field(12)) / 100.0
+    process_rss_bytes() as f64 / (1024.0 * 1024.0)
 }
 
 #[derive(Default, Clone, Copy)]
@@ -124,7 +114,7 @@ fn main() -> anyhow::Result<()> {
     svc.registry().apply(validated.cameras)?;
     std::thread::sleep(Duration::from_secs_f64(a.warmup));
 
-    let (t0, c0, cpu0, lat0) = (Instant::now(), totals(&svc), cpu_seconds(), svc.metrics.frame_to_event_seconds.counts());
+    let (t0, c0, cpu0, lat0) = (Instant::now(), totals(&svc), process_cpu_seconds(), svc.metrics.frame_to_event_seconds.counts());
     let pub0 = svc.metrics.publisher_snapshot();
     let mut rss_max = rss_mib();
     while t0.elapsed().as_secs_f64() < a.seconds {
@@ -132,7 +122,7 @@ fn main() -> anyhow::Result<()> {
         rss_max = rss_max.max(rss_mib());
     }
     let secs = t0.elapsed().as_secs_f64();
-    let (c1, cpu1) = (totals(&svc), cpu_seconds());
+    let (c1, cpu1) = (totals(&svc), process_cpu_seconds());
     let window: Vec<u64> = svc.metrics.frame_to_event_seconds.counts().iter().zip(&lat0).map(|(b, a)| b - a).collect();
     let h = &svc.metrics.frame_to_event_seconds;
     let pub1 = svc.metrics.publisher_snapshot();
