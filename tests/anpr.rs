@@ -146,3 +146,23 @@ fn enable_anpr_is_refused_without_models() {
     assert_eq!(post_json(addr, "/api/cameras", &json!({"camera_id": "b", "stream_url": "rtsp://127.0.0.1:9/x"})).status, 201);
     svc.shutdown();
 }
+
+/// With no vehicle found, ANPR searches the whole frame (a close-up gate camera): the sample
+/// photo still reads `5AU5341`, with `vehicle_class: "unknown"` and the whole frame as vehicle box.
+#[test]
+fn whole_frame_search_without_vehicles() {
+    let cfg = test_config("anpr-full-frame");
+    let img = imgcodecs::imread(media("car_plate_cz_5AU5341.png").to_str().unwrap(), imgcodecs::IMREAD_COLOR).unwrap();
+    let params = CameraParams { enable_anpr: true, ..Default::default() };
+    let camera = CameraRuntime::new("gate", params, Arc::new(CameraCounters::default()));
+    let mut stage = AnprStage::new(AnprModels::load(&cfg).unwrap(), AnprSettings::from_config(&cfg), SystemClock, Metrics::new());
+    let events = stage.process(&AnprJob {
+        frame: Frame { camera, frame_number: 1, captured_at: SystemTime::now(), captured: Instant::now(), image: img },
+        vehicles: vec![],
+    });
+    assert_eq!(events.len(), 1, "{events:?}");
+    let Event::Anpr(e) = &events[0] else { panic!("{events:?}") };
+    assert_eq!(e.anpr_result.license_plate, "5AU5341");
+    assert_eq!(e.vehicle_class, "unknown");
+    assert_eq!((e.vehicle_box.x, e.vehicle_box.y, e.vehicle_box.width, e.vehicle_box.height), (0.0, 0.0, 1.0, 1.0));
+}

@@ -9,6 +9,10 @@
 //! minimum confidence and box area; vehicles whose box has not moved over the last
 //! `STATIONARY_FRAMES` frames are skipped (a parked car is read when it arrives, not forever);
 //! plates above a minimum score and area; reads above a minimum mean character probability.
+//! When the detector finds no vehicle in a frame of an `enable_anpr` camera (a close-up gate
+//! camera where the car fills the picture, or shows only its plate), the plate detector searches
+//! the whole frame instead, at most once per `FULL_FRAME_INTERVAL` per camera; such reads carry
+//! `vehicle_class: "unknown"` and the whole frame as `vehicle_box`.
 //! Only cameras with `enable_anpr` send jobs, so no other camera ever runs the plate models.
 
 pub mod dedupe; // once per window per plate and camera
@@ -45,6 +49,12 @@ pub const VEHICLE_CLASSES: [&str; 4] = ["car", "truck", "bus", "motorcycle"];
 /// Frames a vehicle box must stay put (IoU >= 0.95) to count as stationary.
 pub const STATIONARY_FRAMES: usize = 5;
 
+/// `vehicle_class` of a plate found by the whole-frame search (no vehicle was detected).
+pub const FULL_FRAME_CLASS: &str = "unknown";
+
+/// How often at most a camera whose frames show no vehicle gets a whole-frame plate search.
+pub const FULL_FRAME_INTERVAL: Duration = Duration::from_secs(1);
+
 /// A vehicle the detector found, in frame pixels.
 #[derive(Debug, Clone)]
 pub struct Vehicle {
@@ -57,6 +67,7 @@ pub struct Vehicle {
 /// A frame with its vehicles, for ANPR.
 pub struct AnprJob {
     pub frame: Frame,
+    /// Empty: no vehicle was found; the plate detector searches the whole frame.
     pub vehicles: Vec<Vehicle>,
 }
 
@@ -203,13 +214,17 @@ impl<C: Clock> AnprStage<C> {
         // stationary guard: skip boxes that matched a box in each of the last frames
         let past = self.history.entry(cam.camera_id.clone()).or_default();
         let stationary = |b: &[f32; 4]| past.len() >= STATIONARY_FRAMES && past.iter().all(|frame| frame.iter().any(|p| iou(p, b) >= 0.95));
-        let moving: Vec<&Vehicle> = candidates.iter().copied().filter(|v| !stationary(&v.bbox)).collect();
+        let mut searches: Vec<Vehicle> = candidates.iter().filter(|v| !stationary(&v.bbox)).map(|v| (*v).clone()).collect();
         past.push_back(candidates.iter().map(|v| v.bbox).collect());
         if past.len() > STATIONARY_FRAMES {
             past.pop_front();
         }
+        if job.vehicles.is_empty() {
+            // no vehicle found (a close-up gate camera, say): search the whole frame
+            searches.push(Vehicle { class_name: FULL_FRAME_CLASS.into(), confidence: 0.0, bbox: [0.0, 0.0, w as f32, h as f32] });
+        }
         let mut events = Vec::new();
-        for v in moving {
+        for v in &searches {
             cam.counters.plate_searched();
             match self.read_vehicle(img, v, w, h) {
                 Ok(Some((plate_box, read))) => {

@@ -23,10 +23,11 @@ use crate::camera::CameraParams;
 use crate::events::{Detection, DetectionEvent, Event, EventCommon};
 use crate::logging::RateLimit;
 use crate::metrics::{Metrics, Phase, Stage};
-use crate::pipeline::anpr::{AnprJob, Vehicle, VEHICLE_CLASSES};
+use crate::pipeline::anpr::{AnprJob, Vehicle, FULL_FRAME_INTERVAL, VEHICLE_CLASSES};
 use crate::pipeline::frame::Frame;
 use batcher::RoundRobin;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -77,7 +78,15 @@ pub fn spawn(
 ) -> std::io::Result<DetectHandle> {
     let info = yolo.info.clone();
     let join = std::thread::Builder::new().name("detect".into()).spawn(move || {
-        let mut stage = DetectStage { yolo, settings, events, anpr, metrics, error_log: RateLimit::new(Duration::from_secs(10)) };
+        let mut stage = DetectStage {
+            yolo,
+            settings,
+            events,
+            anpr,
+            full_frame_at: HashMap::new(),
+            metrics,
+            error_log: RateLimit::new(Duration::from_secs(10)),
+        };
         stage.run(frames)
     })?;
     Ok(DetectHandle { join, info })
@@ -89,6 +98,8 @@ struct DetectStage {
     events: Sender<Event>,
     /// ANPR's queue, when ANPR models are loaded.
     anpr: Option<Sender<AnprJob>>,
+    /// Per camera: the last whole-frame plate search (entries older than a minute are pruned).
+    full_frame_at: HashMap<String, Instant>,
     metrics: Arc<Metrics>,
     error_log: RateLimit,
 }
@@ -123,6 +134,7 @@ impl DetectStage {
                 push(&mut queues, f);
             }
             let batch = queues.take_batch(self.settings.batch_size);
+            self.full_frame_at.retain(|_, t| t.elapsed() < Duration::from_secs(60));
             self.metrics.set_detect_queue_depth(queues.len());
             if !batch.is_empty() {
                 self.process(batch);
@@ -181,8 +193,18 @@ impl DetectStage {
                         })
                     })
                     .collect();
-                if !vehicles.is_empty() && anpr.try_send(AnprJob { frame, vehicles }).is_err() {
-                    self.metrics.anpr_job_dropped();
+                // no vehicle: a whole-frame plate search, at most once per FULL_FRAME_INTERVAL
+                let due = !vehicles.is_empty() || {
+                    let last = self.full_frame_at.get(&frame.camera.camera_id);
+                    last.is_none_or(|t| t.elapsed() >= FULL_FRAME_INTERVAL)
+                };
+                if due {
+                    if vehicles.is_empty() {
+                        self.full_frame_at.insert(frame.camera.camera_id.clone(), Instant::now());
+                    }
+                    if anpr.try_send(AnprJob { frame, vehicles }).is_err() {
+                        self.metrics.anpr_job_dropped();
+                    }
                 }
             }
         }
