@@ -187,3 +187,21 @@ fn motion_events_reach_redis() {
     svc.shutdown();
     let _: () = redis::cmd("DEL").arg(&stream).query(&mut conn).unwrap();
 }
+
+/// A real scene whose light level ramps up (auto-exposure, dawn, lights dimming up) is not
+/// motion: every frame of a 40-frame ramp from 100 % to 160 % brightness gives no motion event
+/// at the default threshold.
+#[test]
+fn gradual_lighting_ramp_is_not_motion() {
+    let bus = opencv::imgcodecs::imread(media("bus.jpg").to_str().unwrap(), opencv::imgcodecs::IMREAD_COLOR).unwrap();
+    let mut d = detector();
+    let mut worst = 0.0f32;
+    for i in 0..60 {
+        let gain = 1.0 + 0.6 * (i.min(40) as f64 / 40.0);
+        let mut f = Mat::default();
+        bus.convert_to(&mut f, opencv::core::CV_8U, gain * 0.6, 0.0).unwrap();
+        let r = d.detect(&f, &[]).unwrap();
+        worst = worst.max(r.area);
+    }
+    assert!(worst < 0.1, "largest area reported during the ramp: {worst}");
+}

@@ -10,9 +10,11 @@
 //!
 //! The detector follows the spirit of Frigate's improved motion detector: grayscale, downscale
 //! to `height` rows, Gaussian blur, absolute difference against a running-average background,
-//! threshold, dilate, external contours with a minimum area. A frame where most of the scene
-//! (zones) changed at once is a lighting change (lights switched, auto-exposure, IR cut): the
-//! background is recalibrated to it and no motion is reported. Only pixels inside the camera's
+//! threshold, dilate, external contours with a minimum area. The background is first scaled to
+//! the frame's mean brightness, so a scene that gets lighter or darker as a whole (auto-exposure,
+//! dusk) is not motion. A frame where most of the scene (zones) changed at once anyway is a
+//! lighting change (lights switched, IR cut): the background is recalibrated to it and no motion
+//! is reported. Only pixels inside the camera's
 //! ROI zones count; `affected_area_percentage` is the changed fraction of the zones (or of the
 //! whole frame when there are none), `motion_intensity` the mean brightness change of the
 //! changed pixels (0..1).
@@ -159,7 +161,12 @@ impl MotionDetector {
         }
         self.ensure_zone_masks(zones, size)?;
         let bg = self.background.as_mut().expect("invariant: same_size implies a background");
-        bg.convert_to(&mut self.background_u8, CV_8U, 1.0, 0.0)?;
+        // Exposure compensation: scale the background to the frame's overall brightness, so a
+        // scene getting lighter or darker as a whole (auto-exposure, dusk, dimmers) is not
+        // motion; what still differs after that moved.
+        let (mean_now, mean_bg) = (core::mean(&self.blurred, &core::no_array())?[0], core::mean(bg, &core::no_array())?[0]);
+        let gain = if mean_bg >= 1.0 { (mean_now / mean_bg).clamp(0.5, 2.0) } else { 1.0 };
+        bg.convert_to(&mut self.background_u8, CV_8U, gain, 0.0)?;
         core::absdiff(&self.blurred, &self.background_u8, &mut self.diff)?;
         imgproc::threshold(&self.diff, &mut self.mask, s.diff_threshold, 255.0, imgproc::THRESH_BINARY)?;
         let (region_area, zm) = match &self.zone_masks {
