@@ -63,9 +63,19 @@ impl<C: Clock> Dedupe<C> {
         }
     }
 
-    /// Forgets a camera (deleted).
-    pub fn forget(&mut self, camera: &str) {
-        self.seen.remove(camera);
+    /// Drops every memory older than the window, and cameras left with none (deleted cameras
+    /// disappear this way, so the map never outgrows the cameras active within one window).
+    pub fn sweep(&mut self) {
+        let (now, window) = (self.clock.now(), self.window);
+        self.seen.retain(|_, list| {
+            list.retain(|s| now.duration_since(s.at) < window);
+            !list.is_empty()
+        });
+    }
+
+    /// Cameras with something remembered.
+    pub fn cameras(&self) -> usize {
+        self.seen.len()
     }
 }
 
@@ -96,5 +106,9 @@ mod tests {
         assert!(d.should_publish("cam", "ABC1D23", 0.5), "a different plate");
         *clock.0.lock().unwrap() += Duration::from_secs(31);
         assert!(d.should_publish("cam", "5AU5341", 0.5), "a new window");
+        assert_eq!(d.cameras(), 2);
+        *clock.0.lock().unwrap() += Duration::from_secs(31);
+        d.sweep();
+        assert_eq!(d.cameras(), 0, "nothing remembered past the window");
     }
 }

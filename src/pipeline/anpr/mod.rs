@@ -173,7 +173,9 @@ pub struct AnprStage<C: Clock> {
     settings: AnprSettings,
     dedupe: Dedupe<C>,
     /// Per camera: vehicle boxes of its last frames, for the stationary guard.
-    history: HashMap<String, VecDeque<Vec<[f32; 4]>>>,
+    history: HashMap<String, (Instant, VecDeque<Vec<[f32; 4]>>)>,
+    /// When per-camera memory was last swept of cameras gone quiet (or deleted).
+    swept: Instant,
     metrics: Arc<Metrics>,
     error_log: RateLimit,
 }
@@ -195,7 +197,15 @@ fn normalised(b: [f32; 4], w: f32, h: f32) -> BoundingBox {
 impl<C: Clock> AnprStage<C> {
     pub fn new(models: AnprModels, settings: AnprSettings, clock: C, metrics: Arc<Metrics>) -> Self {
         let dedupe = Dedupe::new(settings.dedupe_window, clock);
-        AnprStage { models, settings, dedupe, history: HashMap::new(), metrics, error_log: RateLimit::new(Duration::from_secs(10)) }
+        AnprStage {
+            models,
+            settings,
+            dedupe,
+            history: HashMap::new(),
+            swept: Instant::now(),
+            metrics,
+            error_log: RateLimit::new(Duration::from_secs(10)),
+        }
     }
 
     /// Reads the plates of one job's vehicles; returns the events to publish.
@@ -212,7 +222,9 @@ impl<C: Clock> AnprStage<C> {
             .filter(|v| (v.bbox[2] - v.bbox[0]) * (v.bbox[3] - v.bbox[1]) >= s.min_vehicle_area)
             .collect();
         // stationary guard: skip boxes that matched a box in each of the last frames
-        let past = self.history.entry(cam.camera_id.clone()).or_default();
+        self.sweep();
+        let (seen, past) = self.history.entry(cam.camera_id.clone()).or_insert_with(|| (Instant::now(), VecDeque::new()));
+        *seen = Instant::now();
         let stationary = |b: &[f32; 4]| past.len() >= STATIONARY_FRAMES && past.iter().all(|frame| frame.iter().any(|p| iou(p, b) >= 0.95));
         let mut searches: Vec<Vehicle> = candidates.iter().filter(|v| !stationary(&v.bbox)).map(|v| (*v).clone()).collect();
         past.push_back(candidates.iter().map(|v| v.bbox).collect());
@@ -258,6 +270,17 @@ impl<C: Clock> AnprStage<C> {
             }
         }
         events
+    }
+
+    /// Once a minute, forgets cameras that sent nothing for a minute (deleted ones, mostly), so
+    /// per-camera memory is bounded by the cameras active recently.
+    fn sweep(&mut self) {
+        if self.swept.elapsed() < Duration::from_secs(60) {
+            return;
+        }
+        self.swept = Instant::now();
+        self.history.retain(|_, (seen, _)| seen.elapsed() < Duration::from_secs(60));
+        self.dedupe.sweep();
     }
 
     /// Plate box (frame pixels) and normalised read of one vehicle, or `None` when a guard says no.
