@@ -11,10 +11,10 @@
 //! silently running on the CPU; [`ModelSession::provider`] says what really runs.
 
 use crate::config::InferenceDevice;
-use ndarray::{ArrayView, ArrayViewD, IxDyn};
+use ndarray::{ArrayView, ArrayViewD};
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
-use ort::value::{TensorElementType, TensorRef};
+use ort::value::{PrimitiveTensorElementType, TensorRef};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -182,18 +182,28 @@ impl ModelSession {
         self.inputs.get(i).is_some_and(|s| s.element == element)
     }
 
-    /// Runs the model on one float32 input and hands output `output` to `f` as a view (no copy).
+    /// Runs the model on one input and hands output `output` to `f` as a view (no copy).
+    fn run_typed<T: PrimitiveTensorElementType + Clone + std::fmt::Debug + 'static, R>(
+        &mut self,
+        input: ArrayViewD<'_, T>,
+        output: usize,
+        f: impl FnOnce(ArrayViewD<'_, T>) -> R,
+    ) -> Result<R, InferenceError> {
+        let run_err = |e: ort::Error| InferenceError::Run(e.to_string());
+        let tensor = TensorRef::from_array_view(input).map_err(run_err)?;
+        let outputs = self.session.run(ort::inputs![tensor]).map_err(run_err)?;
+        let view = outputs[output].try_extract_array::<T>().map_err(run_err)?;
+        Ok(f(view))
+    }
+
+    /// Runs a float32 model on `input` and hands output `output` to `f` as a view (no copy).
     pub fn run_f32<D: ndarray::Dimension, R>(
         &mut self,
         input: ArrayView<'_, f32, D>,
         output: usize,
         f: impl FnOnce(ArrayViewD<'_, f32>) -> R,
     ) -> Result<R, InferenceError> {
-        let run_err = |e: ort::Error| InferenceError::Run(e.to_string());
-        let tensor = TensorRef::from_array_view(input.into_dyn()).map_err(run_err)?;
-        let outputs = self.session.run(ort::inputs![tensor]).map_err(run_err)?;
-        let view = outputs[output].try_extract_array::<f32>().map_err(run_err)?;
-        Ok(f(view))
+        self.run_typed(input.into_dyn(), output, f)
     }
 
     /// Runs a float16 model: converts `input` to f16 and the chosen output back to f32.
@@ -203,18 +213,8 @@ impl ModelSession {
         output: usize,
         f: impl FnOnce(ArrayViewD<'_, f32>) -> R,
     ) -> Result<R, InferenceError> {
-        let run_err = |e: ort::Error| InferenceError::Run(e.to_string());
         let half = input.mapv(half::f16::from_f32).into_dyn();
-        let tensor = TensorRef::from_array_view(&half).map_err(run_err)?;
-        let outputs = self.session.run(ort::inputs![tensor]).map_err(run_err)?;
-        let view = outputs[output].try_extract_array::<half::f16>().map_err(run_err)?;
-        let as_f32 = view.mapv(half::f16::to_f32);
-        Ok(f(as_f32.view().into_dimensionality::<IxDyn>().expect("invariant: already dynamic")))
-    }
-
-    /// The element type name the API reports for `t` (for checks against `TensorSpec::element`).
-    pub fn element_name(t: TensorElementType) -> String {
-        format!("{t:?}").to_lowercase()
+        self.run_typed(half.view(), output, |o| f(o.mapv(half::f16::to_f32).view()))
     }
 }
 
