@@ -16,6 +16,23 @@ pub mod publish; // the Redis Stream publisher thread
 use crate::events::Event;
 use crossbeam_channel::Sender;
 
+/// One stage thread, named for `top -H` and logs. `join` waits for it and logs a panic with the
+/// thread's name instead of propagating it, so shutdown goes on with the other stages.
+pub struct StageThread(std::thread::JoinHandle<()>);
+
+impl StageThread {
+    pub fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> std::io::Result<Self> {
+        std::thread::Builder::new().name(name.to_string()).spawn(body).map(StageThread)
+    }
+
+    pub fn join(self) {
+        let name = self.0.thread().name().unwrap_or("stage").to_string();
+        if self.0.join().is_err() {
+            log::error!("{name}: thread panicked");
+        }
+    }
+}
+
 /// Events waiting for the publisher. Policy: `Block`; the publisher drains it into its own
 /// bounded buffer even while Redis is down, so producers only block if it cannot keep up at all.
 pub const EVENTS_CAP: usize = 4096;

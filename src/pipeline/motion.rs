@@ -20,6 +20,7 @@
 //! changed pixels (0..1).
 
 use super::frame::Frame;
+use super::StageThread;
 use crate::camera::{CameraRuntime, DetectOn, RoiZone};
 use crate::events::{BoundingBox, Event, EventCommon, MotionEvent};
 use crate::logging::RateLimit;
@@ -30,7 +31,6 @@ use opencv::imgproc;
 use opencv::prelude::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// Frames queued per camera between capture and motion. Policy: `DropOldest` (newest wins),
@@ -289,7 +289,7 @@ pub struct MotionPool {
 
 /// The pool's threads, owned by the service for shutdown.
 pub struct MotionPoolThreads {
-    joins: Vec<JoinHandle<()>>,
+    joins: Vec<StageThread>,
     pool: MotionPool,
 }
 
@@ -339,7 +339,7 @@ impl MotionPool {
                 cameras: cameras.clone(),
                 error_log: RateLimit::new(Duration::from_secs(10)),
             };
-            joins.push(std::thread::Builder::new().name(format!("motion-{i}")).spawn(move || worker.run(control_rx))?);
+            joins.push(StageThread::spawn(&format!("motion-{i}"), move || worker.run(control_rx))?);
             slots.push(WorkerSlot { control, cameras });
         }
         let pool = MotionPool { workers: Arc::new(slots) };
@@ -371,9 +371,7 @@ impl MotionPoolThreads {
             let _ = w.control.send(Control::Stop);
         }
         for j in self.joins {
-            if j.join().is_err() {
-                log::error!("motion: a worker thread panicked");
-            }
+            j.join();
         }
     }
 }

@@ -17,13 +17,13 @@
 use crate::events::{Event, EventType};
 use crate::logging::RateLimit;
 use crate::metrics::{DropReason, Metrics};
+use crate::pipeline::StageThread;
 use crossbeam_channel::{select, Receiver};
 use parking_lot::Mutex;
 use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Where Redis is. `Debug` leaves the password out.
@@ -123,7 +123,7 @@ pub struct PublisherHealthSnapshot {
 
 /// The running publisher thread.
 pub struct PublisherHandle {
-    join: JoinHandle<()>,
+    thread: StageThread,
     pub health: Arc<PublisherHealth>,
 }
 
@@ -131,9 +131,7 @@ impl PublisherHandle {
     /// Waits for the thread, which ends once `stop` fires and its buffer is flushed (or the
     /// shutdown deadline passed).
     pub fn join(self) {
-        if self.join.join().is_err() {
-            log::error!("publish: thread panicked");
-        }
+        self.thread.join();
     }
 }
 
@@ -177,8 +175,8 @@ fn classify(e: &redis::RedisError) -> Retry {
 pub fn spawn(cfg: PublisherConfig, events: Receiver<Event>, stop: Receiver<()>, metrics: Arc<Metrics>) -> std::io::Result<PublisherHandle> {
     let health = Arc::new(PublisherHealth::default());
     let h = health.clone();
-    let join = std::thread::Builder::new().name("publish".into()).spawn(move || Publisher::new(cfg, metrics, h).run(events, stop))?;
-    Ok(PublisherHandle { join, health })
+    let thread = StageThread::spawn("publish", move || Publisher::new(cfg, metrics, h).run(events, stop))?;
+    Ok(PublisherHandle { thread, health })
 }
 
 struct Publisher {

@@ -25,6 +25,7 @@ use crate::logging::RateLimit;
 use crate::metrics::Metrics;
 use crate::pipeline::detect::postprocess::iou;
 use crate::pipeline::frame::Frame;
+use crate::pipeline::StageThread;
 use crossbeam_channel::{Receiver, Sender};
 use dedupe::{Clock, Dedupe, SystemClock};
 use ocr::PlateReader;
@@ -34,7 +35,6 @@ use plate::PlateDetector;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use text::PlateRules;
 
@@ -123,7 +123,7 @@ impl AnprModels {
 }
 
 pub struct AnprHandle {
-    join: JoinHandle<()>,
+    thread: StageThread,
     stopping: Arc<AtomicBool>,
 }
 
@@ -135,9 +135,7 @@ impl AnprHandle {
     }
 
     pub fn join(self) {
-        if self.join.join().is_err() {
-            log::error!("anpr: thread panicked");
-        }
+        self.thread.join();
     }
 }
 
@@ -151,7 +149,7 @@ pub fn spawn(
 ) -> std::io::Result<AnprHandle> {
     let stopping = Arc::new(AtomicBool::new(false));
     let stop = stopping.clone();
-    let join = std::thread::Builder::new().name("anpr".into()).spawn(move || {
+    let thread = StageThread::spawn("anpr", move || {
         let mut stage = AnprStage::new(models, settings, SystemClock, metrics.clone());
         for job in jobs.iter() {
             if stop.load(Ordering::SeqCst) {
@@ -164,7 +162,7 @@ pub fn spawn(
         }
         log::debug!("anpr: stopped");
     })?;
-    Ok(AnprHandle { join, stopping })
+    Ok(AnprHandle { thread, stopping })
 }
 
 /// The ANPR work on one job at a time; public so tests can drive it directly.

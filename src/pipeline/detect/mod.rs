@@ -25,11 +25,11 @@ use crate::logging::RateLimit;
 use crate::metrics::{Metrics, Phase, Stage};
 use crate::pipeline::anpr::{AnprJob, Vehicle, FULL_FRAME_INTERVAL, VEHICLE_CLASSES};
 use crate::pipeline::frame::Frame;
+use crate::pipeline::StageThread;
 use batcher::RoundRobin;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use yolo::{Yolo, YoloInfo};
 
@@ -53,7 +53,7 @@ pub struct DetectSettings {
 
 /// The running detection stage.
 pub struct DetectHandle {
-    join: JoinHandle<()>,
+    thread: StageThread,
     pub info: YoloInfo,
 }
 
@@ -61,9 +61,7 @@ impl DetectHandle {
     /// Waits for the stage, which ends once every sender of its input is gone and its queues
     /// are empty.
     pub fn join(self) {
-        if self.join.join().is_err() {
-            log::error!("detect: thread panicked");
-        }
+        self.thread.join();
     }
 }
 
@@ -77,7 +75,7 @@ pub fn spawn(
     metrics: Arc<Metrics>,
 ) -> std::io::Result<DetectHandle> {
     let info = yolo.info.clone();
-    let join = std::thread::Builder::new().name("detect".into()).spawn(move || {
+    let thread = StageThread::spawn("detect", move || {
         let mut stage = DetectStage {
             yolo,
             settings,
@@ -89,7 +87,7 @@ pub fn spawn(
         };
         stage.run(frames)
     })?;
-    Ok(DetectHandle { join, info })
+    Ok(DetectHandle { thread, info })
 }
 
 struct DetectStage {
