@@ -358,18 +358,11 @@ impl Metrics {
     pub fn render_prometheus(&self) -> String {
         let mut out = String::with_capacity(4096);
         let cams = self.cameras.read();
-        let n = family_line(&mut out, "analytics_frames_captured_total", "counter", "Frames decoded from the camera stream.");
-        for (id, c) in cams.iter() {
-            let _ = writeln!(out, "{n}{{camera_id=\"{}\"}} {}", escape(id), c.frames_captured.load(Relaxed));
-        }
-        let n = family_line(&mut out, "analytics_frames_processed_total", "counter", "Frames that went through the pipeline.");
-        for (id, c) in cams.iter() {
-            let _ = writeln!(out, "{n}{{camera_id=\"{}\"}} {}", escape(id), c.frames_processed.load(Relaxed));
-        }
-        let n = family_line(&mut out, "analytics_frames_skipped_total", "counter", "Frames left out on purpose by frame_skip / max_fps.");
-        for (id, c) in cams.iter() {
-            let _ = writeln!(out, "{n}{{camera_id=\"{}\"}} {}", escape(id), c.frames_skipped.load(Relaxed));
-        }
+        per_camera(&mut out, &cams, "analytics_frames_captured_total", "Frames decoded from the camera stream.", |c| &c.frames_captured);
+        per_camera(&mut out, &cams, "analytics_frames_processed_total", "Frames that went through the pipeline.", |c| &c.frames_processed);
+        per_camera(&mut out, &cams, "analytics_frames_skipped_total", "Frames left out on purpose by frame_skip / max_fps.", |c| {
+            &c.frames_skipped
+        });
         let n = family_line(&mut out, "analytics_frames_dropped_total", "counter", "Frames dropped, by stage.");
         for (id, c) in cams.iter() {
             for s in Stage::ALL {
@@ -395,10 +388,7 @@ impl Metrics {
         let _ = writeln!(out, "{n} {}", self.publish_buffered.load(Relaxed));
         let n = family_line(&mut out, "analytics_redis_up", "gauge", "1 when the publisher's last Redis operation succeeded.");
         let _ = writeln!(out, "{n} {}", u8::from(self.redis_up()));
-        let n = family_line(&mut out, "analytics_frames_detected_total", "counter", "Frames the object detector ran on.");
-        for (id, c) in cams.iter() {
-            let _ = writeln!(out, "{n}{{camera_id=\"{}\"}} {}", escape(id), c.frames_detected.load(Relaxed));
-        }
+        per_camera(&mut out, &cams, "analytics_frames_detected_total", "Frames the object detector ran on.", |c| &c.frames_detected);
         let n = family_line(&mut out, "analytics_detect_queue_depth", "gauge", "Frames waiting for an inference batch.");
         let _ = writeln!(out, "{n} {}", self.detect_queue_depth.load(Relaxed));
         let n = family_line(&mut out, "analytics_inference_seconds", "histogram", "Time per inference batch, by phase.");
@@ -409,10 +399,7 @@ impl Metrics {
         self.batch_size.render(&mut out, n, "");
         let n = family_line(&mut out, "analytics_frame_to_event_seconds", "histogram", "From frame capture to its detection result.");
         self.frame_to_event_seconds.render(&mut out, n, "");
-        let n = family_line(&mut out, "analytics_plates_searched_total", "counter", "Vehicles the ANPR plate detector ran on.");
-        for (id, c) in cams.iter() {
-            let _ = writeln!(out, "{n}{{camera_id=\"{}\"}} {}", escape(id), c.plates_searched.load(Relaxed));
-        }
+        per_camera(&mut out, &cams, "analytics_plates_searched_total", "Vehicles the ANPR plate detector ran on.", |c| &c.plates_searched);
         let n = family_line(&mut out, "analytics_anpr_seconds", "histogram", "Plate detector + OCR time per vehicle.");
         self.anpr_seconds.render(&mut out, n, "");
         let n = family_line(
@@ -446,6 +433,20 @@ pub fn process_cpu_seconds() -> f64 {
     let f: Vec<&str> = after.split_whitespace().collect();
     let ticks = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
     (ticks(11) + ticks(12)) / 100.0
+}
+
+/// One counter family with a sample per camera (`name{camera_id="..."} value`).
+fn per_camera(
+    out: &mut String,
+    cams: &BTreeMap<String, Arc<CameraCounters>>,
+    name: &'static str,
+    help: &str,
+    counter: impl Fn(&CameraCounters) -> &AtomicU64,
+) {
+    let n = family_line(out, name, "counter", help);
+    for (id, c) in cams {
+        let _ = writeln!(out, "{n}{{camera_id=\"{}\"}} {}", escape(id), counter(c).load(Relaxed));
+    }
 }
 
 fn family_line(out: &mut String, name: &'static str, kind: &str, help: &str) -> &'static str {
