@@ -154,7 +154,8 @@ fn read_frames(
     let mut played = 0u32;
     let mut pacer = Pacer { next_due: None };
     let mut rate_at = Instant::now();
-    let (mut rate_captured, mut rate_processed) = (counters.snapshot().frames_captured, counters.snapshot().frames_processed);
+    let start = counters.snapshot();
+    let (mut rate_captured, mut rate_processed) = (start.frames_captured, start.frames_processed);
     let mut got_frame = false;
     loop {
         if stop.try_recv() == Err(TryRecvError::Disconnected) {
