@@ -357,11 +357,6 @@ impl MotionPool {
         }
         FrameSender { tx, evict: rx }
     }
-
-    /// Cameras attached to each worker (for tests and metrics).
-    pub fn loads(&self) -> Vec<usize> {
-        self.workers.iter().map(|w| w.cameras.load(Ordering::SeqCst)).collect()
-    }
 }
 
 impl MotionPoolThreads {
