@@ -50,7 +50,8 @@ fn publisher(c: &mut Criterion) {
                 backoff_max: Duration::from_secs(1),
                 shutdown_flush: Duration::from_secs(5),
             };
-            let h = publish::spawn(cfg, rx, stop_rx, metrics.clone()).expect("publisher starts");
+            let h = publish::spawn(cfg, rx, stop_rx, metrics.clone(), &analytics_service::pipeline::supervise::Supervisor::new())
+                .expect("publisher starts");
             let events: Vec<Event> = (0..EVENTS).map(motion).collect();
             b.iter(|| {
                 let start = metrics.publisher_snapshot().published;

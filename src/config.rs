@@ -41,8 +41,14 @@ struct RawConfig {
     api_port: u16,
     #[serde(default = "d::api_max_body_bytes")]
     api_max_body_bytes: usize,
-    #[serde(default = "d::api_threads")]
-    api_threads: usize,
+    #[serde(default = "d::api_max_connections")]
+    api_max_connections: usize,
+    #[serde(default)]
+    api_token: Option<String>,
+    #[serde(default)]
+    stream_file_root: Option<PathBuf>,
+    #[serde(default = "d::max_frame_pixels")]
+    max_frame_pixels: u64,
     #[serde(default = "d::redis_host")]
     redis_host: String,
     #[serde(default = "d::redis_port")]
@@ -111,8 +117,11 @@ mod d {
     pub fn api_max_body_bytes() -> usize {
         1 << 20
     }
-    pub fn api_threads() -> usize {
-        4
+    pub fn api_max_connections() -> usize {
+        128
+    }
+    pub fn max_frame_pixels() -> u64 {
+        3840 * 2160
     }
     pub fn redis_host() -> String {
         "redis".into()
@@ -187,7 +196,10 @@ const FORMS: &[(&str, &str)] = &[
     ("API_HOST", "an IP address to bind, e.g. 0.0.0.0"),
     ("API_PORT", "a TCP port 0..65535, e.g. 8069"),
     ("API_MAX_BODY_BYTES", "a byte count 1024..67108864, e.g. 1048576"),
-    ("API_THREADS", "a thread count 1..64, e.g. 4"),
+    ("API_MAX_CONNECTIONS", "open HTTP connections 1..10000, e.g. 128"),
+    ("API_TOKEN", "a bearer token of 16 to 256 visible ASCII characters, or empty for none"),
+    ("STREAM_FILE_ROOT", "an existing directory that local file sources must be inside, or empty to refuse file sources"),
+    ("MAX_FRAME_PIXELS", "pixels per frame 1024..100000000, e.g. 8294400 (3840x2160)"),
     ("REDIS_HOST", "a host name or IP, e.g. redis or 127.0.0.1"),
     ("REDIS_PORT", "a TCP port 1..65535, e.g. 6379"),
     ("REDIS_DB", "a database index 0..=15 or more, e.g. 0"),
@@ -239,8 +251,18 @@ pub struct Config {
     pub api_port: u16,
     /// `API_MAX_BODY_BYTES` (1048576): larger request bodies get 413.
     pub api_max_body_bytes: usize,
-    /// `API_THREADS` (4): threads answering HTTP requests.
-    pub api_threads: usize,
+    /// `API_MAX_CONNECTIONS` (128): open HTTP connections (one thread each); past it a new
+    /// connection gets 503 and is closed.
+    pub api_max_connections: usize,
+    /// `API_TOKEN` (none): when set, every route but `GET /api/health` needs
+    /// `Authorization: Bearer <token>`. Never logged.
+    pub api_token: Option<String>,
+    /// `STREAM_FILE_ROOT` (none): local file sources must resolve inside this directory
+    /// (canonicalised here); none refuses file sources.
+    pub stream_file_root: Option<PathBuf>,
+    /// `MAX_FRAME_PIXELS` (3840x2160): a larger frame (or one under 32x32) puts its camera in
+    /// `error` instead of reaching a stage.
+    pub max_frame_pixels: u64,
     /// `REDIS_HOST` (redis): the compose service name; `127.0.0.1` for a local Redis.
     pub redis_host: String,
     /// `REDIS_PORT` (6379).
@@ -329,7 +351,22 @@ impl Config {
         };
         raw.api_host.parse::<std::net::IpAddr>().map_err(|e| invalid("API_HOST", &raw.api_host, e))?;
         check((1024..=64 << 20).contains(&raw.api_max_body_bytes), "API_MAX_BODY_BYTES", &raw.api_max_body_bytes, "out of range")?;
-        check((1..=64).contains(&raw.api_threads), "API_THREADS", &raw.api_threads, "out of range")?;
+        check((1..=10_000).contains(&raw.api_max_connections), "API_MAX_CONNECTIONS", &raw.api_max_connections, "out of range")?;
+        let api_token = raw.api_token.filter(|t| !t.is_empty());
+        if let Some(t) = &api_token {
+            let ok = (16..=256).contains(&t.len()) && t.bytes().all(|b| b.is_ascii_graphic());
+            // the value is a secret: never echo it
+            check(ok, "API_TOKEN", &"<hidden>", "must be 16 to 256 visible ASCII characters")?;
+        }
+        let stream_file_root = match raw.stream_file_root.filter(|p| !p.as_os_str().is_empty()) {
+            None => None,
+            Some(p) => match p.canonicalize() {
+                Ok(c) if c.is_dir() => Some(c),
+                Ok(_) => return Err(invalid("STREAM_FILE_ROOT", p.display(), "not a directory")),
+                Err(e) => return Err(invalid("STREAM_FILE_ROOT", p.display(), e)),
+            },
+        };
+        check((1024..=100_000_000).contains(&raw.max_frame_pixels), "MAX_FRAME_PIXELS", &raw.max_frame_pixels, "out of range")?;
         check(!raw.redis_host.trim().is_empty(), "REDIS_HOST", &raw.redis_host, "empty")?;
         check(raw.redis_port != 0, "REDIS_PORT", &raw.redis_port, "port 0 cannot be connected to")?;
         check(raw.redis_db >= 0, "REDIS_DB", &raw.redis_db, "negative")?;
@@ -381,7 +418,10 @@ impl Config {
             api_host: raw.api_host,
             api_port: raw.api_port,
             api_max_body_bytes: raw.api_max_body_bytes,
-            api_threads: raw.api_threads,
+            api_max_connections: raw.api_max_connections,
+            api_token,
+            stream_file_root,
+            max_frame_pixels: raw.max_frame_pixels,
             redis_host: raw.redis_host,
             redis_port: raw.redis_port,
             redis_db: raw.redis_db,
@@ -524,10 +564,20 @@ mod tests {
             ("ANPR_PLATE_FORMAT", "[unclosed"),
             ("ANPR_MAX_PLATE_LEN", "2"),
             ("ANPR_MIN_READ_CONFIDENCE", "1.5"),
+            ("API_TOKEN", "short"),
+            ("API_MAX_CONNECTIONS", "0"),
+            ("STREAM_FILE_ROOT", "/nonexistent/dir"),
+            ("MAX_FRAME_PIXELS", "10"),
         ] {
             let e = Config::from_vars(vars(&[(var, value)])).unwrap_err();
             assert_eq!(e.var, var, "{value}: {e}");
         }
+    }
+
+    #[test]
+    fn the_token_is_never_echoed() {
+        let e = Config::from_vars(vars(&[("API_TOKEN", "abc def")])).unwrap_err();
+        assert!(!e.to_string().contains("abc"), "{e}");
     }
 
     #[test]

@@ -36,7 +36,19 @@ fn run(config: Config) -> anyhow::Result<()> {
         config.redis_stream
     );
     let service = Service::start(config)?;
-    let _ = sig_rx.recv();
+    // Wait for a signal, watching the API: a process whose accept loop died would look alive
+    // to a container runtime while nobody can reach it, so exit non-zero and be restarted.
+    loop {
+        match sig_rx.recv_timeout(std::time::Duration::from_secs(1)) {
+            Ok(()) | Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) if !service.api_alive() => {
+                log::error!("api: the accept loop has stopped; exiting so that the service is restarted");
+                service.shutdown();
+                std::process::exit(2);
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+        }
+    }
     log::info!("signal received, shutting down");
     service.shutdown();
     Ok(())

@@ -5,8 +5,10 @@
 //! pool stops; detection finishes the frames it holds; ANPR abandons its queue (counted) and
 //! stops; the publisher flushes its buffer (bounded by its deadline); the API stops last.
 
+use crate::api::http::HttpStats;
 use crate::api::server::AnprStatus;
 use crate::api::{ApiServer, AppState};
+use crate::camera::validate;
 use crate::camera::Registry;
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -16,6 +18,7 @@ use crate::pipeline::detect::yolo::Yolo;
 use crate::pipeline::detect::{self, DetectHandle, DetectSettings, DETECT_CAP};
 use crate::pipeline::motion::{MotionPool, MotionPoolThreads, MotionSettings};
 use crate::pipeline::publish::{self, PublisherConfig, PublisherHandle, RedisTarget};
+use crate::pipeline::supervise::Supervisor;
 use crate::pipeline::{events_channel, PipelineInputs};
 use crossbeam_channel::Sender;
 use std::net::SocketAddr;
@@ -43,15 +46,21 @@ pub struct Service {
     publisher: PublisherHandle,
     publisher_stop: Sender<()>,
     pub metrics: Arc<Metrics>,
+    supervisor: Arc<Supervisor>,
+}
+
+fn is_loopback(host: &str) -> bool {
+    host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 impl Service {
     pub fn start(config: Config) -> Result<Service, StartError> {
         let metrics = Metrics::new();
+        let supervisor = Supervisor::new();
         let (events_tx, events_rx) = events_channel();
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
-        let publisher =
-            publish::spawn(PublisherConfig::from_config(&config), events_rx, stop_rx, metrics.clone()).map_err(StartError::Publisher)?;
+        let publisher = publish::spawn(PublisherConfig::from_config(&config), events_rx, stop_rx, metrics.clone(), &supervisor)
+            .map_err(StartError::Publisher)?;
         let yolo = Yolo::load(
             &config.yolo_model,
             config.yolo_model_name(),
@@ -74,7 +83,7 @@ impl Service {
                     plate_provider: Some(models.plate.provider()),
                     ocr_provider: Some(models.reader.provider()),
                 };
-                let h = anpr::spawn(models, AnprSettings::from_config(&config), rx, events_tx.clone(), metrics.clone())
+                let h = anpr::spawn(models, AnprSettings::from_config(&config), rx, events_tx.clone(), metrics.clone(), &supervisor)
                     .map_err(StartError::Threads)?;
                 (Some(h), Some(tx), status)
             }
@@ -83,11 +92,12 @@ impl Service {
                 (None, None, AnprStatus { loaded: false, error: Some(e.to_string()), plate_provider: None, ocr_provider: None })
             }
         };
-        let detect = detect::spawn(yolo, settings, detect_rx, events_tx.clone(), anpr_tx, metrics.clone()).map_err(StartError::Threads)?;
+        let detect = detect::spawn(yolo, settings, detect_rx, events_tx.clone(), anpr_tx, metrics.clone(), &supervisor)
+            .map_err(StartError::Threads)?;
         let (motion, motion_threads) =
-            MotionPool::spawn(config.motion_worker_count(), MotionSettings::default(), events_tx, Some(detect_tx))
+            MotionPool::spawn(config.motion_worker_count(), MotionSettings::default(), events_tx, Some(detect_tx), &supervisor)
                 .map_err(StartError::Threads)?;
-        let inputs = PipelineInputs { motion, stall_timeout: config.stream_stall_timeout };
+        let inputs = PipelineInputs { motion, stall_timeout: config.stream_stall_timeout, max_frame_pixels: config.max_frame_pixels };
         let registry = Arc::new(Registry::new(config.max_cameras, inputs, metrics.clone()));
         let state = Arc::new(AppState {
             registry: registry.clone(),
@@ -97,10 +107,19 @@ impl Service {
             config: config.clone(),
             model: detect.info.clone(),
             anpr: anpr_status,
+            supervisor: supervisor.clone(),
+            validate: validate::Context { file_root: config.stream_file_root.clone() },
+            http: Arc::new(HttpStats::default()),
             started: Instant::now(),
         });
-        let api = ApiServer::start(&config.api_host, config.api_port, config.api_threads, state).map_err(StartError::Api)?;
-        Ok(Service { api, registry, motion: motion_threads, detect, anpr, publisher, publisher_stop: stop_tx, metrics })
+        if config.api_token.is_none() && !is_loopback(&config.api_host) {
+            log::warn!(
+                "api: API_TOKEN is not set and the API listens on {}: anyone who reaches it can add or delete cameras",
+                config.api_host
+            );
+        }
+        let api = ApiServer::start(&config.api_host, config.api_port, state).map_err(StartError::Api)?;
+        Ok(Service { api, registry, motion: motion_threads, detect, anpr, publisher, publisher_stop: stop_tx, metrics, supervisor })
     }
 
     /// Where the API listens (useful with `API_PORT=0`).
@@ -113,8 +132,19 @@ impl Service {
         &self.registry
     }
 
+    /// The stages' heartbeats (health reads them; tests inject faults through them).
+    pub fn supervisor(&self) -> &Arc<Supervisor> {
+        &self.supervisor
+    }
+
+    /// Whether the API still accepts connections; `main` exits non-zero when it stops.
+    pub fn api_alive(&self) -> bool {
+        self.api.is_accepting()
+    }
+
     /// Stops cameras, flushes the publisher, stops the API.
     pub fn shutdown(self) {
+        self.supervisor.begin_stop();
         log::info!("shutdown: stopping cameras");
         self.registry.shutdown();
         self.motion.shutdown();

@@ -364,7 +364,8 @@ fn config_examples_validate() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "json") {
             let body: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-            let v = analytics_service::camera::validate::validate_cameras(&body).unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
+            let v = analytics_service::camera::validate::validate_cameras(&body, &analytics_service::camera::validate::Context::default())
+                .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
             assert!(v.warnings.is_empty(), "{}: {:?}", path.display(), v.warnings);
             n += 1;
         }

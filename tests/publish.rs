@@ -77,7 +77,14 @@ fn events_reach_the_stream_in_order_with_four_fields() {
     let metrics = Metrics::new();
     let (tx, rx) = events_channel();
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
-    let h = publish::spawn(cfg(redis_port(), &stream, 10_000), rx, stop_rx, metrics.clone()).unwrap();
+    let h = publish::spawn(
+        cfg(redis_port(), &stream, 10_000),
+        rx,
+        stop_rx,
+        metrics.clone(),
+        &analytics_service::pipeline::supervise::Supervisor::new(),
+    )
+    .unwrap();
     let sent: Vec<Event> = (0..1000).map(event).collect();
     for e in &sent {
         tx.send(e.clone()).unwrap();
@@ -103,7 +110,7 @@ fn maxlen_trims_the_stream() {
     c.maxlen = 100;
     let (tx, rx) = events_channel();
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
-    let h = publish::spawn(c, rx, stop_rx, Metrics::new()).unwrap();
+    let h = publish::spawn(c, rx, stop_rx, Metrics::new(), &analytics_service::pipeline::supervise::Supervisor::new()).unwrap();
     for n in 0..2000 {
         tx.send(event(n)).unwrap();
     }
@@ -125,7 +132,9 @@ fn redis_restart_loses_nothing_while_the_buffer_has_room() {
     let metrics = Metrics::new();
     let (tx, rx) = events_channel();
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
-    let h = publish::spawn(cfg(port, &stream, 1000), rx, stop_rx, metrics.clone()).unwrap();
+    let h =
+        publish::spawn(cfg(port, &stream, 1000), rx, stop_rx, metrics.clone(), &analytics_service::pipeline::supervise::Supervisor::new())
+            .unwrap();
     for n in 0..100 {
         tx.send(event(n)).unwrap();
     }
@@ -158,7 +167,9 @@ fn a_full_buffer_drops_the_oldest_and_counts_exactly() {
     let metrics = Metrics::new();
     let (tx, rx) = events_channel();
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
-    let h = publish::spawn(cfg(port, &stream, 50), rx, stop_rx, metrics.clone()).unwrap();
+    let h =
+        publish::spawn(cfg(port, &stream, 50), rx, stop_rx, metrics.clone(), &analytics_service::pipeline::supervise::Supervisor::new())
+            .unwrap();
     for n in 0..120 {
         tx.send(event(n)).unwrap();
     }
@@ -184,7 +195,7 @@ fn shutdown_without_redis_counts_the_unsent() {
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
     let mut c = cfg(port, &unique_stream("publish-shutdown"), 1000);
     c.shutdown_flush = Duration::from_millis(500);
-    let h = publish::spawn(c, rx, stop_rx, metrics.clone()).unwrap();
+    let h = publish::spawn(c, rx, stop_rx, metrics.clone(), &analytics_service::pipeline::supervise::Supervisor::new()).unwrap();
     for n in 0..30 {
         tx.send(event(n)).unwrap();
     }

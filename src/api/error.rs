@@ -3,6 +3,9 @@
 use serde::Serialize;
 use serde_json::Value;
 
+/// Most entries in a 422's `details` (DESIGN.md section 8).
+pub const MAX_DETAILS: usize = 50;
+
 #[derive(Debug, Clone, Serialize, thiserror::Error)]
 #[error("{status} {code}: {message}")]
 pub struct ApiError {
@@ -18,7 +21,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
         ApiError { status, code, message: message.into(), details: Vec::new(), allow: None }
     }
 
@@ -52,11 +55,22 @@ impl ApiError {
         )
     }
 
-    pub fn validation(details: Vec<Value>) -> Self {
-        let n = details.len();
-        let mut e = Self::new(422, "validation_failed", format!("{n} invalid field(s); nothing was changed"));
+    /// A 422 with one `details` entry per problem, at most [`MAX_DETAILS`] of them (the
+    /// message gives the full count), so a body of a million bad values gets a small reply.
+    pub fn validation(total: usize, mut details: Vec<Value>) -> Self {
+        details.truncate(MAX_DETAILS);
+        let message = if total > details.len() {
+            format!("{total} invalid field(s), the first {} listed; nothing was changed", details.len())
+        } else {
+            format!("{total} invalid field(s); nothing was changed")
+        };
+        let mut e = Self::new(422, "validation_failed", message);
         e.details = details;
         e
+    }
+
+    pub fn unauthorized() -> Self {
+        Self::new(401, "unauthorized", "send 'Authorization: Bearer <API_TOKEN>'; the token is missing or wrong")
     }
 
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {

@@ -10,14 +10,13 @@
 //! A trailing slash is ignored. Other paths get 404, other methods 405 with `Allow`.
 
 use super::error::ApiError;
+use super::http::{Request, Response};
 use super::server::AppState;
 use crate::camera::validate::validate_cameras;
-use crate::camera::{ApplyOutcome, CameraView, RegistryError};
+use crate::camera::{ApplyOutcome, CameraState, CameraView, RegistryError};
 use serde::Serialize;
 use serde_json::{json, Value};
-use std::io::Read;
-use std::time::{Duration, Instant};
-use tiny_http::{Header, Method, Request, Response};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Every route the server has, as `(method, path pattern)`: the OpenAPI test checks against it.
 pub const ROUTES: &[(&str, &str)] = &[
@@ -29,81 +28,119 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/metrics"),
 ];
 
-/// A reply ready to send.
-struct Reply {
-    status: u16,
-    body: String,
-    content_type: &'static str,
-    allow: Option<&'static str>,
-}
+/// A camera `reconnecting` for longer than this makes health `degraded`.
+pub const STUCK_RECONNECTING: Duration = Duration::from_secs(60);
 
-impl Reply {
-    fn json(status: u16, v: &impl Serialize) -> Reply {
-        match serde_json::to_string(v) {
-            Ok(body) => Reply { status, body, content_type: "application/json", allow: None },
-            Err(e) => Reply::error(ApiError::internal(format!("cannot encode the reply: {e}"))),
-        }
-    }
-
-    fn error(e: ApiError) -> Reply {
-        let allow = e.allow;
-        let mut r = Reply::json(e.status, &e);
-        r.allow = allow;
-        r
+fn json_reply(status: u16, v: &impl Serialize) -> Response {
+    match serde_json::to_vec(v) {
+        Ok(body) => Response { status, content_type: "application/json", headers: Vec::new(), body },
+        Err(e) => Response::error(&ApiError::internal(format!("cannot encode the reply: {e}"))),
     }
 }
 
-/// Answers one request. Never panics on input; a failure to send the reply is logged.
-pub fn handle(state: &AppState, mut req: Request) {
+/// Answers one request. Input never makes it panic; if a bug does, the HTTP layer turns the
+/// panic into a 500 and the connection thread lives on.
+pub fn handle(state: &AppState, req: &Request) -> Response {
     let t0 = Instant::now();
-    let method = req.method().clone();
-    let url = req.url().to_string();
-    let reply = route(state, &method, &url, &mut req).unwrap_or_else(Reply::error);
-    let status = reply.status;
-    let mut resp = Response::from_string(reply.body).with_status_code(status);
-    let ct = Header::from_bytes("Content-Type", reply.content_type).expect("invariant: static header");
-    resp.add_header(ct);
-    if let Some(allow) = reply.allow {
-        resp.add_header(Header::from_bytes("Allow", allow).expect("invariant: static header"));
-    }
-    if let Err(e) = req.respond(resp) {
-        log::debug!("api: {method} {url}: client went away before the reply: {e}");
-    }
-    log::debug!("api: {method} {url} -> {status} in {:?}", t0.elapsed());
+    let path = req.target.split(['?', '#']).next().unwrap_or("");
+    let reply = route(state, req, path).unwrap_or_else(|e| Response::error(&e));
+    log::debug!("api: {} {path} -> {} in {:?}", req.method, reply.status, t0.elapsed());
+    reply
 }
 
-fn route(state: &AppState, method: &Method, url: &str, req: &mut Request) -> Result<Reply, ApiError> {
-    let path = url.split(['?', '#']).next().unwrap_or("");
+/// `Authorization: Bearer <API_TOKEN>`, compared in constant time.
+fn authorised(state: &AppState, req: &Request) -> bool {
+    let Some(token) = state.config.api_token.as_deref() else { return true };
+    let given = req.header("Authorization").and_then(|v| {
+        let (scheme, rest) = v.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+    });
+    given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes()))
+}
+
+/// Equality whose time depends only on the lengths, not on where the bytes differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = 0u8;
+    for i in 0..a.len().max(b.len()) {
+        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0);
+    }
+    diff == 0 && a.len() == b.len()
+}
+
+fn route(state: &AppState, req: &Request, path: &str) -> Result<Response, ApiError> {
     let path = if path.len() > 1 { path.trim_end_matches('/') } else { path };
     let segments: Vec<&str> = path.split('/').skip(1).collect();
-    match (segments.as_slice(), method) {
-        (["api", "cameras"], Method::Get) => Ok(Reply::json(200, &CameraList { cameras: state.registry.list() })),
-        (["api", "cameras"], Method::Post) => post_cameras(state, req),
-        (["api", "cameras"], m) => Err(ApiError::method_not_allowed(m.as_str(), path, "GET, POST")),
-        (["api", "cameras", id], Method::Get) => {
-            let id = percent_decode(id);
-            state.registry.get(&id).map(|v| Reply::json(200, &v)).ok_or_else(|| unknown_camera(&id))
-        }
-        (["api", "cameras", id], Method::Delete) => {
-            let id = percent_decode(id);
-            state.registry.remove(&id).map(|v| Reply::json(200, &v)).ok_or_else(|| unknown_camera(&id))
-        }
-        (["api", "cameras", _], m) => Err(ApiError::method_not_allowed(m.as_str(), path, "GET, DELETE")),
-        (["api", "health"], Method::Get) => Ok(Reply::json(200, &health(state))),
-        (["api", "health"], m) => Err(ApiError::method_not_allowed(m.as_str(), path, "GET")),
-        (["metrics"], Method::Get) => Ok(Reply {
-            status: 200,
-            body: state.metrics.render_prometheus(),
-            content_type: "text/plain; version=0.0.4; charset=utf-8",
-            allow: None,
-        }),
-        (["metrics"], m) => Err(ApiError::method_not_allowed(m.as_str(), path, "GET")),
-        _ => Err(ApiError::not_found(format!("no route {path}; see README.md for the API"))),
+    let method = req.method.as_str();
+    // HEAD is answered like GET (the HTTP layer drops the body).
+    let get = matches!(method, "GET" | "HEAD");
+    if !(segments == ["api", "health"] && get) && !authorised(state, req) {
+        return Err(ApiError::unauthorized());
     }
+    match (segments.as_slice(), method) {
+        (["api", "cameras"], _) if get => Ok(json_reply(200, &CameraList { cameras: state.registry.list() })),
+        (["api", "cameras"], "POST") => post_cameras(state, req),
+        (["api", "cameras"], m) => Err(ApiError::method_not_allowed(m, path, "GET, POST")),
+        (["api", "cameras", id], _) if get => {
+            let id = percent_decode(id);
+            state.registry.get(&id).map(|v| json_reply(200, &v)).ok_or_else(|| unknown_camera(&id))
+        }
+        (["api", "cameras", id], "DELETE") => {
+            let id = percent_decode(id);
+            state.registry.remove(&id).map(|v| json_reply(200, &v)).ok_or_else(|| unknown_camera(&id))
+        }
+        (["api", "cameras", _], m) => Err(ApiError::method_not_allowed(m, path, "GET, DELETE")),
+        (["api", "health"], _) if get => Ok(json_reply(200, &health(state))),
+        (["api", "health"], m) => Err(ApiError::method_not_allowed(m, path, "GET")),
+        (["metrics"], _) if get => Ok(Response {
+            status: 200,
+            content_type: "text/plain; version=0.0.4; charset=utf-8",
+            headers: Vec::new(),
+            body: render_metrics(state).into_bytes(),
+        }),
+        (["metrics"], m) => Err(ApiError::method_not_allowed(m, path, "GET")),
+        _ => Err(ApiError::not_found(format!("no route {}; see README.md for the API", truncate_path(path)))),
+    }
+}
+
+/// Paths quoted back are cut short (they are attacker-chosen and up to 8 KiB).
+fn truncate_path(p: &str) -> String {
+    if p.chars().count() <= 128 {
+        p.to_string()
+    } else {
+        format!("{}...", p.chars().take(128).collect::<String>())
+    }
+}
+
+/// The service's metrics plus the HTTP layer's and the stages' (appended here because they
+/// belong to the API and the supervisor rather than to the pipeline counters).
+fn render_metrics(state: &AppState) -> String {
+    use std::fmt::Write;
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut out = state.metrics.render_prometheus();
+    let h = &state.http;
+    for (name, kind, help, v) in [
+        ("api_open_connections", "gauge", "Open HTTP connections.", h.open_connections.load(Relaxed) as u64),
+        ("api_refused_connections_total", "counter", "Connections refused past API_MAX_CONNECTIONS.", h.refused_connections.load(Relaxed)),
+        ("api_handler_panics_total", "counter", "Requests whose handler panicked (answered 500).", h.handler_panics.load(Relaxed)),
+        (
+            "api_rejected_requests_total",
+            "counter",
+            "Requests refused by the HTTP layer (framing, limits, timeouts).",
+            h.rejected_requests.load(Relaxed),
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP analytics_{name} {help}\n# TYPE analytics_{name} {kind}\nanalytics_{name} {v}");
+    }
+    let _ = writeln!(out, "# HELP analytics_stage_up Whether a stage thread is alive and beating (1) or dead or stalled (0).");
+    let _ = writeln!(out, "# TYPE analytics_stage_up gauge");
+    for s in state.supervisor.report() {
+        let _ = writeln!(out, "analytics_stage_up{{stage=\"{}\"}} {}", s.name, u8::from(s.state == "ok"));
+    }
+    out
 }
 
 fn unknown_camera(id: &str) -> ApiError {
-    ApiError::not_found(format!("camera '{id}' is not registered"))
+    ApiError::not_found(format!("camera '{}' is not registered", truncate_path(id)))
 }
 
 #[derive(Serialize)]
@@ -126,30 +163,18 @@ struct Applied {
     camera: CameraView,
 }
 
-fn post_cameras(state: &AppState, req: &mut Request) -> Result<Reply, ApiError> {
-    let content_type = req.headers().iter().find(|h| h.field.equiv("Content-Type")).map(|h| h.value.as_str().to_string());
-    let is_json = content_type
-        .as_deref()
-        .and_then(|ct| ct.split(';').next())
-        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
+fn post_cameras(state: &AppState, req: &Request) -> Result<Response, ApiError> {
+    let content_type = req.header("Content-Type");
+    let is_json = content_type.and_then(|ct| ct.split(';').next()).is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
     if !is_json {
-        return Err(ApiError::unsupported_media_type(content_type.as_deref()));
+        return Err(ApiError::unsupported_media_type(content_type));
     }
-    let limit = state.config.api_max_body_bytes;
-    if req.body_length().is_some_and(|n| n > limit) {
-        return Err(ApiError::payload_too_large(limit));
-    }
-    let mut body = Vec::new();
-    req.as_reader()
-        .take(limit as u64 + 1)
-        .read_to_end(&mut body)
-        .map_err(|e| ApiError::bad_request(format!("cannot read the body: {e}")))?;
-    if body.len() > limit {
-        return Err(ApiError::payload_too_large(limit));
-    }
-    let value: Value = serde_json::from_slice(&body).map_err(|e| ApiError::malformed_json(&e))?;
-    let validated = validate_cameras(&value)
-        .map_err(|issues| ApiError::validation(issues.into_iter().map(|i| serde_json::to_value(i).unwrap_or(Value::Null)).collect()))?;
+    // the HTTP layer has already refused bodies over API_MAX_BODY_BYTES (413)
+    let value: Value = super::strict_json::from_slice(&req.body).map_err(|e| ApiError::malformed_json(&e))?;
+    let validated = validate_cameras(&value, &state.validate).map_err(|invalid| {
+        let details = invalid.issues.into_iter().map(|i| serde_json::to_value(i).unwrap_or(Value::Null)).collect();
+        ApiError::validation(invalid.total, details)
+    })?;
     if !state.anpr.loaded {
         let refused: Vec<Value> = validated
             .cameras
@@ -162,7 +187,7 @@ fn post_cameras(state: &AppState, req: &mut Request) -> Result<Reply, ApiError> 
             })
             .collect();
         if !refused.is_empty() {
-            return Err(ApiError::validation(refused));
+            return Err(ApiError::validation(refused.len(), refused));
         }
     }
     let applied = state.registry.apply(validated.cameras).map_err(|e| match e {
@@ -171,18 +196,45 @@ fn post_cameras(state: &AppState, req: &mut Request) -> Result<Reply, ApiError> 
     })?;
     let created = applied.iter().any(|(o, _)| *o == ApplyOutcome::Created);
     let cameras: Vec<Applied> = applied.into_iter().map(|(result, camera)| Applied { result, camera }).collect();
-    Ok(Reply::json(if created { 201 } else { 200 }, &PostReply { cameras, warnings: validated.warnings }))
+    Ok(json_reply(if created { 201 } else { 200 }, &PostReply { cameras, warnings: validated.warnings }))
 }
 
-/// `/api/health`: Redis reachability (a fresh PING), publisher counters, model, camera states.
+/// `/api/health`: Redis reachability (a fresh PING), publisher counters, model, stages, camera
+/// states. `degraded` (still 200) names what is wrong in `problems`.
 fn health(state: &AppState) -> Value {
     let ping = state.redis.ping(Duration::from_millis(500));
     let cameras = state.registry.state_counts();
     let total: usize = cameras.values().sum();
-    let degraded = ping.is_err() || cameras.get("error").copied().unwrap_or(0) > 0;
+    let stages = state.supervisor.report();
+    let mut problems: Vec<String> = Vec::new();
+    if let Err(e) = &ping {
+        problems.push(format!("redis unreachable: {e}"));
+    }
+    for s in stages.iter().filter(|s| s.state != "ok") {
+        problems.push(format!("stage {} is {} (last beat {:.0} s ago)", s.name, s.state, s.last_beat_s));
+    }
+    let now = SystemTime::now();
+    let list: Vec<CameraView> = state.registry.list();
+    let mut stuck = Vec::new();
+    for c in &list {
+        let since = now.duration_since(c.status.state_since_at).unwrap_or_default();
+        match c.status.state {
+            CameraState::Error => {
+                problems.push(format!("camera {} is in error: {}", c.config.camera_id, c.status.last_error.as_deref().unwrap_or("?")))
+            }
+            CameraState::Reconnecting if since > STUCK_RECONNECTING => {
+                stuck.push(c.config.camera_id.clone());
+                problems.push(format!("camera {} has been reconnecting for {} s", c.config.camera_id, since.as_secs()));
+            }
+            _ => {}
+        }
+    }
+    problems.truncate(50);
+    let detect_alive = state.supervisor.is_running("detect");
     let c = &state.config;
     json!({
-        "status": if degraded { "degraded" } else { "ok" },
+        "status": if problems.is_empty() { "ok" } else { "degraded" },
+        "problems": problems,
         "redis": {
             "reachable": ping.is_ok(),
             "latency_ms": ping.as_ref().ok().map(|d| d.as_secs_f64() * 1000.0),
@@ -197,12 +249,14 @@ fn health(state: &AppState) -> Value {
             },
         },
         "model": {
-            "loaded": true,
+            // the session lives in the detect stage: a dead stage means no usable model
+            "loaded": detect_alive,
             "requested_device": c.inference_device,
             "yolo": state.model,
             "anpr": state.anpr,
         },
-        "cameras": { "total": total, "by_state": cameras },
+        "stages": stages,
+        "cameras": { "total": total, "by_state": cameras, "stuck_reconnecting": stuck },
         "uptime_s": state.started.elapsed().as_secs_f64(),
     })
 }
@@ -229,7 +283,16 @@ fn percent_decode(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::percent_decode;
+    use super::{constant_time_eq, percent_decode};
+
+    #[test]
+    fn token_compare() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(!constant_time_eq(b"", b"x"));
+        assert!(constant_time_eq(b"", b""));
+    }
 
     #[test]
     fn percent_decoding() {

@@ -1,16 +1,17 @@
-//! The HTTP listener: `API_THREADS` threads take requests from one tiny_http server.
+//! The API server: [`super::http`] (the HTTP layer that no request can hurt) with
+//! [`super::routes::handle`] as its handler.
 //!
-//! One request's failure is logged and never stops the server. Shutdown sets a flag and
-//! unblocks each thread once, then joins them.
+//! Shutdown stops accepting; connections finish the request they are in.
 
+use super::http::{HttpServer, HttpStats, Limits};
 use super::routes;
+use crate::camera::validate;
 use crate::camera::Registry;
 use crate::metrics::Metrics;
 use crate::pipeline::publish::{PublisherHealth, RedisTarget};
+use crate::pipeline::supervise::Supervisor;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Instant;
 
 /// Everything a request handler can see.
@@ -24,6 +25,12 @@ pub struct AppState {
     pub model: crate::pipeline::detect::yolo::YoloInfo,
     /// Whether ANPR's models loaded, and on what.
     pub anpr: AnprStatus,
+    /// The stage threads' heartbeats.
+    pub supervisor: Arc<Supervisor>,
+    /// What request validation needs (`STREAM_FILE_ROOT`).
+    pub validate: validate::Context,
+    /// The HTTP layer's counters (connections, refusals, handler panics).
+    pub http: Arc<HttpStats>,
     pub started: Instant,
 }
 
@@ -37,54 +44,32 @@ pub struct AnprStatus {
 }
 
 pub struct ApiServer {
-    server: Arc<tiny_http::Server>,
-    threads: Vec<JoinHandle<()>>,
-    stopping: Arc<AtomicBool>,
-    addr: SocketAddr,
+    http: HttpServer,
 }
 
 impl ApiServer {
-    /// Binds `host:port` (port 0 picks a free one) and starts `threads` request threads.
-    pub fn start(host: &str, port: u16, threads: usize, state: Arc<AppState>) -> Result<Self, String> {
-        let server = tiny_http::Server::http((host, port)).map_err(|e| format!("cannot listen on {host}:{port}: {e}"))?;
-        let addr = server.server_addr().to_ip().ok_or("listener has no IP address")?;
-        let server = Arc::new(server);
-        let stopping = Arc::new(AtomicBool::new(false));
-        let mut handles = Vec::with_capacity(threads);
-        for i in 0..threads {
-            let (server, state, stopping) = (server.clone(), state.clone(), stopping.clone());
-            let h = std::thread::Builder::new()
-                .name(format!("api-{i}"))
-                .spawn(move || serve(&server, &state, &stopping))
-                .map_err(|e| format!("cannot start API thread: {e}"))?;
-            handles.push(h);
-        }
-        log::info!("api: listening on http://{addr}");
-        Ok(ApiServer { server, threads: handles, stopping, addr })
+    /// Binds `host:port` (port 0 picks a free one) and starts serving.
+    pub fn start(host: &str, port: u16, state: Arc<AppState>) -> Result<Self, String> {
+        let limits =
+            Limits { max_body: state.config.api_max_body_bytes, max_connections: state.config.api_max_connections, ..Limits::default() };
+        let stats = state.http.clone();
+        let handler = Arc::new(move |req: &super::http::Request| routes::handle(&state, req));
+        let http = HttpServer::start(host, port, limits, handler, stats).map_err(|e| format!("cannot listen on {host}:{port}: {e}"))?;
+        log::info!("api: listening on http://{}", http.addr());
+        Ok(ApiServer { http })
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.http.addr()
     }
 
-    /// Stops taking requests and joins the threads (requests in flight finish first).
+    /// Whether the accept loop still runs; `main` exits non-zero when it does not.
+    pub fn is_accepting(&self) -> bool {
+        self.http.is_accepting()
+    }
+
+    /// Stops taking connections.
     pub fn shutdown(self) {
-        self.stopping.store(true, Ordering::SeqCst);
-        for _ in &self.threads {
-            self.server.unblock();
-        }
-        for t in self.threads {
-            let _ = t.join();
-        }
-    }
-}
-
-fn serve(server: &tiny_http::Server, state: &AppState, stopping: &AtomicBool) {
-    loop {
-        match server.recv() {
-            Ok(req) => routes::handle(state, req),
-            Err(_) if stopping.load(Ordering::SeqCst) => break,
-            Err(e) => log::warn!("api: accepting a request failed: {e}"),
-        }
+        self.http.shutdown();
     }
 }

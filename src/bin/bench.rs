@@ -103,14 +103,17 @@ fn main() -> anyhow::Result<()> {
         _ => InferenceDevice::Auto,
     };
     let svc = Service::start(cfg.clone())?;
+    // file sources must be absolute and inside a root: the video's own folder
+    let video = std::path::Path::new(&a.video).canonicalize().map_err(|e| anyhow::anyhow!("{}: {e}", a.video))?;
+    let ctx = analytics_service::camera::validate::Context { file_root: video.parent().map(Into::into) };
     let cams: Vec<serde_json::Value> = (0..a.cameras)
         .map(|i| {
-            serde_json::json!({"camera_id": format!("bench{i}"), "stream_url": a.video,
+            serde_json::json!({"camera_id": format!("bench{i}"), "stream_url": video.display().to_string(),
                 "parameters": {"max_fps": a.max_fps, "loop_file": true, "file_realtime": !a.fast, "motion_threshold": 0.02}})
         })
         .collect();
-    let validated =
-        analytics_service::camera::validate::validate_cameras(&serde_json::Value::Array(cams)).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let validated = analytics_service::camera::validate::validate_cameras(&serde_json::Value::Array(cams), &ctx)
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     svc.registry().apply(validated.cameras)?;
     std::thread::sleep(Duration::from_secs_f64(a.warmup));
 

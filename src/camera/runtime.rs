@@ -51,6 +51,9 @@ pub struct RuntimeStatus {
     pub last_error: Option<String>,
     /// When `state` last changed (RFC 3339).
     pub state_since: String,
+    /// The same moment, for health's "reconnecting for more than a minute".
+    #[serde(skip)]
+    pub state_since_at: SystemTime,
     /// Frames per second decoded from the stream over the last few seconds.
     pub input_fps: f32,
     /// Frames per second that went through the pipeline over the last few seconds.
@@ -76,6 +79,7 @@ impl CameraRuntime {
                 state: CameraState::Stopped,
                 last_error: None,
                 state_since: crate::time::rfc3339_millis(SystemTime::now()),
+                state_since_at: SystemTime::now(),
                 input_fps: 0.0,
                 processed_fps: 0.0,
             }),
@@ -117,7 +121,8 @@ impl CameraRuntime {
 fn set_state(s: &mut RuntimeStatus, state: CameraState) {
     if s.state != state {
         s.state = state;
-        s.state_since = crate::time::rfc3339_millis(SystemTime::now());
+        s.state_since_at = SystemTime::now();
+        s.state_since = crate::time::rfc3339_millis(s.state_since_at);
     }
 }
 

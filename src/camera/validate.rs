@@ -6,7 +6,7 @@
 //! checked before any is applied: one invalid camera means nothing changes.
 
 use super::payload::{CameraConfig, CameraParams, DesiredStatus, DetectOn, RoiZone};
-use super::url::StreamUrl;
+use super::url::{SourceKind, StreamUrl};
 use crate::pipeline::detect::classes::{coco_class_id, COCO_CLASSES};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -29,6 +29,32 @@ pub struct Validated {
 
 /// Most cameras one request may carry; beyond, MAX_CAMERAS decides anyway.
 const MAX_ITEMS: usize = 1024;
+/// DESIGN.md section 8 limits. Each is checked before the list is walked, so a huge list costs
+/// one error, not one per element.
+pub const MAX_ZONES: usize = 16;
+pub const MAX_ZONE_POINTS: usize = 64;
+pub const MAX_CLASSES: usize = 80;
+pub const MAX_NAME_CHARS: usize = 128;
+pub const MAX_REGION_CHARS: usize = 32;
+/// Smallest `max_fps`: one frame every 1000 s. Anything smaller is a typo (or `5e-324`).
+pub const MIN_MAX_FPS: f64 = 0.001;
+/// Errors kept with their text; past this only the count grows (the reply lists 50 anyway).
+const KEPT_ERRORS: usize = 50;
+
+/// What validation needs to know about the service.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    /// `STREAM_FILE_ROOT`, canonicalised: local file sources must resolve inside it; `None`
+    /// refuses them.
+    pub file_root: Option<std::path::PathBuf>,
+}
+
+/// A body that failed: the first problems and how many there were in all.
+#[derive(Debug)]
+pub struct Invalid {
+    pub total: usize,
+    pub issues: Vec<Issue>,
+}
 const TOP_FIELDS: &[&str] = &["camera_id", "status", "stream_url", "parameters"];
 const PARAM_FIELDS: &[&str] = &[
     "detection_classes",
@@ -49,16 +75,22 @@ const PARAM_FIELDS: &[&str] = &[
 /// Collects issues while walking.
 #[derive(Default)]
 struct Walk {
+    /// The first `KEPT_ERRORS` errors.
     errors: Vec<Issue>,
+    /// All errors, kept or not.
+    n_errors: usize,
     warnings: Vec<Issue>,
 }
 
 impl Walk {
     fn err(&mut self, path: &str, message: impl Into<String>) {
-        self.errors.push(Issue { path: path.into(), message: message.into() });
+        self.n_errors += 1;
+        if self.errors.len() < KEPT_ERRORS {
+            self.errors.push(Issue { path: path.into(), message: message.into() });
+        }
     }
     fn warn_unknown(&mut self, path: &str, obj: &Map<String, Value>, known: &[&str]) {
-        for k in obj.keys().filter(|k| !known.contains(&k.as_str())) {
+        for k in obj.keys().filter(|k| !known.contains(&k.as_str())).take(KEPT_ERRORS.saturating_sub(self.warnings.len())) {
             self.warnings.push(Issue { path: format!("{path}{k}"), message: "unknown field, ignored".into() });
         }
     }
@@ -125,7 +157,7 @@ pub fn valid_camera_id(id: &str) -> bool {
 }
 
 /// Validates a whole body: an array of camera objects or a single object.
-pub fn validate_cameras(body: &Value) -> Result<Validated, Vec<Issue>> {
+pub fn validate_cameras(body: &Value, ctx: &Context) -> Result<Validated, Invalid> {
     let mut w = Walk::default();
     let items: Vec<(String, &Value)> = match body {
         Value::Array(a) if a.is_empty() => {
@@ -146,31 +178,31 @@ pub fn validate_cameras(body: &Value) -> Result<Validated, Vec<Issue>> {
     let mut cameras = Vec::with_capacity(items.len());
     let mut seen = HashSet::new();
     for (prefix, item) in items {
-        let before = w.errors.len();
-        let cam = camera(&mut w, item, &prefix);
+        let before = w.n_errors;
+        let cam = camera(&mut w, item, &prefix, ctx);
         if let Some(cam) = cam {
             if !seen.insert(cam.camera_id.clone()) {
                 w.err(&format!("{prefix}camera_id"), format!("duplicate camera_id '{}' in this request", cam.camera_id));
-            } else if w.errors.len() == before {
+            } else if w.n_errors == before {
                 cameras.push(cam);
             }
         }
     }
-    if w.errors.is_empty() {
+    if w.n_errors == 0 {
         Ok(Validated { cameras, warnings: w.warnings })
     } else {
-        Err(w.errors)
+        Err(Invalid { total: w.n_errors, issues: w.errors })
     }
 }
 
 /// One camera object at `prefix` (`"[3]."` or `""`). `None` when it has errors.
-fn camera(w: &mut Walk, v: &Value, prefix: &str) -> Option<CameraConfig> {
+fn camera(w: &mut Walk, v: &Value, prefix: &str, ctx: &Context) -> Option<CameraConfig> {
     let Some(obj) = v.as_object() else {
         let path = if prefix.is_empty() { "$".to_string() } else { prefix.trim_end_matches('.').to_string() };
         w.err(&path, format!("must be a camera object, got {}", type_name(v)));
         return None;
     };
-    let before = w.errors.len();
+    let before = w.n_errors;
     w.warn_unknown(prefix, obj, TOP_FIELDS);
 
     let camera_id = match w.string(obj, "camera_id", prefix) {
@@ -198,7 +230,7 @@ fn camera(w: &mut Walk, v: &Value, prefix: &str) -> Option<CameraConfig> {
         }
     };
     let stream_url = match w.string(obj, "stream_url", prefix) {
-        Some(s) => StreamUrl::parse(s).map_err(|m| w.err(&format!("{prefix}stream_url"), m)).ok(),
+        Some(s) => StreamUrl::parse(s).and_then(|u| check_file_source(u, ctx)).map_err(|m| w.err(&format!("{prefix}stream_url"), m)).ok(),
         None => {
             if present(obj, "stream_url").is_none() {
                 w.err(&format!("{prefix}stream_url"), "is required");
@@ -214,19 +246,22 @@ fn camera(w: &mut Walk, v: &Value, prefix: &str) -> Option<CameraConfig> {
             None
         }
     };
-    if w.errors.len() != before {
+    if w.n_errors != before {
         return None;
     }
     Some(CameraConfig { camera_id: camera_id?, status, stream_url: stream_url?, parameters: parameters? })
 }
 
 fn params(w: &mut Walk, p: &Map<String, Value>, path: &str) -> Option<CameraParams> {
-    let before = w.errors.len();
+    let before = w.n_errors;
     w.warn_unknown(path, p, PARAM_FIELDS);
     let mut out = CameraParams::default();
 
     if let Some(v) = present(p, "detection_classes") {
         match v.as_array() {
+            Some(list) if list.len() > MAX_CLASSES => {
+                w.err(&format!("{path}detection_classes"), format!("at most {MAX_CLASSES} classes, got {}", list.len()))
+            }
             Some(list) => {
                 for (i, c) in list.iter().enumerate() {
                     let ip = format!("{path}detection_classes[{i}]");
@@ -236,7 +271,9 @@ fn params(w: &mut Walk, p: &Map<String, Value>, path: &str) -> Option<CameraPara
                                 out.detection_classes.push(name.to_string());
                             }
                         }
-                        Some(name) => w.err(&ip, format!("unknown class '{}'; valid classes: {}", truncate(name), COCO_CLASSES.join(", "))),
+                        Some(name) => {
+                            w.err(&ip, format!("unknown class '{}'; valid classes (COCO): {}", truncate(name), COCO_CLASSES.join(", ")))
+                        }
                         None => w.err(&ip, format!("must be a string, got {}", type_name(c))),
                     }
                 }
@@ -250,7 +287,7 @@ fn params(w: &mut Walk, p: &Map<String, Value>, path: &str) -> Option<CameraPara
     if let Some(x) = w.number(p, "motion_threshold", path, 0.0, 1.0, false) {
         out.motion_threshold = x;
     }
-    if let Some(x) = w.number(p, "max_fps", path, 0.0, 120.0, true) {
+    if let Some(x) = w.number(p, "max_fps", path, MIN_MAX_FPS, 120.0, false) {
         out.max_fps = x;
     }
     if let Some(v) = present(p, "frame_skip") {
@@ -274,8 +311,10 @@ fn params(w: &mut Walk, p: &Map<String, Value>, path: &str) -> Option<CameraPara
         }
     }
     match w.string(p, "anpr_region", path) {
-        Some(r) if (1..=32).contains(&r.trim().len()) => out.anpr_region = Some(r.trim().to_string()),
-        Some(_) => w.err(&format!("{path}anpr_region"), "must be 1 to 32 characters, e.g. \"CZ\""),
+        Some(r) if (1..=MAX_REGION_CHARS).contains(&r.trim().chars().count()) => out.anpr_region = Some(r.trim().to_string()),
+        Some(_) => {
+            w.err(&format!("{path}anpr_region"), format!("must be 1 to {MAX_REGION_CHARS} characters (spaces trimmed), e.g. \"CZ\""))
+        }
         None => {}
     }
     match w.string(p, "detect_on", path) {
@@ -285,6 +324,9 @@ fn params(w: &mut Walk, p: &Map<String, Value>, path: &str) -> Option<CameraPara
     }
     if let Some(v) = present(p, "roi_zones") {
         match v.as_array() {
+            Some(zones) if zones.len() > MAX_ZONES => {
+                w.err(&format!("{path}roi_zones"), format!("at most {MAX_ZONES} zones, got {}", zones.len()))
+            }
             Some(zones) => {
                 let mut names = HashSet::new();
                 for (i, z) in zones.iter().enumerate() {
@@ -300,7 +342,7 @@ fn params(w: &mut Walk, p: &Map<String, Value>, path: &str) -> Option<CameraPara
             None => w.err(&format!("{path}roi_zones"), format!("must be an array of zones, got {}", type_name(v))),
         }
     }
-    (w.errors.len() == before).then_some(out)
+    (w.n_errors == before).then_some(out)
 }
 
 fn roi_zone(w: &mut Walk, z: &Value, path: &str) -> Option<RoiZone> {
@@ -308,13 +350,13 @@ fn roi_zone(w: &mut Walk, z: &Value, path: &str) -> Option<RoiZone> {
         w.err(path, format!("must be an object {{\"name\", \"points\"}}, got {}", type_name(z)));
         return None;
     };
-    let before = w.errors.len();
+    let before = w.n_errors;
     let prefix = format!("{path}.");
     w.warn_unknown(&prefix, obj, &["name", "points"]);
     let name = match w.string(obj, "name", &prefix) {
-        Some(n) if !n.trim().is_empty() && n.len() <= 128 => Some(n.to_string()),
+        Some(n) if !n.trim().is_empty() && n.chars().count() <= MAX_NAME_CHARS => Some(n.to_string()),
         Some(_) => {
-            w.err(&format!("{path}.name"), "must be 1 to 128 characters");
+            w.err(&format!("{path}.name"), format!("must be 1 to {MAX_NAME_CHARS} characters, not only spaces"));
             None
         }
         None => {
@@ -326,10 +368,10 @@ fn roi_zone(w: &mut Walk, z: &Value, path: &str) -> Option<RoiZone> {
     };
     let mut points = Vec::new();
     match present(obj, "points") {
+        Some(Value::Array(list)) if !(3..=MAX_ZONE_POINTS).contains(&list.len()) => {
+            w.err(&format!("{path}.points"), format!("needs 3 to {MAX_ZONE_POINTS} points, got {}", list.len()));
+        }
         Some(Value::Array(list)) => {
-            if !(3..=256).contains(&list.len()) {
-                w.err(&format!("{path}.points"), format!("needs 3 to 256 points, got {}", list.len()));
-            }
             for (i, pt) in list.iter().enumerate() {
                 let xy: Option<Vec<f64>> = pt.as_array().filter(|a| a.len() == 2).and_then(|a| a.iter().map(Value::as_f64).collect());
                 match xy {
@@ -342,7 +384,39 @@ fn roi_zone(w: &mut Walk, z: &Value, path: &str) -> Option<RoiZone> {
         Some(other) => w.err(&format!("{path}.points"), format!("must be an array of [x, y] points, got {}", type_name(other))),
         None => w.err(&format!("{path}.points"), "is required"),
     }
-    (w.errors.len() == before).then(|| RoiZone { name: name.unwrap_or_default(), points })
+    (w.n_errors == before).then(|| RoiZone { name: name.unwrap_or_default(), points })
+}
+
+/// Local file sources must resolve (symlinks followed) inside `STREAM_FILE_ROOT`; without it
+/// they are refused, so that nobody who reaches the API can make the service open or probe
+/// arbitrary paths. The message never says whether a path outside the root exists.
+fn check_file_source(url: StreamUrl, ctx: &Context) -> Result<StreamUrl, String> {
+    if url.kind() != SourceKind::File {
+        return Ok(url);
+    }
+    let Some(root) = &ctx.file_root else {
+        return Err("local file sources are disabled: set STREAM_FILE_ROOT to the directory that holds the files".into());
+    };
+    let raw = url.expose();
+    let path = raw.strip_prefix("file://").unwrap_or(raw);
+    let outside = || format!("local file sources must be inside STREAM_FILE_ROOT ({})", root.display());
+    let path = std::path::Path::new(path);
+    if !path.is_absolute() {
+        return Err(format!("must be an absolute path inside STREAM_FILE_ROOT ({})", root.display()));
+    }
+    match path.canonicalize() {
+        Ok(real) if real.starts_with(root) => {
+            if real.is_file() {
+                Ok(url)
+            } else {
+                Err(format!("'{}' is not a file", path.display()))
+            }
+        }
+        Ok(_) => Err(outside()),
+        // Missing inside the root: say so; missing elsewhere: the same refusal as outside.
+        Err(_) if path.starts_with(root) => Err(format!("'{}' does not exist", path.display())),
+        Err(_) => Err(outside()),
+    }
 }
 
 /// Shortens user input quoted in messages.
@@ -368,12 +442,12 @@ mod tests {
     }
 
     fn paths(body: Value) -> Vec<String> {
-        validate_cameras(&body).unwrap_err().into_iter().map(|i| i.path).collect()
+        validate_cameras(&body, &Context::default()).unwrap_err().issues.into_iter().map(|i| i.path).collect()
     }
 
     #[test]
     fn the_customer_payload_is_valid() {
-        let v = validate_cameras(&customer()).unwrap();
+        let v = validate_cameras(&customer(), &Context::default()).unwrap();
         assert_eq!(v.cameras.len(), 1);
         assert!(v.warnings.is_empty());
         let c = &v.cameras[0];
@@ -383,7 +457,7 @@ mod tests {
 
     #[test]
     fn a_single_object_is_accepted() {
-        let v = validate_cameras(&customer()[0]).unwrap();
+        let v = validate_cameras(&customer()[0], &Context::default()).unwrap();
         assert_eq!(v.cameras.len(), 1);
     }
 
@@ -407,7 +481,6 @@ mod tests {
                 "[1].parameters.max_fps",
                 "[1].parameters.motion_threshold",
                 "[1].parameters.roi_zones[0].points",
-                "[1].parameters.roi_zones[0].points[1]",
                 "[1].status",
                 "[1].stream_url",
             ]
@@ -419,14 +492,14 @@ mod tests {
         let mut body = customer();
         body[0]["site"] = json!("north");
         body[0]["parameters"]["night_mode"] = json!(true);
-        let v = validate_cameras(&body).unwrap();
+        let v = validate_cameras(&body, &Context::default()).unwrap();
         let w: Vec<_> = v.warnings.iter().map(|i| i.path.as_str()).collect();
         assert_eq!(w, ["[0].site", "[0].parameters.night_mode"]);
     }
 
     #[test]
     fn duplicates_and_missing_required_fields() {
-        let body = json!([{"camera_id": "a", "stream_url": "x.mp4"}, {"camera_id": "a", "stream_url": "y.mp4"}, {}]);
+        let body = json!([{"camera_id": "a", "stream_url": "rtsp://h/x"}, {"camera_id": "a", "stream_url": "rtsp://h/y"}, {}]);
         assert_eq!(paths(body), ["[1].camera_id", "[2].camera_id", "[2].stream_url"]);
     }
 
@@ -435,5 +508,54 @@ mod tests {
         assert_eq!(paths(json!([])), ["$"]);
         assert_eq!(paths(json!("x")), ["$"]);
         assert_eq!(paths(json!([1])), ["[0]"]);
+    }
+
+    #[test]
+    fn limits_of_design_section_8() {
+        let zone = |n: usize| json!({"name": "z", "points": vec![[0.5, 0.5]; n]});
+        let cam = |params: Value| json!({"camera_id": "c", "stream_url": "rtsp://h/x", "parameters": params});
+        assert_eq!(paths(cam(json!({"roi_zones": vec![zone(3); 17]}))), ["parameters.roi_zones"]);
+        assert_eq!(paths(cam(json!({"roi_zones": [zone(65)]}))), ["parameters.roi_zones[0].points"]);
+        assert!(validate_cameras(&cam(json!({"roi_zones": [zone(64)]})), &Context::default()).is_ok());
+        assert_eq!(paths(cam(json!({"detection_classes": vec!["person"; 81]}))), ["parameters.detection_classes"]);
+        assert_eq!(paths(cam(json!({"max_fps": 5e-324}))), ["parameters.max_fps"]);
+        assert_eq!(paths(cam(json!({"anpr_region": "Č".repeat(33)}))), ["parameters.anpr_region"]);
+        assert!(validate_cameras(&cam(json!({"anpr_region": "Č".repeat(32)})), &Context::default()).is_ok());
+        let long_url = format!("rtsp://h/{}", "é".repeat(2040));
+        assert_eq!(paths(json!({"camera_id": "c", "stream_url": long_url})), ["stream_url"]);
+    }
+
+    #[test]
+    fn at_most_fifty_errors_are_kept_but_all_are_counted() {
+        let body: Vec<Value> = (0..500).map(|_| json!({"camera_id": "bad id"})).collect();
+        let e = validate_cameras(&Value::Array(body), &Context::default()).unwrap_err();
+        assert_eq!(e.total, 1000);
+        assert_eq!(e.issues.len(), KEPT_ERRORS);
+    }
+
+    #[test]
+    fn file_sources_only_inside_the_root() {
+        let dir = std::env::temp_dir().join(format!("validate-root-{}", std::process::id()));
+        let inside = dir.join("in");
+        std::fs::create_dir_all(&inside).unwrap();
+        std::fs::write(inside.join("a.mp4"), b"x").unwrap();
+        std::fs::write(dir.join("secret.mp4"), b"x").unwrap();
+        let _ = std::fs::remove_file(inside.join("link.mp4"));
+        std::os::unix::fs::symlink(dir.join("secret.mp4"), inside.join("link.mp4")).unwrap();
+        let ctx = Context { file_root: Some(inside.canonicalize().unwrap()) };
+        let check = |url: String, ctx: &Context| {
+            validate_cameras(&json!({"camera_id": "c", "stream_url": url}), ctx).map(|_| ()).map_err(|e| e.issues[0].message.clone())
+        };
+        assert!(check(format!("{}", inside.join("a.mp4").display()), &ctx).is_ok());
+        assert!(check(format!("file://{}", inside.join("a.mp4").display()), &ctx).is_ok());
+        for bad in [inside.join("link.mp4"), inside.join("../secret.mp4"), "/etc/passwd".into(), dir.join("nope.mp4")] {
+            let m = check(format!("{}", bad.display()), &ctx).unwrap_err();
+            assert!(m.contains("inside STREAM_FILE_ROOT"), "{}: {m}", bad.display());
+        }
+        assert!(check("a.mp4".into(), &ctx).unwrap_err().contains("absolute"));
+        assert!(check(format!("{}", inside.join("missing.mp4").display()), &ctx).unwrap_err().contains("does not exist"));
+        let m = check(format!("{}", inside.join("a.mp4").display()), &Context::default()).unwrap_err();
+        assert!(m.contains("STREAM_FILE_ROOT"), "{m}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

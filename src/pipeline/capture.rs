@@ -45,6 +45,9 @@ enum End {
     Stopped,
     /// The stream failed, ended or stalled: reconnect.
     Failed(String),
+    /// The stream cannot be processed as configured (frame size outside the allowed window):
+    /// the camera stays in `error` until its configuration changes.
+    Refused(String),
 }
 
 /// The camera thread's body. Returns when `stop` disconnects.
@@ -64,12 +67,20 @@ pub fn run(status: StatusWriter, url: StreamUrl, inputs: PipelineInputs, stop: S
             Ok(cap) => {
                 log::info!("capture cam={id}: opened {url}");
                 status.set_state(CameraState::Running);
-                read_frames(cap, &url, &status, &frames, &stop, &mut frame_number)
+                read_frames(cap, &url, &status, &frames, &stop, &mut frame_number, inputs.max_frame_pixels)
             }
             Err(e) => End::Failed(e),
         };
         match result {
             End::Stopped => break,
+            End::Refused(msg) => {
+                log::error!("capture cam={id}: {url}: {msg}; the camera stays in error until it is updated");
+                status.set_error(CameraState::Error, msg);
+                status.set_rates(0.0, 0.0);
+                // wait for stop only: retrying would decode the same refused frames again
+                let _ = stop.recv();
+                break;
+            }
             End::Failed(msg) => {
                 if opened_at.elapsed() >= GOOD_RUN {
                     backoff = BACKOFF_MIN;
@@ -105,7 +116,9 @@ fn open(url: &StreamUrl, stall_timeout: Duration) -> Result<VideoCapture, String
         videoio::CAP_PROP_READ_TIMEOUT_MSEC,
         stall_timeout.as_millis().min(i32::MAX as u128) as i32,
     ]);
-    let cap = VideoCapture::from_file_with_params(&target, videoio::CAP_FFMPEG, &params).map_err(|e| format!("cannot open: {e}"))?;
+    // OpenCV/FFmpeg messages may echo the URL: scrub credentials before it goes anywhere
+    let cap =
+        VideoCapture::from_file_with_params(&target, videoio::CAP_FFMPEG, &params).map_err(|e| url.scrub(&format!("cannot open: {e}")))?;
     if !cap.is_opened().unwrap_or(false) {
         return Err("cannot open the stream (unreachable, refused, or not a video)".into());
     }
@@ -144,6 +157,7 @@ fn read_frames(
     frames: &FrameSender,
     stop: &StopSignal,
     frame_number: &mut u64,
+    max_frame_pixels: u64,
 ) -> End {
     let rt = status.runtime().clone();
     let counters = rt.counters.clone();
@@ -211,13 +225,36 @@ fn read_frames(
                 continue;
             }
         }
+        if let Some(msg) = frame_size_problem(image.cols(), image.rows(), max_frame_pixels) {
+            return End::Refused(msg);
+        }
         frames.send_newest(Frame { camera: rt.clone(), frame_number: *frame_number, captured_at: SystemTime::now(), captured: now, image });
     }
 }
 
+/// Smallest frame side the stages accept (the motion detector downscales; YOLO letterboxes).
+pub const MIN_FRAME_SIDE: i32 = 32;
+
+/// Why a `w` x `h` frame may not enter the pipeline, if it may not (DESIGN.md section 8).
+pub fn frame_size_problem(w: i32, h: i32, max_pixels: u64) -> Option<String> {
+    if w < MIN_FRAME_SIDE || h < MIN_FRAME_SIDE {
+        return Some(format!("frames of {w}x{h} are smaller than {MIN_FRAME_SIDE}x{MIN_FRAME_SIDE}"));
+    }
+    let pixels = w as u64 * h as u64;
+    (pixels > max_pixels).then(|| format!("frames of {w}x{h} ({pixels} pixels) are larger than MAX_FRAME_PIXELS={max_pixels}"))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Pacer;
+    use super::{frame_size_problem, Pacer};
+
+    #[test]
+    fn frame_size_window() {
+        assert!(frame_size_problem(1920, 1080, 3840 * 2160).is_none());
+        assert!(frame_size_problem(3840, 2160, 3840 * 2160).is_none());
+        assert!(frame_size_problem(3841, 2160, 3840 * 2160).unwrap().contains("MAX_FRAME_PIXELS"));
+        assert!(frame_size_problem(31, 100, 3840 * 2160).unwrap().contains("smaller"));
+    }
     use std::time::{Duration, Instant};
 
     #[test]

@@ -12,17 +12,28 @@ pub mod detect; // YOLOv8 object detection
 pub mod frame; // Frame: one decoded picture on its way through the stages
 pub mod motion; // the motion pool and the frame-differencing detector
 pub mod publish; // the Redis Stream publisher thread
+pub mod supervise; // stage heartbeats: dead or stalled stages show in health
 
 use crate::events::Event;
 use crossbeam_channel::Sender;
 
-/// One stage thread, named for `top -H` and logs. `join` waits for it and logs a panic with the
-/// thread's name instead of propagating it, so shutdown goes on with the other stages.
+/// One stage thread, named for `top -H` and logs, with a heartbeat in the service's
+/// [`supervise::Supervisor`]. `join` waits for it and logs a panic with the thread's name
+/// instead of propagating it, so shutdown goes on with the other stages.
 pub struct StageThread(std::thread::JoinHandle<()>);
 
 impl StageThread {
-    pub fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> std::io::Result<Self> {
-        std::thread::Builder::new().name(name.to_string()).spawn(body).map(StageThread)
+    pub fn spawn(name: &str, supervisor: &supervise::Supervisor, body: impl FnOnce() + Send + 'static) -> std::io::Result<Self> {
+        let beat = supervisor.register(name);
+        let sup_enter = {
+            let beat = beat.clone();
+            move || {
+                let _ended = supervise::EndGuard(beat.clone());
+                supervise::Supervisor::enter_current(&beat);
+                body();
+            }
+        };
+        std::thread::Builder::new().name(name.to_string()).spawn(sup_enter).map(StageThread)
     }
 
     pub fn join(self) {
@@ -44,6 +55,8 @@ pub struct PipelineInputs {
     pub motion: motion::MotionPool,
     /// `STREAM_STALL_TIMEOUT_S`.
     pub stall_timeout: std::time::Duration,
+    /// `MAX_FRAME_PIXELS`: larger frames put the camera in `error`.
+    pub max_frame_pixels: u64,
 }
 
 /// Makes the events channel.

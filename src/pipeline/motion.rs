@@ -20,6 +20,7 @@
 //! changed pixels (0..1).
 
 use super::frame::Frame;
+use super::supervise::{beat, Supervisor, BEAT_EVERY};
 use super::StageThread;
 use crate::camera::{CameraRuntime, DetectOn, RoiZone};
 use crate::events::{BoundingBox, Event, EventCommon, MotionEvent};
@@ -326,6 +327,7 @@ impl MotionPool {
         settings: MotionSettings,
         events: Sender<Event>,
         next: MotionOutput,
+        supervisor: &Supervisor,
     ) -> std::io::Result<(MotionPool, MotionPoolThreads)> {
         let mut slots = Vec::with_capacity(n);
         let mut joins = Vec::with_capacity(n);
@@ -339,7 +341,7 @@ impl MotionPool {
                 cameras: cameras.clone(),
                 error_log: RateLimit::new(Duration::from_secs(10)),
             };
-            joins.push(StageThread::spawn(&format!("motion-{i}"), move || worker.run(control_rx))?);
+            joins.push(StageThread::spawn(&format!("motion-{i}"), supervisor, move || worker.run(control_rx))?);
             slots.push(WorkerSlot { control, cameras });
         }
         let pool = MotionPool { workers: Arc::new(slots) };
@@ -394,6 +396,7 @@ impl Worker {
     fn run(mut self, control: Receiver<Control>) {
         let mut cams: Vec<Attached> = Vec::new();
         loop {
+            beat();
             // Wait on the control channel and every attached camera at once.
             let (index, msg) = {
                 let mut sel = Select::new();
@@ -401,7 +404,7 @@ impl Worker {
                 for c in &cams {
                     sel.recv(&c.frames);
                 }
-                let op = sel.select();
+                let Ok(op) = sel.select_timeout(BEAT_EVERY) else { continue };
                 let i = op.index();
                 if i == 0 {
                     match op.recv(&control) {

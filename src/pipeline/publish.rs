@@ -17,6 +17,7 @@
 use crate::events::{Event, EventType};
 use crate::logging::RateLimit;
 use crate::metrics::{DropReason, Metrics};
+use crate::pipeline::supervise::{beat, Supervisor};
 use crate::pipeline::StageThread;
 use crossbeam_channel::{select, Receiver};
 use parking_lot::Mutex;
@@ -172,10 +173,16 @@ fn classify(e: &redis::RedisError) -> Retry {
 
 /// Starts the publisher thread. It reads `events` until `stop` disconnects (or `events` does),
 /// then flushes and returns.
-pub fn spawn(cfg: PublisherConfig, events: Receiver<Event>, stop: Receiver<()>, metrics: Arc<Metrics>) -> std::io::Result<PublisherHandle> {
+pub fn spawn(
+    cfg: PublisherConfig,
+    events: Receiver<Event>,
+    stop: Receiver<()>,
+    metrics: Arc<Metrics>,
+    supervisor: &Supervisor,
+) -> std::io::Result<PublisherHandle> {
     let health = Arc::new(PublisherHealth::default());
     let h = health.clone();
-    let thread = StageThread::spawn("publish", move || Publisher::new(cfg, metrics, h).run(events, stop))?;
+    let thread = StageThread::spawn("publish", supervisor, move || Publisher::new(cfg, metrics, h).run(events, stop))?;
     Ok(PublisherHandle { thread, health })
 }
 
@@ -220,6 +227,7 @@ impl Publisher {
         }
         let mut deadline: Option<Instant> = None; // set once stopping
         loop {
+            beat();
             let can_send = !self.buf.is_empty() && self.retry_at.is_none_or(|t| Instant::now() >= t);
             if deadline.is_none() && !can_send {
                 // Nothing to do until an event arrives, stop fires, or the retry moment comes.

@@ -47,6 +47,9 @@ pub fn test_config(stream_name: &str) -> Config {
         redis_stream: unique_stream(stream_name),
         yolo_model: model("yolov8n.onnx"),
         ort_dylib_path: std::env::var_os("ORT_DYLIB_PATH").map(Into::into),
+        // tests play files from the media folder and temporary folders; the file-root rule
+        // itself is tested in tests/hostile.rs
+        stream_file_root: Some("/".into()),
         ..Config::default()
     }
 }

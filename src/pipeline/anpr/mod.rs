@@ -25,6 +25,7 @@ use crate::logging::RateLimit;
 use crate::metrics::Metrics;
 use crate::pipeline::detect::postprocess::iou;
 use crate::pipeline::frame::Frame;
+use crate::pipeline::supervise::{beat, Supervisor, BEAT_EVERY};
 use crate::pipeline::StageThread;
 use crossbeam_channel::{Receiver, Sender};
 use dedupe::{Clock, Dedupe, SystemClock};
@@ -146,12 +147,19 @@ pub fn spawn(
     jobs: Receiver<AnprJob>,
     events: Sender<Event>,
     metrics: Arc<Metrics>,
+    supervisor: &Supervisor,
 ) -> std::io::Result<AnprHandle> {
     let stopping = Arc::new(AtomicBool::new(false));
     let stop = stopping.clone();
-    let thread = StageThread::spawn("anpr", move || {
+    let thread = StageThread::spawn("anpr", supervisor, move || {
         let mut stage = AnprStage::new(models, settings, SystemClock, metrics.clone());
-        for job in jobs.iter() {
+        loop {
+            beat();
+            let job = match jobs.recv_timeout(BEAT_EVERY) {
+                Ok(job) => job,
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            };
             if stop.load(Ordering::SeqCst) {
                 metrics.anpr_job_dropped();
                 continue;
@@ -243,7 +251,8 @@ impl<C: Clock> AnprStage<C> {
                         continue;
                     }
                     let region = params.anpr_region.clone().or_else(|| text::region_of(&read.text).map(str::to_string));
-                    log::info!(
+                    // plate texts are personal data: only at DEBUG (the event carries them anyway)
+                    log::debug!(
                         "anpr cam={} frame={}: plate {} ({confidence:.2}, region {}) on {}",
                         cam.camera_id,
                         job.frame.frame_number,

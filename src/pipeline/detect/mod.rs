@@ -25,6 +25,7 @@ use crate::logging::RateLimit;
 use crate::metrics::{Metrics, Phase, Stage};
 use crate::pipeline::anpr::{AnprJob, Vehicle, FULL_FRAME_INTERVAL, VEHICLE_CLASSES};
 use crate::pipeline::frame::Frame;
+use crate::pipeline::supervise::{beat, Supervisor, BEAT_EVERY};
 use crate::pipeline::StageThread;
 use batcher::RoundRobin;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -73,9 +74,10 @@ pub fn spawn(
     events: Sender<Event>,
     anpr: Option<Sender<AnprJob>>,
     metrics: Arc<Metrics>,
+    supervisor: &Supervisor,
 ) -> std::io::Result<DetectHandle> {
     let info = yolo.info.clone();
-    let thread = StageThread::spawn("detect", move || {
+    let thread = StageThread::spawn("detect", supervisor, move || {
         let mut stage = DetectStage {
             yolo,
             settings,
@@ -113,10 +115,12 @@ impl DetectStage {
         };
         let mut open = true;
         while open || !queues.is_empty() {
+            beat();
             if queues.is_empty() {
-                match frames.recv() {
+                match frames.recv_timeout(BEAT_EVERY) {
                     Ok(f) => push(&mut queues, f),
-                    Err(_) => break,
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => break,
                 }
             }
             // Fill the batch until it is full or the oldest frame has waited BATCH_TIMEOUT_MS.
