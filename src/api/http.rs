@@ -260,6 +260,7 @@ fn serve_connection(stream: TcpStream, limits: &Limits, handler: &Handler, stats
                 stats.rejected_requests.fetch_add(1, Ordering::Relaxed);
                 log::debug!("api: rejected a request from {remote:?}: {} {}", e.status, e.message);
                 let _ = write_response(&stream, &Response::error(&e), false, "HTTP/1.1");
+                linger(&stream, &mut reader);
                 break;
             }
             ReadOutcome::Request(req, keep_alive) => {
@@ -286,6 +287,26 @@ fn serve_connection(stream: TcpStream, limits: &Limits, handler: &Handler, stats
         }
     }
     let _ = stream.shutdown(Shutdown::Both);
+}
+
+/// Closes after an early reply (e.g. a 413 sent before the body was read) the way RFC 9112
+/// section 9.6 asks: stop writing, then read and discard what the client is still sending for
+/// a moment, so the kernel does not answer it with a reset that destroys our reply in flight.
+fn linger(stream: &TcpStream, reader: &mut BufReader<TcpStream>) {
+    let _ = stream.shutdown(Shutdown::Write);
+    let until = Instant::now() + Duration::from_secs(1);
+    let mut left: usize = 4 << 20;
+    let mut buf = [0u8; 16 * 1024];
+    while left > 0 {
+        let wait = until.saturating_duration_since(Instant::now());
+        if wait.is_zero() || stream.set_read_timeout(Some(wait)).is_err() {
+            break;
+        }
+        match reader.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => left = left.saturating_sub(n),
+        }
+    }
 }
 
 /// The path of a target without the query (queries may carry secrets; never log them).
@@ -475,7 +496,7 @@ fn read_request(reader: &mut BufReader<TcpStream>, stream: &TcpStream, limits: &
     };
     let content_length = match lengths.first() {
         None => 0usize,
-        Some(v) if v.is_empty() || v.len() > 20 || !v.bytes().all(|b| b.is_ascii_digit()) => {
+        Some(v) if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) => {
             return ReadOutcome::Reject(ApiError::bad_request("Content-Length must be a non-negative decimal number"))
         }
         // any number past the limit is refused without reading (and without allocating) it
