@@ -649,3 +649,54 @@ fn write_response(mut stream: &TcpStream, resp: &Response, keep_alive: bool, ver
     stream.write_all(&out)?;
     stream.flush()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip(addr: SocketAddr, req: &[u8]) -> String {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(req).unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    }
+
+    #[test]
+    fn a_handler_panic_is_a_500_and_the_server_goes_on() {
+        let handler: Arc<Handler> = Arc::new(|req: &Request| {
+            if req.target == "/boom" {
+                panic!("bug in a handler");
+            }
+            Response { status: 200, content_type: "text/plain", headers: Vec::new(), body: b"fine".to_vec() }
+        });
+        let stats = Arc::new(HttpStats::default());
+        let server = HttpServer::start("127.0.0.1", 0, Limits::default(), handler, stats.clone()).unwrap();
+        let addr = server.addr();
+        for _ in 0..3 {
+            let r = roundtrip(addr, b"GET /boom HTTP/1.1\r\nConnection: close\r\n\r\n");
+            assert!(r.starts_with("HTTP/1.1 500"), "{r}");
+            assert!(r.contains(r#""error":"internal""#), "{r}");
+        }
+        // keep-alive: a panic does not end the connection's thread either
+        let r = roundtrip(addr, b"GET /boom HTTP/1.1\r\n\r\nGET /ok HTTP/1.1\r\nConnection: close\r\n\r\n");
+        assert!(r.contains("500") && r.ends_with("fine"), "{r}");
+        assert_eq!(stats.handler_panics.load(Ordering::SeqCst), 4);
+        assert!(server.is_accepting());
+        server.shutdown();
+    }
+
+    #[test]
+    fn pipelined_requests_are_answered_in_order() {
+        let handler: Arc<Handler> =
+            Arc::new(|req: &Request| Response { status: 200, content_type: "text/plain", headers: Vec::new(), body: req.target.clone().into_bytes() });
+        let server = HttpServer::start("127.0.0.1", 0, Limits::default(), handler, Arc::default()).unwrap();
+        let r = roundtrip(server.addr(), b"GET /a HTTP/1.1\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyzGET /c HTTP/1.1\r\nConnection: close\r\n\r\n");
+        let a = r.find("/a").unwrap();
+        let b = r.find("/b").unwrap();
+        let c = r.find("/c").unwrap();
+        assert!(a < b && b < c, "{r}");
+        server.shutdown();
+    }
+}

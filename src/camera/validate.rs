@@ -89,6 +89,13 @@ impl Walk {
             self.errors.push(Issue { path: path.into(), message: message.into() });
         }
     }
+    /// `err` for loops over user-sized lists: nothing is formatted once the kept errors are full.
+    fn err_with(&mut self, path: impl FnOnce() -> String, message: impl FnOnce() -> String) {
+        self.n_errors += 1;
+        if self.errors.len() < KEPT_ERRORS {
+            self.errors.push(Issue { path: path(), message: message() });
+        }
+    }
     fn warn_unknown(&mut self, path: &str, obj: &Map<String, Value>, known: &[&str]) {
         for k in obj.keys().filter(|k| !known.contains(&k.as_str())).take(KEPT_ERRORS.saturating_sub(self.warnings.len())) {
             self.warnings.push(Issue { path: format!("{path}{k}"), message: "unknown field, ignored".into() });
@@ -264,17 +271,17 @@ fn params(w: &mut Walk, p: &Map<String, Value>, path: &str) -> Option<CameraPara
             }
             Some(list) => {
                 for (i, c) in list.iter().enumerate() {
-                    let ip = format!("{path}detection_classes[{i}]");
+                    let ip = || format!("{path}detection_classes[{i}]");
                     match c.as_str() {
                         Some(name) if coco_class_id(name).is_some() => {
                             if !out.detection_classes.iter().any(|n| n == name) {
                                 out.detection_classes.push(name.to_string());
                             }
                         }
-                        Some(name) => {
-                            w.err(&ip, format!("unknown class '{}'; valid classes (COCO): {}", truncate(name), COCO_CLASSES.join(", ")))
-                        }
-                        None => w.err(&ip, format!("must be a string, got {}", type_name(c))),
+                        Some(name) => w.err_with(ip, || {
+                            format!("unknown class '{}'; valid classes (COCO): {}", truncate(name), COCO_CLASSES.join(", "))
+                        }),
+                        None => w.err_with(ip, || format!("must be a string, got {}", type_name(c))),
                     }
                 }
             }
@@ -376,8 +383,8 @@ fn roi_zone(w: &mut Walk, z: &Value, path: &str) -> Option<RoiZone> {
                 let xy: Option<Vec<f64>> = pt.as_array().filter(|a| a.len() == 2).and_then(|a| a.iter().map(Value::as_f64).collect());
                 match xy {
                     Some(xy) if xy.iter().all(|c| (0.0..=1.0).contains(c)) => points.push([xy[0] as f32, xy[1] as f32]),
-                    Some(_) => w.err(&format!("{path}.points[{i}]"), format!("coordinates must be in [0, 1] (normalised), got {pt}")),
-                    None => w.err(&format!("{path}.points[{i}]"), format!("must be [x, y] with two numbers, got {pt}")),
+                    Some(_) => w.err_with(|| format!("{path}.points[{i}]"), || format!("coordinates must be in [0, 1] (normalised), got {pt}")),
+                    None => w.err_with(|| format!("{path}.points[{i}]"), || format!("must be [x, y] with two numbers, got {}", truncate(&pt.to_string()))),
                 }
             }
         }
