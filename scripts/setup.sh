@@ -47,8 +47,9 @@ ORT_VERSION=1.31.1
 VENV="$PREFIX/venv"
 # The other packages check what the project ships: the Django-side consumer (redis), /metrics
 # (prometheus_client's parser), docs/openapi.yaml (openapi-spec-validator), docker-compose.yml (PyYAML).
-PY_PACKAGES=("onnxruntime==$ORT_VERSION" numpy opencv-python-headless redis prometheus_client openapi-spec-validator pyyaml)
-if ! "$VENV/bin/python" -c "import onnxruntime, numpy, cv2, redis, prometheus_client, openapi_spec_validator, yaml; assert onnxruntime.__version__ == '$ORT_VERSION'" 2>/dev/null; then
+# schemathesis fuzzes the REST API from docs/openapi.yaml (tests/fuzz.rs).
+PY_PACKAGES=("onnxruntime==$ORT_VERSION" numpy opencv-python-headless redis prometheus_client openapi-spec-validator pyyaml "schemathesis==4.32.5")
+if ! "$VENV/bin/python" -c "import onnxruntime, numpy, cv2, redis, prometheus_client, openapi_spec_validator, yaml, schemathesis; assert onnxruntime.__version__ == '$ORT_VERSION'" 2>/dev/null; then
   log "creating $VENV with ${PY_PACKAGES[*]} (PyPI)"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check "${PY_PACKAGES[@]}"

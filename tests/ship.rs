@@ -152,7 +152,7 @@ print(json.dumps([[m.upper(), p] for p, ops in doc["paths"].items() for m in ops
     for (method, path) in analytics_service::api::routes::ROUTES {
         let path = path.replace("{camera_id}", "o1");
         let r = if *method == "POST" {
-            post_json(addr, &path, &json!({"camera_id": "o2", "stream_url": "x.mp4"}))
+            post_json(addr, &path, &json!({"camera_id": "o2", "stream_url": "rtsp://127.0.0.1:9/y"}))
         } else {
             http(addr, method, &path, None, b"")
         };

@@ -125,6 +125,10 @@ pub type Handler = dyn Fn(&Request) -> Response + Send + Sync;
 /// Counters the server keeps (exported on `/metrics`).
 #[derive(Debug, Default)]
 pub struct HttpStats {
+    /// Requests read in full and handed to the handler.
+    pub requests: AtomicU64,
+    /// Replies with a 5xx status (handler or HTTP layer).
+    pub server_errors: AtomicU64,
     pub open_connections: AtomicUsize,
     pub refused_connections: AtomicU64,
     pub handler_panics: AtomicU64,
@@ -264,6 +268,7 @@ fn serve_connection(stream: TcpStream, limits: &Limits, handler: &Handler, stats
                 break;
             }
             ReadOutcome::Request(req, keep_alive) => {
+                stats.requests.fetch_add(1, Ordering::Relaxed);
                 let resp = match catch_unwind(AssertUnwindSafe(|| handler(&req))) {
                     Ok(r) => r,
                     Err(panic) => {
@@ -277,6 +282,9 @@ fn serve_connection(stream: TcpStream, limits: &Limits, handler: &Handler, stats
                         Response::error(&ApiError::internal("the request failed inside the service; it was logged"))
                     }
                 };
+                if resp.status >= 500 {
+                    stats.server_errors.fetch_add(1, Ordering::Relaxed);
+                }
                 let version = "HTTP/1.1";
                 let head_only = req.method == "HEAD";
                 let resp = if head_only { Response { body: Vec::new(), ..resp } } else { resp };
@@ -380,7 +388,10 @@ enum LineError {
     Io(io::Error),
 }
 
-const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"];
+/// RFC 9110 token characters (methods, header names).
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
 
 fn read_request(reader: &mut BufReader<TcpStream>, stream: &TcpStream, limits: &Limits, remote: Option<SocketAddr>) -> ReadOutcome {
     // Wait for the first byte of the next request under the idle timeout, then time the head.
@@ -419,8 +430,9 @@ fn read_request(reader: &mut BufReader<TcpStream>, stream: &TcpStream, limits: &
     let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return ReadOutcome::Reject(ApiError::bad_request("malformed request line; expected 'METHOD /path HTTP/1.1'"));
     };
-    if !METHODS.contains(&method) {
-        return ReadOutcome::Reject(ApiError::new(501, "not_implemented", "unknown HTTP method"));
+    // any well-formed method reaches the routes, which answer 405 with `Allow` for ones they lack
+    if method.is_empty() || method.len() > 32 || !method.bytes().all(is_tchar) {
+        return ReadOutcome::Reject(ApiError::bad_request("malformed request method"));
     }
     if !target.starts_with('/') || target.bytes().any(|b| b.is_ascii_control()) {
         return ReadOutcome::Reject(ApiError::bad_request("the request target must be an absolute path such as /api/cameras"));
@@ -470,7 +482,7 @@ fn read_request(reader: &mut BufReader<TcpStream>, stream: &TcpStream, limits: &
         let Some((name, value)) = l.split_once(':') else {
             return ReadOutcome::Reject(ApiError::bad_request("a header line has no ':'"));
         };
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)) {
+        if name.is_empty() || !name.bytes().all(is_tchar) {
             return ReadOutcome::Reject(ApiError::bad_request("a header has an invalid name"));
         }
         headers.push((name.to_string(), value.trim().to_string()));
@@ -689,10 +701,17 @@ mod tests {
 
     #[test]
     fn pipelined_requests_are_answered_in_order() {
-        let handler: Arc<Handler> =
-            Arc::new(|req: &Request| Response { status: 200, content_type: "text/plain", headers: Vec::new(), body: req.target.clone().into_bytes() });
+        let handler: Arc<Handler> = Arc::new(|req: &Request| Response {
+            status: 200,
+            content_type: "text/plain",
+            headers: Vec::new(),
+            body: req.target.clone().into_bytes(),
+        });
         let server = HttpServer::start("127.0.0.1", 0, Limits::default(), handler, Arc::default()).unwrap();
-        let r = roundtrip(server.addr(), b"GET /a HTTP/1.1\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyzGET /c HTTP/1.1\r\nConnection: close\r\n\r\n");
+        let r = roundtrip(
+            server.addr(),
+            b"GET /a HTTP/1.1\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyzGET /c HTTP/1.1\r\nConnection: close\r\n\r\n",
+        );
         let a = r.find("/a").unwrap();
         let b = r.find("/b").unwrap();
         let c = r.find("/c").unwrap();

@@ -119,6 +119,8 @@ fn render_metrics(state: &AppState) -> String {
     let mut out = state.metrics.render_prometheus();
     let h = &state.http;
     for (name, kind, help, v) in [
+        ("api_requests_total", "counter", "HTTP requests handled.", h.requests.load(Relaxed)),
+        ("api_server_errors_total", "counter", "HTTP replies with a 5xx status.", h.server_errors.load(Relaxed)),
         ("api_open_connections", "gauge", "Open HTTP connections.", h.open_connections.load(Relaxed) as u64),
         ("api_refused_connections_total", "counter", "Connections refused past API_MAX_CONNECTIONS.", h.refused_connections.load(Relaxed)),
         ("api_handler_panics_total", "counter", "Requests whose handler panicked (answered 500).", h.handler_panics.load(Relaxed)),

@@ -86,7 +86,7 @@ impl StreamUrl {
         if chars > 2048 {
             return Err(format!("is {chars} characters long, the limit is 2048"));
         }
-        if s.chars().any(|c| c.is_control() || c == ' ') {
+        if s.chars().any(|c| c.is_control() || c.is_whitespace()) {
             return Err("must not contain spaces or control characters".into());
         }
         if let Some((scheme, rest)) = s.split_once("://") {

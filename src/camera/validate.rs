@@ -318,9 +318,11 @@ fn params(w: &mut Walk, p: &Map<String, Value>, path: &str) -> Option<CameraPara
         }
     }
     match w.string(p, "anpr_region", path) {
-        Some(r) if (1..=MAX_REGION_CHARS).contains(&r.trim().chars().count()) => out.anpr_region = Some(r.trim().to_string()),
+        Some(r) if (1..=MAX_REGION_CHARS).contains(&r.chars().count()) && !r.trim().is_empty() => {
+            out.anpr_region = Some(r.trim().to_string())
+        }
         Some(_) => {
-            w.err(&format!("{path}anpr_region"), format!("must be 1 to {MAX_REGION_CHARS} characters (spaces trimmed), e.g. \"CZ\""))
+            w.err(&format!("{path}anpr_region"), format!("must be 1 to {MAX_REGION_CHARS} characters, not only spaces, e.g. \"CZ\""))
         }
         None => {}
     }
@@ -383,8 +385,13 @@ fn roi_zone(w: &mut Walk, z: &Value, path: &str) -> Option<RoiZone> {
                 let xy: Option<Vec<f64>> = pt.as_array().filter(|a| a.len() == 2).and_then(|a| a.iter().map(Value::as_f64).collect());
                 match xy {
                     Some(xy) if xy.iter().all(|c| (0.0..=1.0).contains(c)) => points.push([xy[0] as f32, xy[1] as f32]),
-                    Some(_) => w.err_with(|| format!("{path}.points[{i}]"), || format!("coordinates must be in [0, 1] (normalised), got {pt}")),
-                    None => w.err_with(|| format!("{path}.points[{i}]"), || format!("must be [x, y] with two numbers, got {}", truncate(&pt.to_string()))),
+                    Some(_) => {
+                        w.err_with(|| format!("{path}.points[{i}]"), || format!("coordinates must be in [0, 1] (normalised), got {pt}"))
+                    }
+                    None => w.err_with(
+                        || format!("{path}.points[{i}]"),
+                        || format!("must be [x, y] with two numbers, got {}", truncate(&pt.to_string())),
+                    ),
                 }
             }
         }
