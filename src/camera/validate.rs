@@ -418,18 +418,31 @@ fn check_file_source(url: StreamUrl, ctx: &Context) -> Result<StreamUrl, String>
     if !path.is_absolute() {
         return Err(format!("must be an absolute path inside STREAM_FILE_ROOT ({})", root.display()));
     }
-    match path.canonicalize() {
-        Ok(real) if real.starts_with(root) => {
-            if real.is_file() {
-                Ok(url)
-            } else {
-                Err(format!("'{}' is not a file", path.display()))
+    // A file that does not exist yet is accepted (it may be copied in later; the camera then
+    // reconnects until it is there), but only where it would be inside the root: resolve the
+    // deepest existing ancestor and allow no `..` below it.
+    let mut existing = path;
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name);
+                existing = parent;
             }
+            _ => return Err(outside()),
         }
-        Ok(_) => Err(outside()),
-        // Missing inside the root: say so; missing elsewhere: the same refusal as outside.
-        Err(_) if path.starts_with(root) => Err(format!("'{}' does not exist", path.display())),
-        Err(_) => Err(outside()),
+    }
+    let Ok(mut real) = existing.canonicalize() else { return Err(outside()) };
+    if rest.is_empty() && !real.is_file() {
+        return Err(if real.starts_with(root) { format!("'{}' is not a file", path.display()) } else { outside() });
+    }
+    for name in rest.into_iter().rev() {
+        real.push(name);
+    }
+    if real.starts_with(root) {
+        Ok(url)
+    } else {
+        Err(outside())
     }
 }
 
@@ -562,12 +575,20 @@ mod tests {
         };
         assert!(check(format!("{}", inside.join("a.mp4").display()), &ctx).is_ok());
         assert!(check(format!("file://{}", inside.join("a.mp4").display()), &ctx).is_ok());
-        for bad in [inside.join("link.mp4"), inside.join("../secret.mp4"), "/etc/passwd".into(), dir.join("nope.mp4")] {
+        for bad in [
+            inside.join("link.mp4"),
+            inside.join("../secret.mp4"),
+            "/etc/passwd".into(),
+            dir.join("nope.mp4"),
+            inside.join("no/../../secret.mp4"),
+        ] {
             let m = check(format!("{}", bad.display()), &ctx).unwrap_err();
             assert!(m.contains("inside STREAM_FILE_ROOT"), "{}: {m}", bad.display());
         }
         assert!(check("a.mp4".into(), &ctx).unwrap_err().contains("absolute"));
-        assert!(check(format!("{}", inside.join("missing.mp4").display()), &ctx).unwrap_err().contains("does not exist"));
+        assert!(check(format!("{}", inside.join("later.mp4").display()), &ctx).is_ok(), "a file may arrive later");
+        assert!(check(format!("{}", inside.join("sub/../../x.mp4").display()), &ctx).unwrap_err().contains("inside"));
+        assert!(check(format!("{}", inside.display()), &ctx).unwrap_err().contains("not a file"));
         let m = check(format!("{}", inside.join("a.mp4").display()), &Context::default()).unwrap_err();
         assert!(m.contains("STREAM_FILE_ROOT"), "{m}");
         std::fs::remove_dir_all(&dir).unwrap();
