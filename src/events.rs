@@ -51,6 +51,11 @@ pub struct Detection {
     /// Names of the camera's ROI zones that hold the box's bottom-centre (empty: no zones set).
     #[serde(default)]
     pub zones: Vec<String>,
+    /// The object this box belongs to (DESIGN.md section 7): `<camera_id>/<start ms>-<n>`,
+    /// unique across cameras, instances and restarts. Null for a box the tracker has not
+    /// confirmed yet (its first frames).
+    #[serde(default)]
+    pub track_id: Option<String>,
 }
 
 /// Which model produced detections.
@@ -104,6 +109,75 @@ pub struct AnprEvent {
     pub plate_box: BoundingBox,
     pub vehicle_box: BoundingBox,
     pub vehicle_class: String,
+    /// The vehicle's track; null for a plate of the whole-frame search (no vehicle detected).
+    #[serde(default)]
+    pub track_id: Option<String>,
+}
+
+/// Where an object is in its life (DESIGN.md section 7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lifecycle {
+    Start,
+    Update,
+    End,
+}
+
+/// Why an `update` was published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpdateReason {
+    ZoneEnter,
+    ZoneLeave,
+    Stationary,
+    Moving,
+    Plate,
+    Class,
+}
+
+/// The best sighting of an object so far.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BestSighting {
+    pub frame_number: u64,
+    pub timestamp: String,
+    pub confidence: f32,
+    pub bounding_box: BoundingBox,
+}
+
+/// A plate read attached to a vehicle object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObjectPlate {
+    pub text: String,
+    pub confidence: f32,
+    pub region: Option<String>,
+}
+
+/// An object's lifecycle event: published on `start` (track confirmed), on `update` (one of
+/// the `update_reason`s happened) and once on `end`; never per frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObjectEvent {
+    #[serde(flatten)]
+    pub common: EventCommon,
+    pub track_id: String,
+    pub lifecycle: Lifecycle,
+    pub class_name: String,
+    /// Best confidence so far.
+    pub confidence: f32,
+    /// Latest box.
+    pub bounding_box: BoundingBox,
+    pub best: BestSighting,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub duration_s: f64,
+    /// Zones the object is in now.
+    pub zones: Vec<String>,
+    /// Zones it has ever been in.
+    pub entered_zones: Vec<String>,
+    pub stationary: bool,
+    pub license_plate: Option<ObjectPlate>,
+    /// Only on `update`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_reason: Option<UpdateReason>,
 }
 
 /// Every event the service publishes.
@@ -113,24 +187,27 @@ pub enum Event {
     Detection(DetectionEvent),
     Motion(MotionEvent),
     Anpr(AnprEvent),
+    Object(ObjectEvent),
 }
 
-/// The three event types, for counters.
+/// The four event types, for counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventType {
     Detection,
     Motion,
     Anpr,
+    Object,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 3] = [EventType::Detection, EventType::Motion, EventType::Anpr];
+    pub const ALL: [EventType; 4] = [EventType::Detection, EventType::Motion, EventType::Anpr, EventType::Object];
 
     pub fn as_str(self) -> &'static str {
         match self {
             EventType::Detection => "detection",
             EventType::Motion => "motion",
             EventType::Anpr => "anpr",
+            EventType::Object => "object",
         }
     }
 }
@@ -141,6 +218,7 @@ impl Event {
             Event::Detection(_) => EventType::Detection,
             Event::Motion(_) => EventType::Motion,
             Event::Anpr(_) => EventType::Anpr,
+            Event::Object(_) => EventType::Object,
         }
     }
 
@@ -149,6 +227,7 @@ impl Event {
             Event::Detection(e) => &e.common,
             Event::Motion(e) => &e.common,
             Event::Anpr(e) => &e.common,
+            Event::Object(e) => &e.common,
         }
     }
 }

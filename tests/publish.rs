@@ -41,6 +41,7 @@ fn event(n: u64) -> Event {
                 confidence: 0.9,
                 bounding_box: BoundingBox { x: 0.1, y: 0.1, width: 0.2, height: 0.5 },
                 zones: vec!["gate".into()],
+                track_id: Some("cam/1-1".into()),
             }],
             model_info: ModelInfo { model_type: "yolov8n".into(), version: "test".into() },
         }),
@@ -50,6 +51,7 @@ fn event(n: u64) -> Event {
             plate_box: BoundingBox::default(),
             vehicle_box: BoundingBox::default(),
             vehicle_class: "car".into(),
+            track_id: None,
         }),
     }
 }

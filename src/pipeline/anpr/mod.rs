@@ -266,6 +266,7 @@ impl<C: Clock> AnprStage<C> {
                         plate_box: normalised(plate_box, w as f32, h as f32),
                         vehicle_box: normalised(v.bbox, w as f32, h as f32),
                         vehicle_class: v.class_name.clone(),
+                        track_id: None,
                     }));
                 }
                 Ok(None) => {}

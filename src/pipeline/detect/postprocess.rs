@@ -108,6 +108,7 @@ pub fn camera_detections(raw: &[RawDetection], lb: &Letterbox, names: &[String],
                 confidence: d.confidence,
                 bounding_box: BoundingBox { x: x1 / w, y: y1 / h, width: (x2 - x1) / w, height: (y2 - y1) / h },
                 zones,
+                track_id: None,
             })
         })
         .collect()
