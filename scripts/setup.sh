@@ -46,9 +46,10 @@ PREFIX="${ANALYTICS_PREFIX:-$PWD/.local}"
 ORT_VERSION=1.31.1
 VENV="$PREFIX/venv"
 # The other packages check what the project ships: the Django-side consumer (redis), /metrics
-# (prometheus_client's parser), docs/openapi.yaml (openapi-spec-validator), docker-compose.yml (PyYAML).
-PY_PACKAGES=("onnxruntime==$ORT_VERSION" numpy opencv-python-headless redis prometheus_client openapi-spec-validator pyyaml)
-if ! "$VENV/bin/python" -c "import onnxruntime, numpy, cv2, redis, prometheus_client, openapi_spec_validator, yaml; assert onnxruntime.__version__ == '$ORT_VERSION'" 2>/dev/null; then
+# (prometheus_client's parser), docs/openapi.yaml (openapi-spec-validator), docker-compose.yml (PyYAML),
+# the tracker against an independent ByteTrack (supervision; 0.31 removed its ByteTrack).
+PY_PACKAGES=("onnxruntime==$ORT_VERSION" numpy opencv-python-headless redis prometheus_client openapi-spec-validator pyyaml "supervision==0.30.9")
+if ! "$VENV/bin/python" -c "import onnxruntime, numpy, cv2, redis, prometheus_client, openapi_spec_validator, yaml, supervision; assert onnxruntime.__version__ == '$ORT_VERSION'; assert hasattr(supervision, 'ByteTrack')" 2>/dev/null; then
   log "creating $VENV with ${PY_PACKAGES[*]} (PyPI)"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check "${PY_PACKAGES[@]}"
