@@ -28,11 +28,11 @@ fn scene(n: usize, f: u64) -> Vec<TrackInput> {
             let phase = i as f32;
             let (cx, cy) = (gx + 0.25 * cw * (11.0 * turn + phase).cos(), gy + 0.2 * ch * (8.0 * turn + phase).sin());
             let (w, h) = (0.25 * cw.min(ch), 0.6 * cw.min(ch));
-            let confidence = if (f as usize + i) % 7 == 0 { 0.3 } else { 0.6 + 0.3 * ((i * 13 % 10) as f32 / 10.0) };
+            let confidence = if (f as usize + i).is_multiple_of(7) { 0.3 } else { 0.6 + 0.3 * ((i * 13 % 10) as f32 / 10.0) };
             TrackInput { class_id: i % 3, confidence, bbox: [cx - w / 2.0 + jitter(), cy - h / 2.0 + jitter(), cx + w / 2.0, cy + h / 2.0] }
         })
         .collect();
-    if f % 4 == 0 {
+    if f.is_multiple_of(4) {
         let x = (f * 37 % 1800) as f32;
         dets.push(TrackInput { class_id: 0, confidence: 0.7, bbox: [x, 10.0, x + 30.0, 60.0] });
     }
