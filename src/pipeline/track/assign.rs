@@ -9,24 +9,12 @@
 //! with Kuhn-Munkres on integer weights (`pathfinding` needs `Ord` weights; a micro-unit
 //! resolution is far below any IoU difference that matters).
 
+use crate::pipeline::detect::postprocess::iou;
 use pathfinding::kuhn_munkres::kuhn_munkres;
 use pathfinding::matrix::Matrix;
 
 /// Weight units per unit of cost.
 const WEIGHT_SCALE: f64 = 1e6;
-
-/// Intersection over union of two `[x1, y1, x2, y2]` boxes; 0 for empty ones.
-pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
-    let iw = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
-    let ih = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
-    let inter = iw * ih;
-    let union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter;
-    if union > 0.0 {
-        inter / union
-    } else {
-        0.0
-    }
-}
 
 /// The `tracks x dets` cost matrix, row-major: `1 - IoU`, or `1 - IoU * score` when
 /// `scores` is given (ByteTrack `iou_distance` + `fuse_score`).
@@ -76,16 +64,6 @@ pub fn linear_assignment(cost: &[f32], rows: usize, cols: usize, thresh: f32) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// IoU of identical, disjoint, half-overlapping and degenerate boxes.
-    #[test]
-    fn iou_values() {
-        let a = [0.0, 0.0, 10.0, 10.0];
-        assert_eq!(iou(&a, &a), 1.0);
-        assert_eq!(iou(&a, &[20.0, 20.0, 30.0, 30.0]), 0.0);
-        assert!((iou(&a, &[5.0, 0.0, 15.0, 10.0]) - 1.0 / 3.0).abs() < 1e-6);
-        assert_eq!(iou(&[1.0, 1.0, 1.0, 1.0], &[1.0, 1.0, 1.0, 1.0]), 0.0);
-    }
 
     /// The global optimum wins over greedy: row 0 prefers column 0, but giving it column 1
     /// lets row 1 take column 0, for a lower total.

@@ -1,6 +1,7 @@
 //! [`Tracker`]: ByteTrack's association (`BYTETracker.update`) over one camera's detections.
 //!
-//! Per detected frame: predict every confirmed track, then
+//! Per detected frame: end the tracks not seen for `lost_timeout`, predict every confirmed
+//! track (tentative ones keep their last box, as in ByteTrack), then
 //! 1. high-score detections (`>= high_thresh`) vs tracked and lost tracks, fused IoU-score cost,
 //!    threshold `match_thresh`;
 //! 2. low-score detections (`>= low_thresh`) vs the tracks of step 1 that were tracked (not lost)
@@ -27,9 +28,9 @@
 //! Association is class-agnostic: a car the detector calls a truck on some frames keeps its
 //! track (and its class is the one with the highest summed confidence).
 
-use super::assign::{iou, iou_cost, linear_assignment};
+use super::assign::{iou_cost, linear_assignment};
 use super::kalman::{tlbr_to_xyah, KalmanBox};
-use crate::pipeline::detect::postprocess::RawDetection;
+use crate::pipeline::detect::postprocess::{iou, RawDetection};
 use crate::pipeline::frame::Frame;
 use std::time::{Duration, Instant, SystemTime};
 
