@@ -46,10 +46,11 @@ PREFIX="${ANALYTICS_PREFIX:-$PWD/.local}"
 ORT_VERSION=1.31.1
 VENV="$PREFIX/venv"
 # The other packages check what the project ships: the Django-side consumer (redis), /metrics
-# (prometheus_client's parser), docs/openapi.yaml (openapi-spec-validator), docker-compose.yml (PyYAML).
+# (prometheus_client's parser), docs/openapi.yaml (openapi-spec-validator), docker-compose.yml (PyYAML),
+# the tracker against an independent ByteTrack (supervision; 0.31 removed its ByteTrack);
 # schemathesis fuzzes the REST API from docs/openapi.yaml (tests/fuzz.rs).
-PY_PACKAGES=("onnxruntime==$ORT_VERSION" numpy opencv-python-headless redis prometheus_client openapi-spec-validator pyyaml "schemathesis==4.32.5")
-if ! "$VENV/bin/python" -c "import onnxruntime, numpy, cv2, redis, prometheus_client, openapi_spec_validator, yaml, schemathesis; assert onnxruntime.__version__ == '$ORT_VERSION'" 2>/dev/null; then
+PY_PACKAGES=("onnxruntime==$ORT_VERSION" numpy opencv-python-headless redis prometheus_client openapi-spec-validator pyyaml "supervision==0.30.9" "schemathesis==4.32.5")
+if ! "$VENV/bin/python" -c "import onnxruntime, numpy, cv2, redis, prometheus_client, openapi_spec_validator, yaml, supervision, schemathesis; assert onnxruntime.__version__ == '$ORT_VERSION'; assert hasattr(supervision, 'ByteTrack')" 2>/dev/null; then
   log "creating $VENV with ${PY_PACKAGES[*]} (PyPI)"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check "${PY_PACKAGES[@]}"

@@ -13,6 +13,7 @@ pub mod frame; // Frame: one decoded picture on its way through the stages
 pub mod motion; // the motion pool and the frame-differencing detector
 pub mod publish; // the Redis Stream publisher thread
 pub mod supervise; // stage heartbeats: dead or stalled stages show in health
+pub mod track; // per-camera ByteTrack multi-object tracker: detections -> tracks
 
 use crate::events::Event;
 use crossbeam_channel::Sender;

@@ -1,0 +1,24 @@
+//! Multi-object tracking per camera (DESIGN.md section 7): ByteTrack (Zhang et al., 2022,
+//! "ByteTrack: Multi-Object Tracking by Associating Every Detection Box") over the detector's
+//! boxes, so that a camera's detections become objects with a lifetime.
+//!
+//! ```text
+//! detections of one detected frame (down to low_thresh) + FrameStamp
+//!   -> Tracker::update -> TrackOutput { assigned ids per detection, started, ended, class_changed }
+//! tick -> Tracker::expire (ends tracks on time while nothing is detected)
+//! camera stop -> Tracker::end_all
+//! ```
+//! No threads or channels: the owner (one tracker per camera) calls it inline.
+//!
+//! - `kalman.rs`: the 8-state constant-velocity Kalman filter, predicting by elapsed time.
+//! - `assign.rs`: IoU costs and the thresholded linear assignment (Kuhn-Munkres).
+//! - `tracker.rs`: the association passes, track states, lifecycle bookkeeping.
+
+mod assign;
+mod kalman;
+mod tracker;
+
+#[cfg(test)]
+mod tests;
+
+pub use tracker::{ClassChange, EndReason, EndedTrack, FrameStamp, Sighting, Track, TrackInput, TrackOutput, Tracker, TrackerConfig};
