@@ -120,9 +120,9 @@ fn third_hit_confirms() {
     assert_eq!(one.update(&[person(100.0, 100.0, 0.9)], clock.frame(0)).assigned, vec![Some(1)]);
 }
 
-/// A track survives a detection gap shorter than `lost_timeout`, whether the frames in the gap
-/// were detected with nothing found (lost, then re-found) or not detected at all; a gap longer
-/// than `lost_timeout` ends it exactly once (`Lost`), and the object then gets a new id.
+/// A track survives a gap of detected frames without it shorter than `lost_timeout`, and any
+/// stretch of frames that were not detected at all; detected frames without it for longer than
+/// `lost_timeout` end it exactly once (`Lost`), and the object then gets a new id.
 #[test]
 fn gap_shorter_than_timeout_survives_longer_ends() {
     let clock = Clock::new();
@@ -144,18 +144,25 @@ fn gap_shorter_than_timeout_survives_longer_ends() {
     let out = tr.update(&[here], clock.frame(63));
     log.take(&out);
     assert_eq!(out.assigned, vec![Some(1)], "same track after 2.9 s undetected");
-    // then 3.1 s: ended on the next update, before matching, so the object starts anew
-    for n in 94..97 {
+    // 3.1 s with no detected frame at all: aging counts detected frames, so the same track
+    let out = tr.update(&[here], clock.frame(94));
+    log.take(&out);
+    assert_eq!(out.assigned, vec![Some(1)], "same track after 3.1 s undetected");
+    // 3.1 s of detected frames without it: ended exactly once, and the object starts anew
+    for n in 95..126 {
+        log.take(&tr.update(&[], clock.frame(n)));
+    }
+    for n in 126..129 {
         log.take(&tr.update(&[here], clock.frame(n)));
     }
     assert_eq!(log.started, vec![1, 2]);
     assert_eq!(log.ended, vec![(1, EndReason::Lost)]);
     // expire() on a tick ends a track on time while no frame is detected
-    let ended = tr.expire(clock.frame(96).captured + Duration::from_millis(3000));
+    let ended = tr.expire(clock.frame(128).captured + Duration::from_millis(3000));
     assert!(ended.is_empty(), "exactly lost_timeout is not over it");
-    let ended = tr.expire(clock.frame(96).captured + Duration::from_millis(3001));
+    let ended = tr.expire(clock.frame(128).captured + Duration::from_millis(3001));
     assert_eq!(ended.iter().map(|e| (e.track.id(), e.reason)).collect::<Vec<_>>(), vec![(2, EndReason::Lost)]);
-    assert_eq!(ended[0].track.last().stamp.frame_number, 96);
+    assert_eq!(ended[0].track.last().stamp.frame_number, 128);
     assert!(tr.end_all().is_empty(), "ended once, never again");
 }
 

@@ -332,13 +332,12 @@ impl Tracker {
     /// Tracks one detected frame (see the module doc for the steps). `dets` are all of the
     /// frame's detections down to `low_thresh`, before any camera class or zone filter.
     pub fn update(&mut self, dets: &[TrackInput], stamp: FrameStamp) -> TrackOutput {
-        let ended = self.expire(stamp.captured);
         let mut u = Update {
             dets,
             stamp,
             owner: vec![None; dets.len()],
             drop: vec![false; self.tracks.len()],
-            out: TrackOutput { assigned: vec![None; dets.len()], ended, ..Default::default() },
+            out: TrackOutput { assigned: vec![None; dets.len()], ..Default::default() },
         };
         let valid = |d: &TrackInput| {
             d.confidence.is_finite() && d.bbox.iter().all(|v| v.is_finite()) && d.bbox[2] > d.bbox[0] && d.bbox[3] > d.bbox[1]
@@ -438,9 +437,13 @@ impl Tracker {
         }
     }
 
-    /// Fills `assigned`, drops the tracks marked (a confirmed one ends as a duplicate).
+    /// Fills `assigned`, drops the tracks marked (a confirmed one ends as a duplicate), then
+    /// ends the tracks this frame did not see either and that have not been seen for
+    /// `lost_timeout`. Expiring *after* association is what makes aging count detected frames:
+    /// a person standing still through a long stretch of undetected frames (a still scene
+    /// with `detect_on: motion`) is matched again on the next detected frame and keeps its id.
     fn finish(&mut self, u: Update) -> TrackOutput {
-        let Update { owner, drop, mut out, .. } = u;
+        let Update { owner, drop, mut out, stamp, .. } = u;
         for (a, o) in out.assigned.iter_mut().zip(&owner) {
             *a = o.filter(|&t| !drop[t]).map(|t| self.tracks[t].id).filter(|&id| id != 0);
         }
@@ -453,6 +456,7 @@ impl Tracker {
             }
             !gone
         });
+        out.ended.extend(self.expire(stamp.captured));
         let ended: Vec<u64> = out.ended.iter().map(|e| e.track.id).collect();
         out.class_changed.retain(|c| !ended.contains(&c.id));
         out
@@ -468,8 +472,8 @@ impl Tracker {
     }
 
     /// Ends the tracks not seen for longer than `lost_timeout` at `now` (tentative ones go
-    /// silently). `update` calls it first; call it on a tick too, so tracks end on time while
-    /// no frame is being detected.
+    /// silently). `update` calls it after association; a caller may call it on a tick for a
+    /// camera whose frames stopped reaching the detector altogether.
     pub fn expire(&mut self, now: Instant) -> Vec<EndedTrack> {
         let timeout = self.cfg.lost_timeout;
         let stale = |t: &Track| now.saturating_duration_since(t.last.stamp.captured) > timeout;
