@@ -13,7 +13,6 @@ use opencv::core::{Mat, Rect};
 use opencv::imgcodecs;
 use opencv::prelude::*;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
 
 fn config() -> Config {
     let mut c = Config::default();
@@ -51,17 +50,12 @@ fn anpr(c: &mut Criterion) {
             // steps), so the stationary guard never skips it; the plate stays inside
             let dx = -((n % 7) as f32) * 15.0;
             let job = AnprJob {
-                frame: Frame {
-                    camera: cam.clone(),
-                    frame_number: n,
-                    captured_at: SystemTime::now(),
-                    captured: Instant::now(),
-                    image: img.clone(),
-                },
+                frame: Frame::now("bench", cam.params().as_ref().clone(), cam.counters.clone(), n, img.clone()),
                 vehicles: vec![Vehicle {
                     class_name: "car".into(),
                     confidence: 0.8,
                     bbox: [vehicle[0] + dx, vehicle[1], vehicle[2], vehicle[3]],
+                    track_id: None,
                 }],
             };
             stage.process(&job)

@@ -49,6 +49,8 @@ struct RawConfig {
     stream_file_root: Option<PathBuf>,
     #[serde(default = "d::max_frame_pixels")]
     max_frame_pixels: u64,
+    #[serde(default = "d::track_lost_s")]
+    track_lost_s: f64,
     #[serde(default = "d::redis_host")]
     redis_host: String,
     #[serde(default = "d::redis_port")]
@@ -122,6 +124,9 @@ mod d {
     }
     pub fn max_frame_pixels() -> u64 {
         3840 * 2160
+    }
+    pub fn track_lost_s() -> f64 {
+        3.0
     }
     pub fn redis_host() -> String {
         "redis".into()
@@ -200,6 +205,7 @@ const FORMS: &[(&str, &str)] = &[
     ("API_TOKEN", "a bearer token of 16 to 256 visible ASCII characters, or empty for none"),
     ("STREAM_FILE_ROOT", "an existing directory that local file sources must be inside, or empty to refuse file sources"),
     ("MAX_FRAME_PIXELS", "pixels per frame 1024..100000000, e.g. 8294400 (3840x2160)"),
+    ("TRACK_LOST_S", "seconds 0.1..600, e.g. 3"),
     ("REDIS_HOST", "a host name or IP, e.g. redis or 127.0.0.1"),
     ("REDIS_PORT", "a TCP port 1..65535, e.g. 6379"),
     ("REDIS_DB", "a database index 0..=15 or more, e.g. 0"),
@@ -263,6 +269,9 @@ pub struct Config {
     /// `MAX_FRAME_PIXELS` (3840x2160): a larger frame (or one under 32x32) puts its camera in
     /// `error` instead of reaching a stage.
     pub max_frame_pixels: u64,
+    /// `TRACK_LOST_S` (3): an object not seen for this long (on frames that were detected)
+    /// ends.
+    pub track_lost: Duration,
     /// `REDIS_HOST` (redis): the compose service name; `127.0.0.1` for a local Redis.
     pub redis_host: String,
     /// `REDIS_PORT` (6379).
@@ -367,6 +376,7 @@ impl Config {
             },
         };
         check((1024..=100_000_000).contains(&raw.max_frame_pixels), "MAX_FRAME_PIXELS", &raw.max_frame_pixels, "out of range")?;
+        check((0.1..=600.0).contains(&raw.track_lost_s), "TRACK_LOST_S", &raw.track_lost_s, "out of range")?;
         check(!raw.redis_host.trim().is_empty(), "REDIS_HOST", &raw.redis_host, "empty")?;
         check(raw.redis_port != 0, "REDIS_PORT", &raw.redis_port, "port 0 cannot be connected to")?;
         check(raw.redis_db >= 0, "REDIS_DB", &raw.redis_db, "negative")?;
@@ -422,6 +432,7 @@ impl Config {
             api_token,
             stream_file_root,
             max_frame_pixels: raw.max_frame_pixels,
+            track_lost: Duration::from_secs_f64(raw.track_lost_s),
             redis_host: raw.redis_host,
             redis_port: raw.redis_port,
             redis_db: raw.redis_db,

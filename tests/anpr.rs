@@ -17,7 +17,7 @@ use opencv::imgcodecs;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// 8 s at 10 fps zooming into the plate photo (the car grows, so it is not stationary).
 fn plate_video() -> PathBuf {
@@ -55,7 +55,7 @@ fn sample_plate_reads_end_to_end() {
         .1
         .iter()
         .filter(|d| VEHICLE_CLASSES.contains(&yolo.class_names[d.class_id].as_str()))
-        .map(|d| Vehicle { class_name: yolo.class_names[d.class_id].clone(), confidence: d.confidence, bbox: d.bbox })
+        .map(|d| Vehicle { class_name: yolo.class_names[d.class_id].clone(), confidence: d.confidence, bbox: d.bbox, track_id: None })
         .collect();
     assert!(!vehicles.is_empty());
     let params = CameraParams { enable_anpr: true, ..Default::default() };
@@ -67,10 +67,8 @@ fn sample_plate_reads_end_to_end() {
         Metrics::new(),
     );
     let t = Instant::now();
-    let events = stage.process(&AnprJob {
-        frame: Frame { camera: camera.clone(), frame_number: 1, captured_at: SystemTime::now(), captured: Instant::now(), image: img },
-        vehicles,
-    });
+    let events = stage
+        .process(&AnprJob { frame: Frame::now("plate-cam", camera.params().as_ref().clone(), camera.counters.clone(), 1, img), vehicles });
     println!("ANPR on {} vehicles took {:?}", camera.counters.snapshot().plates_searched, t.elapsed());
     assert_eq!(events.len(), 1, "one plate, read once even if two vehicle crops hold it: {events:?}");
     let Event::Anpr(e) = &events[0] else { panic!("{events:?}") };
@@ -157,7 +155,7 @@ fn whole_frame_search_without_vehicles() {
     let camera = CameraRuntime::new("gate", params, Arc::new(CameraCounters::default()));
     let mut stage = AnprStage::new(AnprModels::load(&cfg).unwrap(), AnprSettings::from_config(&cfg), SystemClock, Metrics::new());
     let events = stage.process(&AnprJob {
-        frame: Frame { camera, frame_number: 1, captured_at: SystemTime::now(), captured: Instant::now(), image: img },
+        frame: Frame::now("gate", camera.params().as_ref().clone(), camera.counters.clone(), 1, img),
         vehicles: vec![],
     });
     assert_eq!(events.len(), 1, "{events:?}");

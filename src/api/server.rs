@@ -35,13 +35,7 @@ pub struct AppState {
 }
 
 /// ANPR's state for `/api/health` and for refusing `enable_anpr` when it cannot run.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct AnprStatus {
-    pub loaded: bool,
-    pub error: Option<String>,
-    pub plate_provider: Option<crate::pipeline::detect::session::Provider>,
-    pub ocr_provider: Option<crate::pipeline::detect::session::Provider>,
-}
+pub use crate::pipeline::AnprStatus;
 
 pub struct ApiServer {
     http: HttpServer,

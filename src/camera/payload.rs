@@ -74,6 +74,9 @@ pub struct CameraParams {
     pub max_fps: f32,
     /// File sources only: start over at the end instead of ending the stream. Default false.
     pub loop_file: bool,
+    /// Per-frame `detection` events (default true); false publishes only `object` (and
+    /// `motion`, `anpr`) events, for consumers that store objects rather than frames.
+    pub frame_detections: bool,
     /// File sources only: play at the file's own frame rate, like a live camera (default true);
     /// false reads as fast as the file decodes (benchmarks).
     pub file_realtime: bool,
@@ -95,6 +98,7 @@ impl Default for CameraParams {
             max_fps: 30.0,
             loop_file: false,
             file_realtime: true,
+            frame_detections: true,
         }
     }
 }

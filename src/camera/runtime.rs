@@ -138,6 +138,11 @@ impl StatusWriter {
         &self.rt
     }
 
+    /// This writer's generation number.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// Whether this writer's generation is still the current one.
     pub fn is_current(&self) -> bool {
         self.rt.generation.load(Ordering::SeqCst) == self.generation

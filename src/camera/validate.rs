@@ -70,6 +70,7 @@ const PARAM_FIELDS: &[&str] = &[
     "max_fps",
     "loop_file",
     "file_realtime",
+    "frame_detections",
 ];
 
 /// Collects issues while walking.
@@ -312,6 +313,7 @@ fn params(w: &mut Walk, p: &Map<String, Value>, path: &str) -> Option<CameraPara
         ("enable_anpr", &mut out.enable_anpr),
         ("loop_file", &mut out.loop_file),
         ("file_realtime", &mut out.file_realtime),
+        ("frame_detections", &mut out.frame_detections),
     ] {
         if let Some(b) = w.boolean(p, key, path) {
             *slot = b;

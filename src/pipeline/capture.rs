@@ -14,7 +14,7 @@
 //! end when `loop_file` is true; otherwise the end of a file is the end of the stream and the
 //! camera reconnects (plays it again) after the backoff.
 
-use super::frame::Frame;
+use super::frame::{CameraEnded, Frame};
 use super::motion::FrameSender;
 use crate::camera::runtime::{CameraState, StatusWriter};
 use crate::camera::url::SourceKind;
@@ -26,6 +26,7 @@ use crossbeam_channel::{RecvTimeoutError, TryRecvError};
 use opencv::core::{Mat, Vector};
 use opencv::prelude::*;
 use opencv::videoio::{self, VideoCapture};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 /// First reconnect delay; doubles per failure.
@@ -55,6 +56,9 @@ pub fn run(status: StatusWriter, url: StreamUrl, inputs: PipelineInputs, stop: S
     let rt = status.runtime().clone();
     let id = rt.camera_id.clone();
     let frames = inputs.motion.attach(rt.clone());
+    // whatever ends this loop, the tracker hears that this generation's tracks are over
+    let _ended =
+        EndedGuard { tx: inputs.ended.clone(), msg: CameraEnded { camera_id: Arc::from(id.as_str()), generation: status.generation() } };
     let mut backoff = BACKOFF_MIN;
     let mut frame_number = 0u64;
     let mut fail_log = RateLimit::new(Duration::from_secs(30));
@@ -99,6 +103,20 @@ pub fn run(status: StatusWriter, url: StreamUrl, inputs: PipelineInputs, stop: S
         backoff = (backoff * 2).min(BACKOFF_MAX);
     }
     log::debug!("capture cam={id}: stopped");
+}
+
+/// Sends [`CameraEnded`] when the capture thread ends, however it ends.
+struct EndedGuard {
+    tx: crossbeam_channel::Sender<CameraEnded>,
+    msg: CameraEnded,
+}
+
+impl Drop for EndedGuard {
+    fn drop(&mut self) {
+        // Block policy (bounded): the track stage drains it at once; if it is gone (shutdown)
+        // the send fails and there is nothing left to end.
+        let _ = self.tx.send(self.msg.clone());
+    }
 }
 
 /// Opens the source with FFmpeg (RTSP over TCP is OpenCV's default) and the open/read timeouts.
@@ -161,6 +179,8 @@ fn read_frames(
 ) -> End {
     let rt = status.runtime().clone();
     let counters = rt.counters.clone();
+    let camera_id: Arc<str> = Arc::from(rt.camera_id.as_str());
+    let generation = status.generation();
     let is_file = url.kind() == SourceKind::File;
     let native_fps = cap.get(videoio::CAP_PROP_FPS).unwrap_or(0.0);
     let frame_period = (native_fps > 0.0 && native_fps < 1000.0).then(|| Duration::from_secs_f64(1.0 / native_fps));
@@ -228,7 +248,16 @@ fn read_frames(
         if let Some(msg) = frame_size_problem(image.cols(), image.rows(), max_frame_pixels) {
             return End::Refused(msg);
         }
-        frames.send_newest(Frame { camera: rt.clone(), frame_number: *frame_number, captured_at: SystemTime::now(), captured: now, image });
+        frames.send_newest(Frame {
+            camera_id: camera_id.clone(),
+            generation,
+            params,
+            counters: counters.clone(),
+            frame_number: *frame_number,
+            captured_at: SystemTime::now(),
+            captured: now,
+            image,
+        });
     }
 }
 

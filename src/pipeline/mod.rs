@@ -1,10 +1,20 @@
-//! The processing pipeline (DESIGN.md section 5): OS-thread stages joined by bounded channels.
+//! The processing pipeline (DESIGN.md sections 5 and 7): OS-thread stages joined by bounded
+//! channels, all made here, in [`Pipeline::start`], and stopped by [`Pipeline::shutdown`].
 //!
 //! ```text
-//! capture (1 thread / camera) -> motion pool -> detect batcher -> ANPR
-//!      \______________ events (cap EVENTS_CAP, Block) ______________/-> publish -> Redis
+//! capture (1 thread / camera, started by the registry through PipelineInputs)
+//!   -> motion pool (M threads; per-camera FRAMES_PER_CAMERA_CAP, newest wins)
+//!   -> detect (1 thread: cross-camera batches; DETECT_CAP)
+//!   -> track (1 thread: ByteTrack per camera; TRACK_CAP; camera-ended notices ENDED_CAP)
+//!   -> anpr (1 thread, when its models load: fair per-camera job queue; ANPR_CAP)
+//!   -> publish (1 thread: pipelined XADD; EVENTS_CAP) -> Redis
+//! motion, track and anpr all send events to publish.
 //! ```
-//! Only this module makes channels; each capacity is a `const` whose doc states its policy.
+//! Data flows one way: no stage holds a sender to a stage before it, and no stage sees the
+//! registry or the API (a frame carries a snapshot of its camera's parameters). Each capacity
+//! is a `const` whose doc states its policy. Stop order: cameras (the registry), then the
+//! motion pool; every later stage ends by itself once its input is closed and drained
+//! (track ends every object on the way out), the publisher last.
 
 pub mod anpr; // licence plates: plate detector, OCR, dedupe
 pub mod capture; // per-camera stream reading, reconnects, frame pacing
@@ -58,9 +68,148 @@ pub struct PipelineInputs {
     pub stall_timeout: std::time::Duration,
     /// `MAX_FRAME_PIXELS`: larger frames put the camera in `error`.
     pub max_frame_pixels: u64,
+    /// Where a camera's worker says it has stopped (the track stage ends its tracks).
+    pub ended: Sender<frame::CameraEnded>,
 }
 
 /// Makes the events channel.
 pub fn events_channel() -> (Sender<Event>, crossbeam_channel::Receiver<Event>) {
     crossbeam_channel::bounded(EVENTS_CAP)
+}
+
+/// Why the pipeline could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot start the publisher thread: {0}")]
+    Publisher(std::io::Error),
+    #[error("cannot start pipeline threads: {0}")]
+    Threads(std::io::Error),
+    #[error("{0}")]
+    Model(detect::session::InferenceError),
+}
+
+/// Whether ANPR's models loaded, and on what (for health, and to refuse `enable_anpr`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AnprStatus {
+    pub loaded: bool,
+    pub error: Option<String>,
+    pub plate_provider: Option<detect::session::Provider>,
+    pub ocr_provider: Option<detect::session::Provider>,
+}
+
+/// Every stage thread of the service, and what the rest of the service needs of them.
+pub struct Pipeline {
+    /// For the registry: how a camera worker hands on its frames.
+    pub inputs: PipelineInputs,
+    /// The loaded detection model.
+    pub model: detect::yolo::YoloInfo,
+    pub anpr_status: AnprStatus,
+    pub publisher_health: std::sync::Arc<publish::PublisherHealth>,
+    motion: motion::MotionPoolThreads,
+    detect: detect::DetectHandle,
+    track: track::stage::TrackHandle,
+    anpr: Option<anpr::AnprHandle>,
+    publisher: publish::PublisherHandle,
+    publisher_stop: Sender<()>,
+}
+
+impl Pipeline {
+    /// Makes every channel and starts every stage thread but the cameras'.
+    pub fn start(
+        config: &crate::config::Config,
+        metrics: std::sync::Arc<crate::metrics::Metrics>,
+        supervisor: &supervise::Supervisor,
+    ) -> Result<Pipeline, StartError> {
+        let (events_tx, events_rx) = events_channel();
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
+        let publisher = publish::spawn(publish::PublisherConfig::from_config(config), events_rx, stop_rx, metrics.clone(), supervisor)
+            .map_err(StartError::Publisher)?;
+        let yolo = detect::yolo::Yolo::load(
+            &config.yolo_model,
+            config.yolo_model_name(),
+            config.inference_device,
+            config.ort_dylib_path.as_deref(),
+            config.batch_size,
+            config.nms_iou,
+        )
+        .map_err(StartError::Model)?;
+        let model_info = yolo.model_info();
+        let class_names = std::sync::Arc::new(yolo.class_names.clone());
+        // ANPR is optional: without its model files the service runs, says why in /api/health,
+        // and refuses cameras that ask for it.
+        let (anpr, anpr_tx, anpr_status) = match anpr::AnprModels::load(config) {
+            Ok(models) => {
+                let (tx, rx) = crossbeam_channel::bounded(anpr::ANPR_CAP);
+                let status = AnprStatus {
+                    loaded: true,
+                    error: None,
+                    plate_provider: Some(models.plate.provider()),
+                    ocr_provider: Some(models.reader.provider()),
+                };
+                let h = anpr::spawn(models, anpr::AnprSettings::from_config(config), rx, events_tx.clone(), metrics.clone(), supervisor)
+                    .map_err(StartError::Threads)?;
+                (Some(h), Some(tx), status)
+            }
+            Err(e) => {
+                log::warn!("anpr: disabled, cameras with enable_anpr are refused: {e}");
+                (None, None, AnprStatus { loaded: false, error: Some(e.to_string()), plate_provider: None, ocr_provider: None })
+            }
+        };
+        let (detected_tx, detected_rx) = crossbeam_channel::bounded(track::stage::TRACK_CAP);
+        let (ended_tx, ended_rx) = crossbeam_channel::bounded(track::stage::ENDED_CAP);
+        let track_settings = track::stage::TrackSettings { lost_timeout: config.track_lost, class_names, model_info };
+        let outputs = track::stage::Outputs { events: events_tx.clone(), anpr: anpr_tx };
+        let track = track::stage::spawn(track_settings, detected_rx, ended_rx, outputs, metrics.clone(), supervisor)
+            .map_err(StartError::Threads)?;
+        let (detect_tx, detect_rx) = crossbeam_channel::bounded(detect::DETECT_CAP);
+        let settings = detect::DetectSettings { batch_size: config.batch_size, batch_timeout: config.batch_timeout };
+        let detect = detect::spawn(yolo, settings, detect_rx, detected_tx, metrics.clone(), supervisor).map_err(StartError::Threads)?;
+        let (motion, motion_threads) = motion::MotionPool::spawn(
+            config.motion_worker_count(),
+            motion::MotionSettings::default(),
+            events_tx,
+            Some(detect_tx),
+            supervisor,
+        )
+        .map_err(StartError::Threads)?;
+        let inputs = PipelineInputs {
+            motion,
+            stall_timeout: config.stream_stall_timeout,
+            max_frame_pixels: config.max_frame_pixels,
+            ended: ended_tx,
+        };
+        Ok(Pipeline {
+            inputs,
+            model: detect.info.clone(),
+            anpr_status,
+            publisher_health: publisher.health.clone(),
+            motion: motion_threads,
+            detect,
+            track,
+            anpr,
+            publisher,
+            publisher_stop: stop_tx,
+        })
+    }
+
+    /// Stops every stage, in order, once the cameras have stopped: the motion pool; detection
+    /// finishes the frames it holds; track ends every object; ANPR abandons queued jobs
+    /// (counted) but passes every object event on; the publisher flushes (bounded by its
+    /// deadline).
+    pub fn shutdown(self) {
+        let Pipeline { inputs, motion, detect, track, anpr, publisher, publisher_stop, .. } = self;
+        drop(inputs);
+        motion.shutdown();
+        if let Some(a) = &anpr {
+            a.begin_stop();
+        }
+        detect.join();
+        track.join();
+        if let Some(a) = anpr {
+            a.join();
+        }
+        log::info!("shutdown: waiting for the publisher to flush");
+        drop(publisher_stop);
+        publisher.join();
+    }
 }

@@ -304,7 +304,7 @@ pub struct FrameSender {
 impl FrameSender {
     /// Queues `frame`; when the queue is full the oldest queued frame is dropped (counted).
     pub fn send_newest(&self, frame: Frame) {
-        let counters = frame.camera.counters.clone();
+        let counters = frame.counters.clone();
         match self.tx.try_send(frame) {
             Ok(()) => {}
             Err(TrySendError::Full(frame)) => {
@@ -431,7 +431,7 @@ impl Worker {
     }
 
     fn process(&mut self, cam: &mut Attached, frame: Frame) {
-        let params = cam.camera.params();
+        let params = frame.params.clone();
         let mut moving = false;
         if params.enable_motion_detection {
             let detector = match &mut cam.detector {
@@ -490,7 +490,7 @@ impl Worker {
                 }
             }
             // this frame's journey ends here
-            _ => frame.camera.counters.frame_processed(),
+            _ => frame.counters.frame_processed(),
         }
     }
 }

@@ -1,14 +1,24 @@
 //! ANPR: licence plates of the vehicles the detector found (DESIGN.md section 2, anpr).
 //!
 //! ```text
-//! detect -> AnprJob{frame, vehicles} (ANPR_CAP, try_send; full -> analytics_anpr_jobs_dropped_total)
-//!   -> [anpr: vehicle guards -> crop + margin -> plate detector -> plate guards -> crop
-//!       -> OCR (CTC) -> normalise -> read threshold -> dedupe] -> Event::Anpr -> events (Block)
+//! track -> AnprInput (ANPR_CAP, Block) -> [anpr]
+//!   Object(event): plate added if known, then on to events (never dropped, never delayed by jobs)
+//!   Job{frame, vehicle tracks}: into a fair queue (round-robin over cameras, vehicles never read
+//!     first, JOBS_PER_CAMERA each, oldest shed and counted)
+//!   -> vehicle guards -> crop + margin -> plate detector -> plate guards -> crop -> OCR (CTC)
+//!   -> normalise -> read threshold -> votes per track -> one Event::Anpr per track -> events
 //! ```
+//! ANPR works per vehicle *track* (DESIGN.md section 7): the track stage asks for a few reads
+//! of each vehicle track on its best frames ([`requests::Requests`], the policy); here the
+//! reads of one track are voted (clustered by edit distance, the most confident member of the
+//! largest cluster, as Frigate does) and published once, with the `track_id`, as soon as
+//! [`VOTES_NEEDED`] reads agree, or when the track ends with whatever reads it got. A track
+//! read once is never read again, so a parked car costs nothing after its plate is known.
+//! Object events pass through this stage so that they carry the plate (`update` with reason
+//! `plate`, and the `end`), which keeps data flowing one way: track -> anpr -> publish.
 //! Guards in the spirit of Frigate's LPR: vehicles (car, truck, bus, motorcycle) above a
-//! minimum confidence and box area; vehicles whose box has not moved over the last
-//! `STATIONARY_FRAMES` frames are skipped (a parked car is read when it arrives, not forever);
-//! plates above a minimum score and area; reads above a minimum mean character probability.
+//! minimum confidence and box area; plates above a minimum score and area; reads above a
+//! minimum mean character probability.
 //! When the detector finds no vehicle in a frame of an `enable_anpr` camera (a close-up gate
 //! camera where the car fills the picture, or shows only its plate), the plate detector searches
 //! the whole frame instead, at most once per `FULL_FRAME_INTERVAL` per camera; such reads carry
@@ -18,12 +28,12 @@
 pub mod dedupe; // once per window per plate and camera
 pub mod ocr; // PP-OCRv4 recogniser
 pub mod plate; // plate detector
+pub mod requests; // which frames of which vehicle tracks are read (the track stage asks)
 pub mod text; // CTC decoding, normalisation, region rules, edit distance
 
-use crate::events::{AnprEvent, AnprResult, BoundingBox, Event, EventCommon};
+use crate::events::{AnprEvent, AnprResult, BoundingBox, Event, EventCommon, Lifecycle, ObjectEvent, ObjectPlate, UpdateReason};
 use crate::logging::RateLimit;
 use crate::metrics::Metrics;
-use crate::pipeline::detect::postprocess::iou;
 use crate::pipeline::frame::Frame;
 use crate::pipeline::supervise::{beat, Supervisor, BEAT_EVERY};
 use crate::pipeline::StageThread;
@@ -39,16 +49,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use text::PlateRules;
 
-/// ANPR jobs waiting. Policy: detection `try_send`s; a full queue drops the job (counted in
-/// `analytics_anpr_jobs_dropped_total`) rather than slowing detection for every camera. At
-/// shutdown queued jobs are abandoned (counted the same way).
-pub const ANPR_CAP: usize = 8;
+/// Inputs waiting between the track stage and ANPR. Policy: `Block`; the stage drains it at
+/// once into its fair queue (jobs) or straight on (object events), so it only fills while a
+/// plate is being read.
+pub const ANPR_CAP: usize = 256;
+
+/// Jobs kept per camera in the fair queue; past it the camera's oldest is dropped (counted in
+/// `analytics_anpr_jobs_dropped_total`). At shutdown queued jobs are abandoned (counted too).
+pub const JOBS_PER_CAMERA: usize = 4;
+
+/// Agreeing reads (edit distance <= 1) that decide a track's plate.
+pub const VOTES_NEEDED: usize = 2;
 
 /// The vehicle classes ANPR looks at.
 pub const VEHICLE_CLASSES: [&str; 4] = ["car", "truck", "bus", "motorcycle"];
-
-/// Frames a vehicle box must stay put (IoU >= 0.95) to count as stationary.
-pub const STATIONARY_FRAMES: usize = 5;
 
 /// `vehicle_class` of a plate found by the whole-frame search (no vehicle was detected).
 pub const FULL_FRAME_CLASS: &str = "unknown";
@@ -63,6 +77,16 @@ pub struct Vehicle {
     pub confidence: f32,
     /// x1, y1, x2, y2.
     pub bbox: [f32; 4],
+    /// Its track (`None`: read it as it is, e.g. tests and benches driving the stage directly).
+    pub track_id: Option<String>,
+}
+
+/// What the track stage sends ANPR.
+pub enum AnprInput {
+    /// Read these vehicles' plates (or search the whole frame).
+    Job(AnprJob),
+    /// An object event, to carry the plate and go on to the publisher.
+    Object(Box<ObjectEvent>),
 }
 
 /// A frame with its vehicles, for ANPR.
@@ -140,11 +164,11 @@ impl AnprHandle {
     }
 }
 
-/// Starts the ANPR thread; it ends when every sender of `jobs` is gone.
+/// Starts the ANPR thread; it ends when every sender of `inputs` is gone.
 pub fn spawn(
     models: AnprModels,
     settings: AnprSettings,
-    jobs: Receiver<AnprJob>,
+    inputs: Receiver<AnprInput>,
     events: Sender<Event>,
     metrics: Arc<Metrics>,
     supervisor: &Supervisor,
@@ -153,19 +177,47 @@ pub fn spawn(
     let stop = stopping.clone();
     let thread = StageThread::spawn("anpr", supervisor, move || {
         let mut stage = AnprStage::new(models, settings, SystemClock, metrics.clone());
-        loop {
+        let mut queue = FairJobs::default();
+        let mut open = true;
+        while open || !queue.is_empty() {
             beat();
-            let job = match jobs.recv_timeout(BEAT_EVERY) {
-                Ok(job) => job,
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            // Take what is waiting; wait only when there is no job to work on.
+            let first = if queue.is_empty() {
+                match inputs.recv_timeout(BEAT_EVERY) {
+                    Ok(i) => Some(i),
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                        open = false;
+                        None
+                    }
+                }
+            } else {
+                None
             };
+            for input in first.into_iter().chain(inputs.try_iter()) {
+                match input {
+                    AnprInput::Object(ev) => {
+                        for e in stage.object(*ev) {
+                            let _ = events.send(e);
+                        }
+                    }
+                    AnprInput::Job(job) => {
+                        if queue.push(job, |t| stage.reads_of(t)) {
+                            metrics.anpr_job_dropped();
+                        }
+                    }
+                }
+            }
             if stop.load(Ordering::SeqCst) {
-                metrics.anpr_job_dropped();
+                for _ in queue.drain() {
+                    metrics.anpr_job_dropped();
+                }
                 continue;
             }
-            for ev in stage.process(&job) {
-                let _ = events.send(ev);
+            if let Some(job) = queue.pop(|t| stage.reads_of(t)) {
+                for ev in stage.handle(&job) {
+                    let _ = events.send(ev);
+                }
             }
         }
         log::debug!("anpr: stopped");
@@ -173,17 +225,117 @@ pub fn spawn(
     Ok(AnprHandle { thread, stopping })
 }
 
+/// The fair queue of plate jobs: one small queue per camera, served round-robin, and within a
+/// camera the job whose vehicles have been read least goes first. Bounded: `JOBS_PER_CAMERA`
+/// per camera, cameras bounded by the registry.
+#[derive(Default)]
+pub struct FairJobs {
+    per_camera: HashMap<Arc<str>, VecDeque<AnprJob>>,
+    /// Cameras with jobs, in service order.
+    turn: VecDeque<Arc<str>>,
+}
+
+impl FairJobs {
+    pub fn is_empty(&self) -> bool {
+        self.turn.is_empty()
+    }
+
+    /// Queues `job`; true when a job had to be dropped to make room (the camera's job whose
+    /// vehicles were read most, the oldest among equals).
+    pub fn push(&mut self, job: AnprJob, reads: impl Fn(&str) -> usize) -> bool {
+        let cam = job.frame.camera_id.clone();
+        let q = self.per_camera.entry(cam.clone()).or_default();
+        if q.is_empty() {
+            self.turn.push_back(cam);
+        }
+        q.push_back(job);
+        if q.len() > JOBS_PER_CAMERA {
+            let worst = (0..q.len()).max_by_key(|&i| (job_reads(&q[i], &reads), std::cmp::Reverse(i))).unwrap_or(0);
+            q.remove(worst);
+            return true;
+        }
+        false
+    }
+
+    /// The next job: the next camera in turn, its least-read job.
+    pub fn pop(&mut self, reads: impl Fn(&str) -> usize) -> Option<AnprJob> {
+        let cam = self.turn.pop_front()?;
+        let q = self.per_camera.get_mut(&cam)?;
+        let best = (0..q.len()).min_by_key(|&i| (job_reads(&q[i], &reads), i)).unwrap_or(0);
+        let job = q.remove(best);
+        if q.is_empty() {
+            self.per_camera.remove(&cam);
+        } else {
+            self.turn.push_back(cam);
+        }
+        job
+    }
+
+    /// Everything queued (shutdown).
+    pub fn drain(&mut self) -> Vec<AnprJob> {
+        self.turn.clear();
+        self.per_camera.drain().flat_map(|(_, q)| q).collect()
+    }
+}
+
+/// Least reads among a job's tracked vehicles (0 for whole-frame searches).
+fn job_reads(job: &AnprJob, reads: &impl Fn(&str) -> usize) -> usize {
+    job.vehicles.iter().filter_map(|v| v.track_id.as_deref()).map(reads).min().unwrap_or(0)
+}
+
+/// One read of a track's plate.
+struct Vote {
+    text: String,
+    confidence: f32,
+    region: Option<String>,
+    camera_id: Arc<str>,
+    frame_number: u64,
+    captured_at: std::time::SystemTime,
+    plate_box: BoundingBox,
+    vehicle_box: BoundingBox,
+    vehicle_class: String,
+}
+
+/// What ANPR knows of one vehicle track.
+#[derive(Default)]
+struct TrackPlate {
+    votes: Vec<Vote>,
+    /// The plate decided (published once), if any.
+    decided: Option<ObjectPlate>,
+    /// Reads tried (with or without a result).
+    reads: usize,
+    /// The last object event seen for the track (for the `plate` update).
+    last_object: Option<ObjectEvent>,
+    touched: Option<Instant>,
+}
+
 /// The ANPR work on one job at a time; public so tests can drive it directly.
 pub struct AnprStage<C: Clock> {
     models: AnprModels,
     settings: AnprSettings,
     dedupe: Dedupe<C>,
-    /// Per camera: vehicle boxes of its last frames, for the stationary guard.
-    history: HashMap<String, (Instant, VecDeque<Vec<[f32; 4]>>)>,
-    /// When per-camera memory was last swept of cameras gone quiet (or deleted).
+    /// Per vehicle track: votes, the decided plate, the last object event. An entry goes when
+    /// its track's `end` passes; entries of tracks whose end never came here (jobs that
+    /// outlived their track) are swept after a minute.
+    tracks: HashMap<String, TrackPlate>,
+    /// When memory was last swept.
     swept: Instant,
     metrics: Arc<Metrics>,
     error_log: RateLimit,
+}
+
+/// Indices of the largest group of votes that agree (edit distance <= 1 to the group's most
+/// confident member), the more confident group on a tie.
+fn largest_cluster(votes: &[Vote]) -> Vec<usize> {
+    let mut best: (Vec<usize>, f32) = (Vec::new(), f32::MIN);
+    for v in votes {
+        let members: Vec<usize> = (0..votes.len()).filter(|&j| text::edit_distance(&v.text, &votes[j].text) <= 1).collect();
+        let top = members.iter().map(|&j| votes[j].confidence).fold(f32::MIN, f32::max);
+        if members.len() > best.0.len() || (members.len() == best.0.len() && top > best.1) {
+            best = (members, top);
+        }
+    }
+    best.0
 }
 
 /// Grows `b` by `margin` of its size on each side, clipped to `w` x `h`, as an OpenCV rect.
@@ -207,7 +359,7 @@ impl<C: Clock> AnprStage<C> {
             models,
             settings,
             dedupe,
-            history: HashMap::new(),
+            tracks: HashMap::new(),
             swept: Instant::now(),
             metrics,
             error_log: RateLimit::new(Duration::from_secs(10)),
@@ -216,8 +368,9 @@ impl<C: Clock> AnprStage<C> {
 
     /// Reads the plates of one job's vehicles; returns the events to publish.
     pub fn process(&mut self, job: &AnprJob) -> Vec<Event> {
-        let cam = &job.frame.camera;
-        let params = cam.params();
+        let cam_id = job.frame.camera_id.clone();
+        let counters = job.frame.counters.clone();
+        let params = job.frame.params.clone();
         let s = self.settings.clone();
         let img = &job.frame.image;
         let (w, h) = (img.cols(), img.rows());
@@ -227,41 +380,68 @@ impl<C: Clock> AnprStage<C> {
             .filter(|v| VEHICLE_CLASSES.contains(&v.class_name.as_str()) && v.confidence >= s.min_vehicle_confidence)
             .filter(|v| (v.bbox[2] - v.bbox[0]) * (v.bbox[3] - v.bbox[1]) >= s.min_vehicle_area)
             .collect();
-        // stationary guard: skip boxes that matched a box in each of the last frames
         self.sweep();
-        let (seen, past) = self.history.entry(cam.camera_id.clone()).or_insert_with(|| (Instant::now(), VecDeque::new()));
-        *seen = Instant::now();
-        let stationary = |b: &[f32; 4]| past.len() >= STATIONARY_FRAMES && past.iter().all(|frame| frame.iter().any(|p| iou(p, b) >= 0.95));
-        let mut searches: Vec<Vehicle> = candidates.iter().filter(|v| !stationary(&v.bbox)).map(|v| (*v).clone()).collect();
-        past.push_back(candidates.iter().map(|v| v.bbox).collect());
-        if past.len() > STATIONARY_FRAMES {
-            past.pop_front();
-        }
+        let mut searches: Vec<Vehicle> = candidates.into_iter().cloned().collect();
         if job.vehicles.is_empty() {
             // no vehicle found (a close-up gate camera, say): search the whole frame
-            searches.push(Vehicle { class_name: FULL_FRAME_CLASS.into(), confidence: 0.0, bbox: [0.0, 0.0, w as f32, h as f32] });
+            searches.push(Vehicle {
+                class_name: FULL_FRAME_CLASS.into(),
+                confidence: 0.0,
+                bbox: [0.0, 0.0, w as f32, h as f32],
+                track_id: None,
+            });
         }
         let mut events = Vec::new();
         for v in &searches {
-            cam.counters.plate_searched();
+            if let Some(t) = &v.track_id {
+                let entry = self.tracks.entry(t.clone()).or_default();
+                if entry.decided.is_some() {
+                    continue; // read already: never again
+                }
+                entry.reads += 1;
+                entry.touched = Some(Instant::now());
+            }
+            counters.plate_searched();
             match self.read_vehicle(img, v, w, h) {
                 Ok(Some((plate_box, read))) => {
                     let confidence = text::confidence(&read);
-                    if confidence < s.min_read_confidence || !self.dedupe.should_publish(&cam.camera_id, &read.text, confidence) {
+                    if confidence < s.min_read_confidence {
                         continue;
                     }
                     let region = params.anpr_region.clone().or_else(|| text::region_of(&read.text).map(str::to_string));
+                    if let Some(t) = &v.track_id {
+                        let vote = Vote {
+                            text: read.text.clone(),
+                            confidence,
+                            region,
+                            camera_id: cam_id.clone(),
+                            frame_number: job.frame.frame_number,
+                            captured_at: job.frame.captured_at,
+                            plate_box: normalised(plate_box, w as f32, h as f32),
+                            vehicle_box: normalised(v.bbox, w as f32, h as f32),
+                            vehicle_class: v.class_name.clone(),
+                        };
+                        let entry = self.tracks.entry(t.clone()).or_default();
+                        entry.votes.push(vote);
+                        if largest_cluster(&entry.votes).len() >= VOTES_NEEDED {
+                            events.extend(self.decide(t));
+                        }
+                        continue;
+                    }
+                    if !self.dedupe.should_publish(&cam_id, &read.text, confidence) {
+                        continue;
+                    }
                     // plate texts are personal data: only at DEBUG (the event carries them anyway)
                     log::debug!(
                         "anpr cam={} frame={}: plate {} ({confidence:.2}, region {}) on {}",
-                        cam.camera_id,
+                        cam_id,
                         job.frame.frame_number,
                         read.text,
                         region.as_deref().unwrap_or("unknown"),
                         v.class_name
                     );
                     events.push(Event::Anpr(AnprEvent {
-                        common: EventCommon::new(&cam.camera_id, job.frame.captured_at, job.frame.frame_number),
+                        common: EventCommon::new(&cam_id, job.frame.captured_at, job.frame.frame_number),
                         anpr_result: AnprResult { license_plate: read.text, confidence, region },
                         plate_box: normalised(plate_box, w as f32, h as f32),
                         vehicle_box: normalised(v.bbox, w as f32, h as f32),
@@ -272,7 +452,7 @@ impl<C: Clock> AnprStage<C> {
                 Ok(None) => {}
                 Err(e) => {
                     if let Some(held) = self.error_log.allow() {
-                        log::warn!("anpr cam={}: vehicle skipped ({held} more since last report): {e}", cam.camera_id);
+                        log::warn!("anpr cam={cam_id}: vehicle skipped ({held} more since last report): {e}");
                     }
                 }
             }
@@ -280,14 +460,91 @@ impl<C: Clock> AnprStage<C> {
         events
     }
 
-    /// Once a minute, forgets cameras that sent nothing for a minute (deleted ones, mostly), so
-    /// per-camera memory is bounded by the cameras active recently.
+    /// A job as the running stage handles it ([`process`](Self::process) plus the sweep).
+    pub fn handle(&mut self, job: &AnprJob) -> Vec<Event> {
+        self.process(job)
+    }
+
+    /// Reads tried so far on track `track_id` (the fair queue serves unread vehicles first).
+    pub fn reads_of(&self, track_id: &str) -> usize {
+        self.tracks.get(track_id).map_or(0, |t| if t.decided.is_some() { usize::MAX / 2 } else { t.reads })
+    }
+
+    /// Decides track `t`'s plate from its votes (the most confident read of the largest
+    /// cluster) and publishes it once: the `anpr` event, and an object `update` (reason
+    /// `plate`) when the object has started. The window dedupe of DESIGN.md section 2 still
+    /// applies across tracks (a vehicle whose track was split is not read out twice).
+    fn decide(&mut self, t: &str) -> Vec<Event> {
+        let Some(entry) = self.tracks.get_mut(t) else { return Vec::new() };
+        if entry.decided.is_some() || entry.votes.is_empty() {
+            return Vec::new();
+        }
+        let cluster = largest_cluster(&entry.votes);
+        let Some(best_i) = cluster.into_iter().max_by(|&a, &b| entry.votes[a].confidence.total_cmp(&entry.votes[b].confidence)) else {
+            return Vec::new();
+        };
+        let best = entry.votes.swap_remove(best_i);
+        let plate = ObjectPlate { text: best.text.clone(), confidence: best.confidence, region: best.region.clone() };
+        entry.decided = Some(plate.clone());
+        let mut out = Vec::new();
+        if self.dedupe.should_publish(&best.camera_id, &best.text, best.confidence) {
+            log::debug!(
+                "anpr cam={} track {t}: plate {} ({:.2}) from {} read(s)",
+                best.camera_id,
+                best.text,
+                best.confidence,
+                entry.votes.len()
+            );
+            out.push(Event::Anpr(AnprEvent {
+                common: EventCommon::new(&best.camera_id, best.captured_at, best.frame_number),
+                anpr_result: AnprResult { license_plate: best.text.clone(), confidence: best.confidence, region: best.region.clone() },
+                plate_box: best.plate_box,
+                vehicle_box: best.vehicle_box,
+                vehicle_class: best.vehicle_class,
+                track_id: Some(t.to_string()),
+            }));
+        }
+        entry.votes.clear();
+        if let Some(mut ev) = entry.last_object.clone() {
+            ev.common = EventCommon::new(&ev.common.camera_id, best.captured_at, best.frame_number);
+            ev.lifecycle = Lifecycle::Update;
+            ev.update_reason = Some(UpdateReason::Plate);
+            ev.license_plate = Some(plate);
+            entry.last_object = Some(ev.clone());
+            out.push(Event::Object(ev));
+        }
+        out
+    }
+
+    /// An object event on its way to the publisher: it carries the track's plate when known;
+    /// an `end` first decides the plate from whatever reads the track got, then forgets it.
+    pub fn object(&mut self, mut ev: ObjectEvent) -> Vec<Event> {
+        let mut out = Vec::new();
+        let t = ev.track_id.clone();
+        if ev.lifecycle == Lifecycle::End {
+            out.extend(self.decide(&t));
+            if let Some(entry) = self.tracks.remove(&t) {
+                ev.license_plate = entry.decided;
+            }
+        } else if let Some(entry) = self.tracks.get_mut(&t) {
+            ev.license_plate = entry.decided.clone();
+            entry.last_object = Some(ev.clone());
+            entry.touched = Some(Instant::now());
+        } else if VEHICLE_CLASSES.contains(&ev.class_name.as_str()) {
+            self.tracks.insert(t, TrackPlate { last_object: Some(ev.clone()), touched: Some(Instant::now()), ..Default::default() });
+        }
+        out.push(Event::Object(ev));
+        out
+    }
+
+    /// Once a minute, forgets tracks untouched for a minute (their end never came this way), so
+    /// memory is bounded by the vehicles seen recently.
     fn sweep(&mut self) {
         if self.swept.elapsed() < Duration::from_secs(60) {
             return;
         }
         self.swept = Instant::now();
-        self.history.retain(|_, (seen, _)| seen.elapsed() < Duration::from_secs(60));
+        self.tracks.retain(|_, t| t.touched.is_some_and(|at| at.elapsed() < Duration::from_secs(60)));
         self.dedupe.sweep();
     }
 

@@ -88,30 +88,40 @@ pub fn nms(sorted: &[RawDetection], iou_threshold: f32) -> Vec<RawDetection> {
 /// A camera's view of one image's detections: its threshold and classes, its zones (a box
 /// counts when its bottom-centre lies in a zone), boxes normalised to the frame.
 pub fn camera_detections(raw: &[RawDetection], lb: &Letterbox, names: &[String], params: &CameraParams) -> Vec<Detection> {
-    let (w, h) = (lb.src_w as f32, lb.src_h as f32);
+    camera_filter(raw, lb.src_w as f32, lb.src_h as f32, names, params).into_iter().map(|(_, d)| d).collect()
+}
+
+/// [`camera_detections`] for a `w` x `h` frame, each kept box with its index in `raw` (the
+/// track stage joins them to the tracker's assignment).
+pub fn camera_filter(raw: &[RawDetection], w: f32, h: f32, names: &[String], params: &CameraParams) -> Vec<(usize, Detection)> {
     raw.iter()
-        .filter(|d| d.confidence >= params.confidence_threshold)
-        .filter_map(|d| {
+        .enumerate()
+        .filter(|(_, d)| d.confidence >= params.confidence_threshold)
+        .filter_map(|(i, d)| {
             let class_name = names.get(d.class_id).cloned().unwrap_or_else(|| format!("class{}", d.class_id));
             if !params.detection_classes.is_empty() && !params.detection_classes.contains(&class_name) {
                 return None;
             }
-            let [x1, y1, x2, y2] = d.bbox;
-            let bottom_centre = ((x1 + x2) / 2.0 / w, y2 / h);
-            let zones: Vec<String> =
-                params.roi_zones.iter().filter(|z| z.contains(bottom_centre.0, bottom_centre.1)).map(|z| z.name.clone()).collect();
+            let zones = zones_of(&d.bbox, w, h, params);
             if !params.roi_zones.is_empty() && zones.is_empty() {
                 return None;
             }
-            Some(Detection {
-                class_name,
-                confidence: d.confidence,
-                bounding_box: BoundingBox { x: x1 / w, y: y1 / h, width: (x2 - x1) / w, height: (y2 - y1) / h },
-                zones,
-                track_id: None,
-            })
+            Some((i, Detection { class_name, confidence: d.confidence, bounding_box: normalise(&d.bbox, w, h), zones, track_id: None }))
         })
         .collect()
+}
+
+/// The camera's zones that hold the bottom-centre of `bbox` (pixels of a `w` x `h` frame).
+pub fn zones_of(bbox: &[f32; 4], w: f32, h: f32, params: &CameraParams) -> Vec<String> {
+    let [x1, _, x2, y2] = *bbox;
+    let (bx, by) = ((x1 + x2) / 2.0 / w, y2 / h);
+    params.roi_zones.iter().filter(|z| z.contains(bx, by)).map(|z| z.name.clone()).collect()
+}
+
+/// A pixel box of a `w` x `h` frame, normalised.
+pub fn normalise(b: &[f32; 4], w: f32, h: f32) -> BoundingBox {
+    let [x1, y1, x2, y2] = *b;
+    BoundingBox { x: x1 / w, y: y1 / h, width: (x2 - x1) / w, height: (y2 - y1) / h }
 }
 
 #[cfg(test)]

@@ -1,0 +1,456 @@
+//! The track stage: detected frames become objects (DESIGN.md section 7).
+//!
+//! ```text
+//! detect -> Detected{frame, every box >= 0.1} (TRACK_CAP, Block) -> [track]
+//! capture -> CameraEnded{camera, generation} (ENDED_CAP, Block) -> [track]
+//!   per camera and worker generation: Tracker::update
+//!   -> detection event (camera's threshold, classes, zones; each box with its track_id)
+//!        unless frame_detections is false                               -> events (Block)
+//!   -> object start / update (zone_enter, zone_leave, stationary, moving, class) / end
+//!   -> plate requests for vehicle tracks (anpr::requests, ANPR's policy)
+//!        objects and jobs -> anpr (ANPR_CAP, Block), or objects -> events without ANPR
+//! ```
+//! An object *starts* once its track is confirmed (a few consecutive detected frames) and it is
+//! one the camera reports: its class is among `detection_classes`, its best confidence reaches
+//! `confidence_threshold`, and with zones it stands in one. It *ends* exactly once: when the
+//! tracker has not seen it for `TRACK_LOST_S` of detected frames, when its camera's worker stops
+//! (delete, new URL, inactive, shutdown), or, for a camera whose frames stopped reaching the
+//! detector for [`QUIET_CAMERA`], `TRACK_LOST_S` after it was last seen. The `end` carries the
+//! last sighting's frame number and time.
+
+use super::{EndedTrack, FrameStamp, Track, TrackInput, Tracker, TrackerConfig};
+use crate::camera::CameraParams;
+use crate::events::{BestSighting, Detection, DetectionEvent, Event, EventCommon, Lifecycle, ModelInfo, ObjectEvent, UpdateReason};
+use crate::metrics::Metrics;
+use crate::pipeline::anpr::requests::{Requests, VehicleSighting};
+use crate::pipeline::anpr::{AnprInput, AnprJob, VEHICLE_CLASSES};
+use crate::pipeline::detect::postprocess::{camera_filter, normalise, zones_of};
+use crate::pipeline::detect::Detected;
+use crate::pipeline::frame::CameraEnded;
+use crate::pipeline::supervise::{beat, Supervisor, BEAT_EVERY};
+use crate::pipeline::StageThread;
+use crate::time::rfc3339_millis;
+use crossbeam_channel::{select, Receiver, Sender};
+use opencv::prelude::MatTraitConst;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Detected frames waiting for the track stage. Policy: `Block`; tracking costs microseconds a
+/// frame, so detection never waits on it in practice, and nothing is lost.
+pub const TRACK_CAP: usize = 64;
+/// Camera-ended notices waiting. Policy: `Block` (a stopping capture thread waits at most for
+/// the track stage to take it).
+pub const ENDED_CAP: usize = 1024;
+/// An object whose box has moved less than [`STATIONARY_MOTION`] for this long is stationary.
+pub const STATIONARY_AFTER: Duration = Duration::from_secs(5);
+/// Movement of the box's centre, as a fraction of the box height, still counted as standing.
+pub const STATIONARY_MOTION: f32 = 0.15;
+/// A camera none of whose frames reached the detector for this long (stream down) has its
+/// tracks aged by the clock instead.
+pub const QUIET_CAMERA: Duration = Duration::from_secs(10);
+/// Least score of a vehicle box that stops the whole-frame plate search.
+const VEHICLE_BOX_MIN: f32 = 0.3;
+
+/// What the stage needs to know.
+#[derive(Debug, Clone)]
+pub struct TrackSettings {
+    /// `TRACK_LOST_S`.
+    pub lost_timeout: Duration,
+    /// The detector's class names.
+    pub class_names: Arc<Vec<String>>,
+    /// `model_info` of detection events.
+    pub model_info: ModelInfo,
+}
+
+/// The running track stage.
+pub struct TrackHandle {
+    thread: StageThread,
+}
+
+impl TrackHandle {
+    /// Waits for the stage, which ends (ending every track) once detection has ended.
+    pub fn join(self) {
+        self.thread.join();
+    }
+}
+
+/// Where objects go: through ANPR (to carry plates) when it runs, else to the publisher.
+pub struct Outputs {
+    pub events: Sender<Event>,
+    pub anpr: Option<Sender<AnprInput>>,
+}
+
+/// Starts the track thread.
+pub fn spawn(
+    settings: TrackSettings,
+    detected: Receiver<Detected>,
+    ended: Receiver<CameraEnded>,
+    out: Outputs,
+    metrics: Arc<Metrics>,
+    supervisor: &Supervisor,
+) -> std::io::Result<TrackHandle> {
+    let thread = StageThread::spawn("track", supervisor, move || {
+        let mut stage = TrackStage::new(settings, out, metrics);
+        stage.run(&detected, &ended);
+    })?;
+    Ok(TrackHandle { thread })
+}
+
+/// Lifecycle state of one object (a confirmed track) beyond what the tracker keeps.
+struct ObjectState {
+    track_id: String,
+    started: bool,
+    zones: Vec<String>,
+    entered: Vec<String>,
+    stationary: bool,
+    /// Recent sightings (capture time, box), for the stationary test.
+    recent: VecDeque<(Instant, [f32; 4])>,
+}
+
+/// One camera worker generation's tracks.
+struct CameraTracks {
+    generation: u64,
+    tracker: Tracker,
+    objects: HashMap<u64, ObjectState>,
+    requests: Requests,
+    /// Track ids are `<camera_id>/<this, in ms since the epoch>-<n>`: unique across cameras,
+    /// instances and restarts.
+    started_ms: u128,
+    /// Frame size of the last frame, for normalising boxes.
+    size: (f32, f32),
+    params: Arc<CameraParams>,
+    last_detected: Instant,
+}
+
+/// The stage's state; public so tests can drive it without threads.
+pub struct TrackStage {
+    settings: TrackSettings,
+    out: Outputs,
+    metrics: Arc<Metrics>,
+    cameras: HashMap<Arc<str>, CameraTracks>,
+    /// Per camera: the newest generation known to have ended (its late frames are ignored).
+    ended: HashMap<Arc<str>, u64>,
+}
+
+impl TrackStage {
+    pub fn new(settings: TrackSettings, out: Outputs, metrics: Arc<Metrics>) -> Self {
+        TrackStage { settings, out, metrics, cameras: HashMap::new(), ended: HashMap::new() }
+    }
+
+    fn run(&mut self, detected: &Receiver<Detected>, ended: &Receiver<CameraEnded>) {
+        loop {
+            beat();
+            select! {
+                recv(detected) -> d => match d {
+                    Ok(d) => self.frame(d),
+                    Err(_) => break,
+                },
+                recv(ended) -> e => {
+                    if let Ok(e) = e {
+                        self.camera_ended(&e);
+                    }
+                }
+                default(BEAT_EVERY) => {}
+            }
+            self.tick(Instant::now());
+        }
+        for e in ended.try_iter() {
+            self.camera_ended(&e);
+        }
+        self.end_everything();
+        log::debug!("track: stopped");
+    }
+
+    /// Ends every object of every camera (service shutdown).
+    pub fn end_everything(&mut self) {
+        let ids: Vec<Arc<str>> = self.cameras.keys().cloned().collect();
+        for id in ids {
+            if let Some(mut cam) = self.cameras.remove(&id) {
+                let ended = cam.tracker.end_all();
+                self.end_objects(&id, &mut cam, ended);
+            }
+        }
+    }
+
+    /// A camera's worker stopped: its generation's objects end now.
+    pub fn camera_ended(&mut self, e: &CameraEnded) {
+        let newest = self.ended.entry(e.camera_id.clone()).or_insert(0);
+        *newest = (*newest).max(e.generation);
+        if self.cameras.get(&e.camera_id).is_some_and(|c| c.generation <= e.generation) {
+            if let Some(mut cam) = self.cameras.remove(&e.camera_id) {
+                let ended = cam.tracker.end_all();
+                self.end_objects(&e.camera_id, &mut cam, ended);
+            }
+        }
+    }
+
+    /// Cameras whose frames stopped reaching the detector: age their tracks by the clock.
+    pub fn tick(&mut self, now: Instant) {
+        let quiet: Vec<Arc<str>> = self
+            .cameras
+            .iter()
+            .filter(|(_, c)| now.saturating_duration_since(c.last_detected) >= QUIET_CAMERA)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for id in quiet {
+            if let Some(mut cam) = self.cameras.remove(&id) {
+                let ended = cam.tracker.expire(now);
+                self.end_objects(&id, &mut cam, ended);
+                if cam.tracker.tracks().next().is_some() {
+                    self.cameras.insert(id, cam);
+                }
+            }
+        }
+    }
+
+    /// One detected frame.
+    pub fn frame(&mut self, d: Detected) {
+        let Detected { frame, boxes } = d;
+        let id = frame.camera_id.clone();
+        if self.ended.get(&id).is_some_and(|&g| frame.generation <= g) {
+            frame.counters.frame_processed(); // a late frame of a stopped worker
+            return;
+        }
+        let mut cam = match self.cameras.remove(&id) {
+            Some(c) if c.generation == frame.generation => c,
+            Some(mut old) if old.generation < frame.generation => {
+                // a restart whose end notice has not arrived yet: the old generation ends now
+                let ended = old.tracker.end_all();
+                self.end_objects(&id, &mut old, ended);
+                self.new_camera(&frame.params, frame.generation)
+            }
+            Some(newer) => {
+                self.cameras.insert(id, newer);
+                frame.counters.frame_processed();
+                return;
+            }
+            None => self.new_camera(&frame.params, frame.generation),
+        };
+        let (w, h) = (frame.image.cols() as f32, frame.image.rows() as f32);
+        cam.size = (w, h);
+        cam.params = frame.params.clone();
+        cam.last_detected = Instant::now();
+        let stamp = FrameStamp::from(&frame);
+        let inputs: Vec<TrackInput> = boxes.iter().map(TrackInput::from).collect();
+        let out = cam.tracker.update(&inputs, stamp);
+        self.end_objects(&id, &mut cam, out.ended);
+
+        let params = frame.params.clone();
+        let names = self.settings.class_names.clone();
+        if params.enable_object_detection && params.frame_detections {
+            let detections: Vec<Detection> = camera_filter(&boxes, w, h, &names, &params)
+                .into_iter()
+                .map(|(i, mut d)| {
+                    d.track_id = out.assigned[i].map(|t| track_id(&id, cam.started_ms, t));
+                    d
+                })
+                .collect();
+            if !detections.is_empty() {
+                let ev = Event::Detection(DetectionEvent {
+                    common: EventCommon::new(&id, frame.captured_at, frame.frame_number),
+                    detections,
+                    model_info: self.settings.model_info.clone(),
+                });
+                let _ = self.out.events.send(ev);
+            }
+        }
+
+        // objects seen in this frame
+        let class_changed: Vec<u64> = out.class_changed.iter().map(|c| c.id).collect();
+        let seen: Vec<u64> = out.assigned.iter().flatten().copied().collect();
+        let mut vehicles = Vec::new();
+        for t in seen {
+            let Some(track) = cam.tracker.track(t) else { continue };
+            let track = track.clone();
+            let events = self.observe(&id, &mut cam, &track, class_changed.contains(&t));
+            for ev in events {
+                self.send_object(ev);
+            }
+            let class_name = names.get(track.class_id()).cloned().unwrap_or_default();
+            if VEHICLE_CLASSES.contains(&class_name.as_str()) {
+                vehicles.push(VehicleSighting {
+                    track_id: track_id(&id, cam.started_ms, t),
+                    class_name,
+                    confidence: track.last().confidence,
+                    bbox: track.last().bbox,
+                });
+            }
+        }
+        self.metrics.frame_to_event_seconds.observe(frame.captured.elapsed().as_secs_f64());
+        frame.counters.frame_processed();
+        if params.enable_anpr {
+            if let Some(anpr) = &self.out.anpr {
+                let any_vehicle_box = boxes.iter().any(|b| {
+                    b.confidence >= VEHICLE_BOX_MIN && names.get(b.class_id).is_some_and(|n| VEHICLE_CLASSES.contains(&n.as_str()))
+                });
+                if let Some(vehicles) = cam.requests.pick(&vehicles, any_vehicle_box, stamp.captured) {
+                    let _ = anpr.send(AnprInput::Job(AnprJob { frame, vehicles }));
+                }
+            }
+        }
+        self.cameras.insert(id, cam);
+    }
+
+    fn new_camera(&self, params: &Arc<CameraParams>, generation: u64) -> CameraTracks {
+        // The tracker's first pass takes boxes from the camera's own threshold, so an object
+        // the camera would report is never held back by the tracker (ByteTrack: det_thresh =
+        // track_thresh + 0.1).
+        let high = params.confidence_threshold.clamp(0.15, 0.9);
+        let cfg = TrackerConfig {
+            high_thresh: high,
+            new_track_thresh: (high + 0.1).min(0.95),
+            lost_timeout: self.settings.lost_timeout,
+            frame_interval: Duration::from_secs_f32(1.0 / params.max_fps.clamp(1.0, 30.0)),
+            ..TrackerConfig::default()
+        };
+        CameraTracks {
+            generation,
+            tracker: Tracker::new(cfg),
+            objects: HashMap::new(),
+            requests: Requests::default(),
+            started_ms: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis()),
+            size: (1.0, 1.0),
+            params: params.clone(),
+            last_detected: Instant::now(),
+        }
+    }
+
+    /// Updates one object seen in this frame; returns its lifecycle events.
+    fn observe(&self, camera_id: &str, cam: &mut CameraTracks, track: &Track, class_changed: bool) -> Vec<ObjectEvent> {
+        let (w, h) = cam.size;
+        let params = cam.params.clone();
+        let names = &self.settings.class_names;
+        let class_name = names.get(track.class_id()).cloned().unwrap_or_default();
+        let id = track.id();
+        let tid = track_id(camera_id, cam.started_ms, id);
+        let st = cam.objects.entry(id).or_insert_with(|| ObjectState {
+            track_id: tid,
+            started: false,
+            zones: Vec::new(),
+            entered: Vec::new(),
+            stationary: false,
+            recent: VecDeque::new(),
+        });
+        let last = track.last();
+        let zones_now = zones_of(&last.bbox, w, h, &params);
+        // stationary: the centre stayed within STATIONARY_MOTION box heights for STATIONARY_AFTER
+        st.recent.push_back((last.stamp.captured, last.bbox));
+        while st.recent.front().is_some_and(|(t, _)| last.stamp.captured.saturating_duration_since(*t) > STATIONARY_AFTER * 2) {
+            st.recent.pop_front();
+        }
+        let covered = st.recent.front().is_some_and(|(t, _)| last.stamp.captured.saturating_duration_since(*t) >= STATIONARY_AFTER);
+        let centre = |b: &[f32; 4]| ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0);
+        let (cx, cy) = centre(&last.bbox);
+        let limit = STATIONARY_MOTION * (last.bbox[3] - last.bbox[1]).max(1.0);
+        let still =
+            st.recent.iter().filter(|(t, _)| last.stamp.captured.saturating_duration_since(*t) <= STATIONARY_AFTER).all(|(_, b)| {
+                let (x, y) = centre(b);
+                ((x - cx).powi(2) + (y - cy).powi(2)).sqrt() <= limit
+            });
+        let stationary_now = covered && still;
+
+        let wanted = params.detection_classes.is_empty() || params.detection_classes.contains(&class_name);
+        let reportable =
+            wanted && track.best().confidence >= params.confidence_threshold && (params.roi_zones.is_empty() || !zones_now.is_empty());
+        let mut reasons = Vec::new();
+        if !st.started {
+            if !reportable {
+                return Vec::new();
+            }
+            st.started = true;
+            st.zones = zones_now.clone();
+            for z in &zones_now {
+                if !st.entered.contains(z) {
+                    st.entered.push(z.clone());
+                }
+            }
+            st.stationary = stationary_now;
+            return vec![object_event(&self.settings, camera_id, cam.size, track, st, Lifecycle::Start, None)];
+        }
+        if zones_now.iter().any(|z| !st.zones.contains(z)) {
+            reasons.push(UpdateReason::ZoneEnter);
+        }
+        if st.zones.iter().any(|z| !zones_now.contains(z)) {
+            reasons.push(UpdateReason::ZoneLeave);
+        }
+        st.zones = zones_now;
+        for z in st.zones.clone() {
+            if !st.entered.contains(&z) {
+                st.entered.push(z);
+            }
+        }
+        if stationary_now != st.stationary {
+            st.stationary = stationary_now;
+            reasons.push(if stationary_now { UpdateReason::Stationary } else { UpdateReason::Moving });
+        }
+        if class_changed {
+            reasons.push(UpdateReason::Class);
+        }
+        reasons.into_iter().map(|r| object_event(&self.settings, camera_id, cam.size, track, st, Lifecycle::Update, Some(r))).collect()
+    }
+
+    /// Ends the objects of `ended` tracks that had started; forgets every one of them.
+    fn end_objects(&mut self, camera_id: &str, cam: &mut CameraTracks, ended: Vec<EndedTrack>) {
+        for e in ended {
+            let id = e.track.id();
+            cam.requests.forget(&track_id(camera_id, cam.started_ms, id));
+            if let Some(st) = cam.objects.remove(&id) {
+                if st.started {
+                    let ev = object_event(&self.settings, camera_id, cam.size, &e.track, &st, Lifecycle::End, None);
+                    self.send_object(ev);
+                }
+            }
+        }
+    }
+
+    fn send_object(&self, ev: ObjectEvent) {
+        match &self.out.anpr {
+            Some(anpr) => {
+                let _ = anpr.send(AnprInput::Object(Box::new(ev)));
+            }
+            None => {
+                let _ = self.out.events.send(Event::Object(ev));
+            }
+        }
+    }
+}
+
+/// `<camera_id>/<tracker start ms>-<n>`.
+fn track_id(camera_id: &str, started_ms: u128, n: u64) -> String {
+    format!("{camera_id}/{started_ms}-{n}")
+}
+
+fn object_event(
+    settings: &TrackSettings,
+    camera_id: &str,
+    (w, h): (f32, f32),
+    track: &Track,
+    st: &ObjectState,
+    lifecycle: Lifecycle,
+    update_reason: Option<UpdateReason>,
+) -> ObjectEvent {
+    let (first, last, best) = (track.first(), track.last(), track.best());
+    ObjectEvent {
+        common: EventCommon::new(camera_id, last.stamp.captured_at, last.stamp.frame_number),
+        track_id: st.track_id.clone(),
+        lifecycle,
+        class_name: settings.class_names.get(track.class_id()).cloned().unwrap_or_default(),
+        confidence: best.confidence,
+        bounding_box: normalise(&last.bbox, w, h),
+        best: BestSighting {
+            frame_number: best.stamp.frame_number,
+            timestamp: rfc3339_millis(best.stamp.captured_at),
+            confidence: best.confidence,
+            bounding_box: normalise(&best.bbox, w, h),
+        },
+        first_seen: rfc3339_millis(first.stamp.captured_at),
+        last_seen: rfc3339_millis(last.stamp.captured_at),
+        duration_s: track.duration().as_secs_f64(),
+        zones: st.zones.clone(),
+        entered_zones: st.entered.clone(),
+        stationary: st.stationary,
+        license_plate: None,
+        update_reason,
+    }
+}
