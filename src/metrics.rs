@@ -240,7 +240,7 @@ pub struct Metrics {
     /// ANPR jobs dropped because the ANPR queue was full.
     anpr_jobs_dropped: AtomicU64,
     cameras: RwLock<BTreeMap<String, Arc<CameraCounters>>>,
-    events_published: [AtomicU64; 3],
+    events_published: [AtomicU64; 4],
     publish_retries: AtomicU64,
     events_dropped: [AtomicU64; 3],
     publish_buffered: AtomicU64,
