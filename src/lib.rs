@@ -4,12 +4,13 @@
 //! The binary (`src/main.rs`) only loads configuration, starts a [`service::Service`] and waits
 //! for SIGINT/SIGTERM; everything else lives here so tests and benches can drive it.
 
-pub mod api; // REST API on tiny_http: server, routes, error shape
+pub mod api; // REST API: hardened HTTP/1.1 layer, routes, error shape
 pub mod camera; // camera payload types, validation, registry and per-camera workers
+pub mod coco; // the 80 COCO class names (validation and the detector share them)
 pub mod config; // environment / `.env` configuration (`Config`)
-pub mod events; // the typed events (`detection`, `motion`, `anpr`) and their JSON form
+pub mod events; // the typed events (`detection`, `motion`, `anpr`, `object`) and their JSON form
 pub mod logging; // simplelog set-up at `LOG_LEVEL`
 pub mod metrics; // counters shared by every stage, Prometheus text rendering
-pub mod pipeline; // the stages: capture, motion, detect, anpr, publish, and their wiring
+pub mod pipeline; // the stages: capture, motion, detect, track, anpr, publish, and their wiring
 pub mod service; // start / stop of the whole service (used by main, tests and benches)
 pub mod time; // RFC 3339 timestamps without a date-time crate

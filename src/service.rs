@@ -45,7 +45,7 @@ impl Service {
         let metrics = Metrics::new();
         let supervisor = Supervisor::new();
         let pipeline = Pipeline::start(&config, metrics.clone(), &supervisor)?;
-        let registry = Arc::new(Registry::new(config.max_cameras, pipeline.inputs.clone(), metrics.clone()));
+        let registry = Arc::new(Registry::new(config.max_cameras, Arc::new(pipeline.inputs.clone()), metrics.clone()));
         let state = Arc::new(AppState {
             registry: registry.clone(),
             metrics: metrics.clone(),

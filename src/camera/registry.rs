@@ -7,9 +7,8 @@
 
 use super::payload::{CameraConfig, DesiredStatus};
 use super::runtime::{CameraRuntime, CameraState, RuntimeStatus};
-use super::worker::CameraWorker;
+use super::worker::{CameraWorker, CaptureLoop};
 use crate::metrics::{CameraCountersSnapshot, Metrics};
-use crate::pipeline::PipelineInputs;
 use parking_lot::Mutex;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -58,7 +57,8 @@ impl Slot {
 pub struct Registry {
     slots: Mutex<Inner>,
     max_cameras: usize,
-    inputs: PipelineInputs,
+    /// What each camera's worker thread runs (the pipeline's capture stage).
+    capture: Arc<dyn CaptureLoop>,
     metrics: Arc<Metrics>,
 }
 
@@ -68,8 +68,8 @@ struct Inner {
 }
 
 impl Registry {
-    pub fn new(max_cameras: usize, inputs: PipelineInputs, metrics: Arc<Metrics>) -> Self {
-        Registry { slots: Mutex::new(Inner { cameras: BTreeMap::new(), closed: false }), max_cameras, inputs, metrics }
+    pub fn new(max_cameras: usize, capture: Arc<dyn CaptureLoop>, metrics: Arc<Metrics>) -> Self {
+        Registry { slots: Mutex::new(Inner { cameras: BTreeMap::new(), closed: false }), max_cameras, capture, metrics }
     }
 
     /// Creates or updates every camera of an already validated request, all or nothing.
@@ -148,7 +148,7 @@ impl Registry {
     fn start(&self, slot: &mut Slot) {
         let status = slot.runtime.begin_generation();
         status.set_state(CameraState::Connecting);
-        match CameraWorker::spawn(status, slot.config.stream_url.clone(), self.inputs.clone()) {
+        match CameraWorker::spawn(status, slot.config.stream_url.clone(), self.capture.clone()) {
             Ok(w) => slot.worker = Some(w),
             Err(e) => {
                 log::error!("camera {}: cannot start its worker thread: {e}", slot.config.camera_id);

@@ -7,7 +7,7 @@
 
 use super::payload::{CameraConfig, CameraParams, DesiredStatus, DetectOn, RoiZone};
 use super::url::{SourceKind, StreamUrl};
-use crate::pipeline::detect::classes::{coco_class_id, COCO_CLASSES};
+use crate::coco::{coco_class_id, COCO_CLASSES};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::HashSet;

@@ -3,12 +3,22 @@
 //! Stopping is by dropping the worker's stop sender: the thread sees its stop channel
 //! disconnect at its next check, finishes the frame in hand and returns. `Drop` only signals;
 //! the registry joins outside its lock so a slow stream never blocks the API.
+//!
+//! What the thread runs is the pipeline's business ([`CaptureLoop`], implemented by
+//! `pipeline::PipelineInputs`): the camera module knows nothing of the stages, so there is no
+//! module cycle between `camera/` and `pipeline/`.
 
 use super::runtime::StatusWriter;
 use super::url::StreamUrl;
-use crate::pipeline::PipelineInputs;
 use crossbeam_channel::{bounded, Receiver, Sender};
+use std::sync::Arc;
 use std::thread::JoinHandle;
+
+/// The body of a camera's worker thread: read `url`, report through `status`, hand frames on,
+/// return when `stop` disconnects.
+pub trait CaptureLoop: Send + Sync {
+    fn run(&self, status: StatusWriter, url: StreamUrl, stop: StopSignal);
+}
 
 /// A running camera thread.
 pub struct CameraWorker {
@@ -21,14 +31,11 @@ pub type StopSignal = Receiver<()>;
 
 impl CameraWorker {
     /// Starts the camera's thread, named `cam-<id>` (truncated) for `top -H` and panics.
-    pub fn spawn(status: StatusWriter, url: StreamUrl, inputs: PipelineInputs) -> std::io::Result<Self> {
+    pub fn spawn(status: StatusWriter, url: StreamUrl, capture: Arc<dyn CaptureLoop>) -> std::io::Result<Self> {
         let (stop_tx, stop_rx) = bounded::<()>(0);
         let id = &status.runtime().camera_id;
         let name: String = format!("cam-{id}").chars().take(15).collect();
-        let join = std::thread::Builder::new().name(name).spawn(move || {
-            let stall = inputs.stall_timeout;
-            crate::pipeline::capture::run(status, url, inputs, stop_rx, stall)
-        })?;
+        let join = std::thread::Builder::new().name(name).spawn(move || capture.run(status, url, stop_rx))?;
         Ok(CameraWorker { stop: Some(stop_tx), join: Some(join) })
     }
 

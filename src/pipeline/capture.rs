@@ -105,6 +105,12 @@ pub fn run(status: StatusWriter, url: StreamUrl, inputs: PipelineInputs, stop: S
     log::debug!("capture cam={id}: stopped");
 }
 
+impl crate::camera::worker::CaptureLoop for PipelineInputs {
+    fn run(&self, status: StatusWriter, url: StreamUrl, stop: StopSignal) {
+        run(status, url, self.clone(), stop, self.stall_timeout)
+    }
+}
+
 /// Sends [`CameraEnded`] when the capture thread ends, however it ends.
 struct EndedGuard {
     tx: crossbeam_channel::Sender<CameraEnded>,

@@ -13,7 +13,6 @@
 //! out (ByteTrack's second association).
 
 pub mod batcher; // RoundRobin: fair per-camera batching
-pub mod classes; // the 80 COCO names
 pub mod postprocess; // decode, NMS, un-letterbox, per-camera filter
 pub mod preprocess; // Letterbox
 pub mod session; // the only file that uses ort

@@ -5,7 +5,7 @@
 //! session once per chunk of `max_batch` (frame by frame for a model with a fixed batch of 1),
 //! and decodes each image's `[4 + C, N]` slice.
 
-use super::classes::COCO_CLASSES;
+use crate::coco::COCO_CLASSES;
 use super::postprocess::{decode, RawDetection};
 use super::preprocess::{letterbox_into, Letterbox};
 use super::session::{InferenceError, ModelSession, Provider, RuntimeInfo};
