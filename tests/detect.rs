@@ -257,3 +257,35 @@ fn cuda_is_reported_truthfully() {
     let auto = Yolo::load(&model("yolov8n.onnx"), "yolov8n".into(), InferenceDevice::Auto, dylib.as_deref(), 1, 0.45).unwrap();
     println!("auto chose {:?}", auto.info.provider);
 }
+
+/// A frame the detector cannot take (empty, one channel, 1x1) is dropped alone: the other
+/// cameras' frames of the same batch are detected as usual.
+#[test]
+fn a_bad_frame_costs_only_itself() {
+    use analytics_service::camera::CameraParams;
+    use analytics_service::metrics::{CameraCounters, Metrics};
+    use analytics_service::pipeline::detect::{self, DetectSettings};
+    use analytics_service::pipeline::frame::Frame;
+    use analytics_service::pipeline::supervise::Supervisor;
+    use std::sync::Arc;
+    let good = read(&media("bus.jpg"));
+    let bad = [Mat::default(), Mat::new_rows_cols_with_default(64, 64, opencv::core::CV_8UC1, 0.into()).unwrap()];
+    let (tx, rx) = crossbeam_channel::bounded(16);
+    let (out_tx, out_rx) = crossbeam_channel::bounded(16);
+    let sup = Supervisor::new();
+    let settings = DetectSettings { batch_size: 8, batch_timeout: Duration::from_millis(200) };
+    let h = detect::spawn(yolo(8), settings, rx, out_tx, Metrics::new(), &sup).unwrap();
+    let counters: Vec<Arc<CameraCounters>> = (0..4).map(|_| Arc::new(CameraCounters::default())).collect();
+    let frames = [bad[0].clone(), good.clone(), bad[1].clone(), good.clone()];
+    for (i, img) in frames.into_iter().enumerate() {
+        tx.send(Frame::now(&format!("cam{i}"), CameraParams::default(), counters[i].clone(), 1, img)).unwrap();
+    }
+    drop(tx);
+    h.join();
+    let got: Vec<String> = out_rx.try_iter().map(|d| d.frame.camera_id.to_string()).collect();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(got.contains(&"cam1".to_string()) && got.contains(&"cam3".to_string()), "{got:?}");
+    assert_eq!(counters[0].snapshot().frames_dropped, 1);
+    assert_eq!(counters[2].snapshot().frames_dropped, 1);
+    assert_eq!(counters[1].snapshot().frames_detected, 1);
+}

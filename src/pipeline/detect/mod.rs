@@ -49,6 +49,12 @@ pub struct Detected {
     pub boxes: Vec<postprocess::RawDetection>,
 }
 
+/// Whether the letterbox can take `image`: 8-bit, 3 channels, at least 2x2.
+fn usable(image: &opencv::core::Mat) -> bool {
+    use opencv::prelude::MatTraitConst;
+    !image.empty() && image.typ() == opencv::core::CV_8UC3 && image.cols() >= 2 && image.rows() >= 2
+}
+
 /// Batching settings.
 #[derive(Debug, Clone)]
 pub struct DetectSettings {
@@ -138,16 +144,38 @@ impl DetectStage {
     }
 
     fn process(&mut self, batch: Vec<Frame>) {
+        // A frame the letterbox cannot take (empty, not 8-bit BGR, tiny) goes alone; the rest
+        // of the batch, other cameras' frames, goes on.
+        let (batch, unusable): (Vec<Frame>, Vec<Frame>) = batch.into_iter().partition(|f| usable(&f.image));
+        for f in unusable {
+            f.counters.frame_dropped(Stage::Detect);
+            if let Some(held) = self.error_log.allow() {
+                log::warn!("detect cam={}: frame {} dropped: not an 8-bit BGR picture ({held} more since last report)", f.camera_id, f.frame_number);
+            }
+        }
+        if batch.is_empty() {
+            return;
+        }
         let conf = vec![TRACK_LOW_THRESH; batch.len()];
         let images: Vec<&opencv::core::Mat> = batch.iter().map(|f| &f.image).collect();
         let (results, t) = match self.yolo.detect_batch(&images, &conf) {
             Ok(r) => r,
+            Err(e) if batch.len() > 1 => {
+                // one bad frame must not cost every camera its frame: retry them one by one
+                if let Some(held) = self.error_log.allow() {
+                    log::warn!("detect: batch of {} failed, retrying frame by frame ({held} more since last report): {e}", batch.len());
+                }
+                for f in batch {
+                    self.process(vec![f]);
+                }
+                return;
+            }
             Err(e) => {
                 for f in &batch {
                     f.counters.frame_dropped(Stage::Detect);
                 }
                 if let Some(held) = self.error_log.allow() {
-                    log::error!("detect: batch of {} failed ({held} more since last report): {e}", batch.len());
+                    log::error!("detect: frame of camera {} failed ({held} more since last report): {e}", batch[0].camera_id);
                 }
                 return;
             }
