@@ -2,6 +2,10 @@
 //! on the plate crop, and the whole stage for one vehicle (guards, crop, both models, dedupe).
 //! `cargo bench --bench anpr`; vehicles/s = 1 / the `stage_one_vehicle` time.
 
+// The test fixtures' `media()`: one way to find the sample media for tests, benches and tools.
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use analytics_service::camera::{CameraParams, CameraRuntime};
 use analytics_service::config::Config;
 use analytics_service::metrics::{CameraCounters, Metrics};
@@ -26,9 +30,9 @@ fn config() -> Config {
 }
 
 fn anpr(c: &mut Criterion) {
-    let dir = std::env::var("ANALYTICS_MEDIA_DIR").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/media").into());
-    let img = imgcodecs::imread(format!("{dir}/car_plate_cz_5AU5341.png"), imgcodecs::IMREAD_COLOR).unwrap();
-    assert!(!img.empty(), "sample image missing: set ANALYTICS_MEDIA_DIR");
+    let path = common::media("car_plate_cz_5AU5341.png");
+    let img = imgcodecs::imread(path.to_str().unwrap(), imgcodecs::IMREAD_COLOR).unwrap();
+    assert!(!img.empty(), "sample image {} does not decode", path.display());
     let cfg = config();
     let mut models = AnprModels::load(&cfg).expect("ANPR models (scripts/setup.sh)");
     // the hatchback with the plate (the media README's plate box is (307,188)-(387,209))

@@ -2,6 +2,10 @@
 //! of a real model output, and `session.run` at batch 1 and 8 on CPU.
 //! `cargo bench --bench detect` (needs scripts/setup.sh's model and ONNX Runtime).
 
+// The test fixtures' `media()`: one way to find the sample media for tests, benches and tools.
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use analytics_service::config::InferenceDevice;
 use analytics_service::pipeline::detect::postprocess::decode;
 use analytics_service::pipeline::detect::preprocess::{letterbox_into, Letterbox};
@@ -14,14 +18,14 @@ use opencv::prelude::*;
 use opencv::videoio;
 
 fn frames(n: usize) -> Vec<Mat> {
-    let dir = std::env::var("ANALYTICS_MEDIA_DIR").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/media").into());
-    let mut cap = videoio::VideoCapture::from_file(format!("{dir}/vtest_pedestrians_768x576.mp4"), videoio::CAP_FFMPEG).unwrap();
+    let path = common::media("vtest_pedestrians_768x576.mp4");
+    let mut cap = videoio::VideoCapture::from_file(path.to_str().unwrap(), videoio::CAP_FFMPEG).unwrap();
     let mut out = Vec::new();
     let mut m = Mat::default();
     while out.len() < n && cap.read(&mut m).unwrap() {
         out.push(m.try_clone().unwrap());
     }
-    assert_eq!(out.len(), n, "sample video missing: set ANALYTICS_MEDIA_DIR");
+    assert_eq!(out.len(), n, "sample video {} is too short", path.display());
     out
 }
 

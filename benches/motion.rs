@@ -1,6 +1,10 @@
 //! Motion-stage cost per frame on real footage (the pedestrian sample, upscaled to 720p and
 //! 1080p): `cargo bench --bench motion`. Criterion's elements/s is frames/s on one core.
 
+// The test fixtures' `media()`: one way to find the sample media for tests, benches and tools.
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use analytics_service::pipeline::motion::{MotionDetector, MotionSettings};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use opencv::core::{Mat, Size};
@@ -8,10 +12,9 @@ use opencv::prelude::*;
 use opencv::{imgproc, videoio};
 
 fn frames(size: Size, n: usize) -> Vec<Mat> {
-    let dir = std::env::var("ANALYTICS_MEDIA_DIR").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/media").into());
-    let path = format!("{dir}/vtest_pedestrians_768x576.mp4");
-    let mut cap = videoio::VideoCapture::from_file(&path, videoio::CAP_FFMPEG).expect("open sample video");
-    assert!(cap.is_opened().unwrap(), "sample video {path} missing: set ANALYTICS_MEDIA_DIR");
+    let path = common::media("vtest_pedestrians_768x576.mp4");
+    let mut cap = videoio::VideoCapture::from_file(path.to_str().unwrap(), videoio::CAP_FFMPEG).expect("open sample video");
+    assert!(cap.is_opened().unwrap(), "sample video {} does not open", path.display());
     let mut out = Vec::with_capacity(n);
     let mut f = Mat::default();
     while out.len() < n && cap.read(&mut f).unwrap() {

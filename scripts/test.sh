@@ -10,6 +10,8 @@ export PATH="$HOME/.cargo/bin:$PATH"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/analytics-service/target}"
 export TEST_REDIS_HOST=127.0.0.1 TEST_REDIS_PORT="$REDIS_PORT"
 export ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$PWD/.local/onnxruntime/lib/libonnxruntime.so}"
+# the sample media setup.sh just checked (tests' media() also looks in .local/media by itself)
+export ANALYTICS_MEDIA_DIR="${ANALYTICS_PREFIX:-$PWD/.local}/media"
 cargo build --locked --all-targets
 # criterion benches in test mode: each benchmark runs once, as a smoke test
 cargo test --locked --benches

@@ -59,15 +59,13 @@ fn a_moving_block_is_motion_with_a_box() {
     assert!(r.boxes.iter().any(|b| b.x > 0.4 && b.x < 0.5), "box at the new place: {:?}", r.boxes);
 }
 
-/// A lighting jump across the whole scene recalibrates instead of reporting motion, and the
-/// scene is quiet right after.
+/// A lighting jump across the whole scene is not motion, and the scene is quiet right after.
 #[test]
-fn lighting_change_recalibrates() {
+fn lighting_change_is_not_motion() {
     let mut d = detector();
     d.detect(&frame_with_block(100, 60.0), &[]).unwrap();
     let r = d.detect(&frame_with_block(100, 160.0), &[]).unwrap();
-    assert!(r.calibrating, "{r:?}");
-    assert_eq!(r.area, 0.0);
+    assert_eq!(r.area, 0.0, "{r:?}");
     let r = d.detect(&frame_with_block(100, 160.0), &[]).unwrap();
     assert_eq!(r.area, 0.0, "the new light level is the background now");
 }
@@ -204,4 +202,121 @@ fn gradual_lighting_ramp_is_not_motion() {
         worst = worst.max(r.area);
     }
     assert!(worst < 0.1, "largest area reported during the ramp: {worst}");
+}
+
+// --- Lighting steps -----------------------------------------------------------------------------
+// Test footage made with ffmpeg from the pedestrian sample (10 fps): either one still frame of it
+// looped (nothing moves) or the video itself (people walk), with ffmpeg's `eq` filter changing the
+// brightness: +0.235 lifts the scene's mean luma from about 120 to 177, like lights switched on.
+
+/// Brightness lift of a lighting step (`eq=brightness`): mean luma ~120 -> ~177.
+const STEP: &str = "0.235";
+
+/// The pedestrian sample from t=20 s, `seconds` long at 10 fps, through `vf`; `still` loops its
+/// first frame instead of playing it (a scene where nothing moves).
+fn lighting_clip(name: &str, still: bool, seconds: u32, vf: &str) -> std::path::PathBuf {
+    let src = media("vtest_pedestrians_768x576.mp4");
+    let frames = (seconds * 10).to_string();
+    let chain =
+        if still { format!("select=eq(n\\,0),loop=loop={}:size=1:start=0,setpts=N/10/TB,{vf}", seconds * 10 - 1) } else { vf.to_string() };
+    ffmpeg_fixture(
+        &format!("lighting_v1_{name}.mp4"),
+        &[
+            "-ss",
+            "20",
+            "-i",
+            src.to_str().unwrap(),
+            "-vf",
+            &chain,
+            "-frames:v",
+            &frames,
+            "-r",
+            "10",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+        ],
+    )
+}
+
+/// Frames (index from 0) in which the detector saw any motion, with their areas; the first frame
+/// (calibration) is never motion.
+fn motion_frames(path: &std::path::Path) -> (usize, Vec<(usize, f32)>) {
+    let areas = areas_of(path, 10_000);
+    let moving = areas.iter().copied().enumerate().filter(|(_, a)| *a > 0.0).collect();
+    (areas.len(), moving)
+}
+
+/// A brightness step on a still scene (lights switched on) is one motion event at most, not a
+/// burst while the background catches up.
+#[test]
+fn brightness_step_is_one_event_at_most() {
+    let clip = lighting_clip("step_up", true, 8, &format!("eq=brightness={STEP}:enable='gte(t,4)'"));
+    let (n, moving) = motion_frames(&clip);
+    eprintln!("step up: {n} frames, motion in {moving:?}");
+    assert_eq!(n, 80);
+    assert!(moving.len() <= 1, "a lighting step gave {} motion frames: {moving:?}", moving.len());
+}
+
+/// An exposure step (luma x1.5, the bright parts clipping at white, as when an IR cut filter or
+/// auto-exposure jumps) is one motion event at most too.
+#[test]
+fn exposure_step_with_clipping_is_one_event_at_most() {
+    let clip = lighting_clip("gain_up", true, 8, "eq=contrast=1.5:brightness=0.25:enable='gte(t,4)'");
+    let (n, moving) = motion_frames(&clip);
+    eprintln!("gain step: {n} frames, motion in {moving:?}");
+    assert_eq!(n, 80);
+    assert!(moving.len() <= 1, "an exposure step gave {} motion frames: {moving:?}", moving.len());
+}
+
+/// A slow ramp of the same size over 6 s (dawn, dimmers, auto-exposure) is never motion.
+#[test]
+fn slow_brightness_ramp_is_no_event() {
+    let clip = lighting_clip("ramp", true, 10, &format!("eq=brightness='{STEP}*clip((t-2)/6\\,0\\,1)':eval=frame"));
+    let (n, moving) = motion_frames(&clip);
+    eprintln!("ramp: {n} frames, motion in {moving:?}");
+    assert_eq!(n, 100);
+    assert!(moving.is_empty(), "a slow ramp gave motion: {moving:?}");
+}
+
+/// Lights on, then off again 3 s later: at most one event for each step.
+#[test]
+fn brightness_step_and_back_is_one_event_each_at_most() {
+    let clip = lighting_clip("step_back", true, 10, &format!("eq=brightness={STEP}:enable='between(t,3,6)'"));
+    let (n, moving) = motion_frames(&clip);
+    eprintln!("step and back: {n} frames, motion in {moving:?}");
+    assert_eq!(n, 100);
+    let up = moving.iter().filter(|(i, _)| *i < 60).count();
+    let back = moving.iter().filter(|(i, _)| *i >= 60).count();
+    assert!(up <= 1 && back <= 1, "step up gave {up} motion frames, step back {back}: {moving:?}");
+}
+
+/// People walking are motion from the first compared frame on (the detector needs no warm-up).
+#[test]
+fn walking_people_are_seen_at_once() {
+    let clip = lighting_clip("walk", false, 4, "null");
+    let areas = areas_of(&clip, 40);
+    eprintln!("walking, first frames: {:?}", &areas[..6]);
+    assert_eq!(areas[0], 0.0, "the first frame calibrates");
+    assert!(areas[1..4].iter().all(|a| *a > 0.0), "people walk in every frame: {:?}", &areas[..6]);
+}
+
+/// People walking while the lights go up are still motion, on the step frame and after it, and
+/// the step does not turn the whole frame into motion.
+#[test]
+fn walking_people_through_a_lighting_step_are_still_motion() {
+    let plain = areas_of(&lighting_clip("walk_plain", false, 8, "null"), 80);
+    let clip = lighting_clip("walk_step", false, 8, &format!("eq=brightness={STEP}:enable='gte(t,4)'"));
+    let areas = areas_of(&clip, 80);
+    eprintln!("walking through a step: frames 36..50 {:?}", &areas[36..50]);
+    eprintln!("the same without the step:       {:?}", &plain[36..50]);
+    assert_eq!(areas.len(), 80);
+    let after = &areas[40..];
+    let moving = after.iter().filter(|a| **a > 0.0).count();
+    assert!(moving * 10 >= after.len() * 9, "people walk after the step: motion in {moving} of {} frames", after.len());
+    assert!(areas[40..43].iter().all(|a| *a > 0.0), "motion on the step frame and the next ones: {:?}", &areas[38..45]);
+    let worst = after.iter().copied().fold(0.0f32, f32::max);
+    let worst_plain = plain[40..].iter().copied().fold(0.0f32, f32::max);
+    assert!(worst < (2.0 * worst_plain).max(0.1), "the step inflates the area to {worst} (without it at most {worst_plain})");
 }

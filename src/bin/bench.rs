@@ -10,6 +10,10 @@
 //! (BATCH_SIZE, 8), `--device auto|cpu|cuda`. Redis: REDIS_HOST/REDIS_PORT (127.0.0.1:6379),
 //! stream `bench:<pid>` (deleted afterwards).
 
+// The test fixtures' `media()`: one way to find the sample media for tests, benches and tools.
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
 use analytics_service::config::{Config, InferenceDevice};
 use analytics_service::metrics::{process_cpu_seconds, process_rss_bytes};
 use analytics_service::pipeline::detect::yolo::Yolo;
@@ -31,17 +35,8 @@ struct Args {
 }
 
 fn args() -> Args {
-    let media = std::env::var("ANALYTICS_MEDIA_DIR").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/media").into());
-    let mut a = Args {
-        cameras: 4,
-        seconds: 30.0,
-        warmup: 5.0,
-        video: format!("{media}/vtest_pedestrians_768x576.mp4"),
-        max_fps: 30.0,
-        fast: false,
-        batch: 8,
-        device: "auto".into(),
-    };
+    let mut a =
+        Args { cameras: 4, seconds: 30.0, warmup: 5.0, video: String::new(), max_fps: 30.0, fast: false, batch: 8, device: "auto".into() };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
         let mut v = || it.next().unwrap_or_else(|| panic!("{k} needs a value"));
@@ -56,6 +51,9 @@ fn args() -> Args {
             "--device" => a.device = v(),
             other => panic!("unknown option {other}; see the doc comment of src/bin/bench.rs"),
         }
+    }
+    if a.video.is_empty() {
+        a.video = common::media("vtest_pedestrians_768x576.mp4").to_string_lossy().into_owned();
     }
     a
 }

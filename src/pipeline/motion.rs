@@ -10,14 +10,23 @@
 //!
 //! The detector follows the spirit of Frigate's improved motion detector: grayscale, downscale
 //! to `height` rows, Gaussian blur, absolute difference against a running-average background,
-//! threshold, dilate, external contours with a minimum area. The background is first scaled to
-//! the frame's mean brightness, so a scene that gets lighter or darker as a whole (auto-exposure,
-//! dusk) is not motion. A frame where most of the scene (zones) changed at once anyway is a
-//! lighting change (lights switched, IR cut): the background is recalibrated to it and no motion
-//! is reported. Only pixels inside the camera's
-//! ROI zones count; `affected_area_percentage` is the changed fraction of the zones (or of the
-//! whole frame when there are none), `motion_intensity` the mean brightness change of the
-//! changed pixels (0..1).
+//! threshold, dilate, external contours with a minimum area.
+//!
+//! Lighting: before the difference, the background is brought to the frame's lighting by a
+//! tone curve ([`ToneCurve`]): for each background brightness level, the median level the same
+//! pixels have in the frame. It is applied when most of the scene's pixels moved (a global
+//! change: lights switched on, IR cut, the sun out of a cloud, an exposure jump with clipping,
+//! a slow ramp at dusk); a moving object only moves the levels it covers. Objects that move are
+//! a minority at any level, so they stay motion, also on the very frame the light changes (the
+//! aim of Frigate's per-frame contrast normalisation; a per-level median also follows gain,
+//! gamma and clipping). A step (a large shift in one frame) then re-seeds the background from
+//! the frame, so what no curve explains (colour channels clipping differently) is one event at
+//! most, not a burst of shrinking "motion" while a running average crawls after the new light.
+//! A frame where most of the scene (zones) still differs after that is a change no curve
+//! explains (a camera moved, a partial light): the background is re-seeded and no motion is
+//! reported. Only pixels inside the camera's ROI zones count; `affected_area_percentage` is the
+//! changed fraction of the zones (or of the whole frame when there are none), `motion_intensity`
+//! the mean brightness change of the changed pixels (0..1).
 
 use super::frame::Frame;
 use super::supervise::{beat, Supervisor, BEAT_EVERY};
@@ -52,8 +61,17 @@ pub struct MotionSettings {
     pub dilate_iterations: i32,
     /// Smallest contour kept, as a fraction of the downscaled frame (noise, leaves, rain).
     pub min_contour_fraction: f64,
-    /// Changed fraction above which a frame is a lighting change, not motion.
+    /// Changed fraction (after the tone curve) above which a frame is a scene change, not
+    /// motion: the background is re-seeded.
     pub lighting_change_fraction: f64,
+    /// Brightness levels (0..255) a background level must have moved by to count as moved: the
+    /// tone curve is applied when most of the scene's pixels moved (a global change); a moving
+    /// object, however bright, moves only its own levels.
+    pub tone_shift_min: f32,
+    /// Mean shift (levels) from which a frame is a lighting step: after its motion is measured
+    /// against the remapped background, the background is re-seeded from the frame, so the
+    /// little a curve cannot explain (colour channels clipping differently) is not left to crawl.
+    pub lighting_step_shift: f32,
     /// Weight of the new frame in the running-average background.
     pub background_alpha: f64,
 }
@@ -67,6 +85,8 @@ impl Default for MotionSettings {
             dilate_iterations: 2,
             min_contour_fraction: 0.0005,
             lighting_change_fraction: 0.6,
+            tone_shift_min: 3.0,
+            lighting_step_shift: 8.0,
             background_alpha: 0.05,
         }
     }
@@ -83,8 +103,108 @@ pub struct MotionResult {
     pub boxes: Vec<BoundingBox>,
     /// Names of the zones with changed pixels.
     pub zones: Vec<String>,
-    /// True when the frame (re)built the background: first frame, size change, lighting change.
+    /// True when the frame (re)built the background: first frame, size change, scene change.
     pub calibrating: bool,
+    /// Mean brightness shift of the scene against the background (levels, 0..255) that the tone
+    /// curve compensated in this frame; 0 when the curve was not applied (no global change).
+    pub tone_shift: f32,
+}
+
+/// How the scene's brightness levels moved between the background and a frame: for each
+/// background level, the median frame level of the pixels at that level. Pairs are taken at the
+/// same place, so objects that move (a minority of the pixels at any level) do not bend it,
+/// while a lighting change (any monotonic remapping of the levels: offset, gain, gamma,
+/// clipping) is recovered in full.
+pub struct ToneCurve {
+    /// Frame level for each background level, monotonic.
+    pub map: [f32; 256],
+    /// Mean |map(level) - level| over the background's pixels.
+    pub shift: f32,
+    /// Per background level, how many pixels it has (the weights of `shift` and `moved_fraction`).
+    counts: [u32; 256],
+}
+
+impl ToneCurve {
+    /// Background levels with fewer pixels than this take their value from their neighbours.
+    const MIN_PIXELS: u32 = 16;
+
+    /// Fits the curve from `background` (float levels) to `frame` (8-bit), pixel by pixel;
+    /// `joint` is a reusable 256x256 histogram buffer.
+    pub fn fit(background: &[f32], frame: &[u8], joint: &mut Vec<u32>) -> ToneCurve {
+        joint.clear();
+        joint.resize(256 * 256, 0);
+        for (b, f) in background.iter().zip(frame) {
+            let level = b.round().clamp(0.0, 255.0) as usize;
+            joint[level * 256 + *f as usize] += 1;
+        }
+        let mut map = [f32::NAN; 256];
+        let mut counts = [0u32; 256];
+        for (level, row) in joint.chunks_exact(256).enumerate() {
+            let n: u32 = row.iter().sum();
+            counts[level] = n;
+            if n < Self::MIN_PIXELS {
+                continue;
+            }
+            // median, interpolated inside its bin (the bin's pixels spread over [u - 0.5, u + 0.5])
+            let half = n as f32 / 2.0;
+            let mut below = 0u32;
+            for (u, c) in row.iter().enumerate() {
+                if *c > 0 && (below + c) as f32 >= half {
+                    map[level] = u as f32 - 0.5 + (half - below as f32) / *c as f32;
+                    break;
+                }
+                below += c;
+            }
+        }
+        let known: Vec<usize> = (0..256).filter(|l| !map[*l].is_nan()).collect();
+        let (Some(&first), Some(&last)) = (known.first(), known.last()) else {
+            return ToneCurve { map: std::array::from_fn(|l| l as f32), shift: 0.0, counts };
+        };
+        // levels without enough pixels: the offset of the nearest known level beyond the ends,
+        // linear between known levels
+        for l in 0..first {
+            map[l] = l as f32 + map[first] - first as f32;
+        }
+        for l in last + 1..256 {
+            map[l] = l as f32 + map[last] - last as f32;
+        }
+        for w in known.windows(2) {
+            let (a, b) = (w[0], w[1]);
+            for l in a + 1..b {
+                let t = (l - a) as f32 / (b - a) as f32;
+                map[l] = map[a] + t * (map[b] - map[a]);
+            }
+        }
+        let mut prev = f32::MIN;
+        for m in map.iter_mut() {
+            *m = m.clamp(0.0, 255.0).max(prev);
+            prev = *m;
+        }
+        let total: u32 = counts.iter().sum();
+        let moved: f32 = (0..256).map(|l| counts[l] as f32 * (map[l] - l as f32).abs()).sum();
+        ToneCurve { map, shift: if total > 0 { moved / total as f32 } else { 0.0 }, counts }
+    }
+
+    /// Fraction of the pixels whose level moved by `levels` or more.
+    pub fn moved_fraction(&self, levels: f32) -> f32 {
+        let total: u32 = self.counts.iter().sum();
+        let moved: u32 = (0..256).filter(|l| (self.map[*l] - *l as f32).abs() >= levels).map(|l| self.counts[l]).sum();
+        if total > 0 {
+            moved as f32 / total as f32
+        } else {
+            0.0
+        }
+    }
+
+    /// Remaps float levels through the curve (linear between levels).
+    pub fn apply(&self, levels: &mut [f32]) {
+        for x in levels {
+            let v = x.clamp(0.0, 255.0);
+            let i = (v.floor() as usize).min(254);
+            let t = v - i as f32;
+            *x = self.map[i] + t * (self.map[i + 1] - self.map[i]);
+        }
+    }
 }
 
 /// Zone masks at one downscaled size, rebuilt when the zones or the size change.
@@ -110,6 +230,8 @@ pub struct MotionDetector {
     mask: Mat,
     dilated: Mat,
     kernel: Mat,
+    /// Scratch for the tone curve's joint histogram (256 x 256).
+    joint: Vec<u32>,
 }
 
 impl MotionDetector {
@@ -127,6 +249,7 @@ impl MotionDetector {
             mask: Mat::default(),
             dilated: Mat::default(),
             kernel,
+            joint: Vec::new(),
         })
     }
 
@@ -162,12 +285,16 @@ impl MotionDetector {
         }
         self.ensure_zone_masks(zones, size)?;
         let bg = self.background.as_mut().expect("invariant: same_size implies a background");
-        // Exposure compensation: scale the background to the frame's overall brightness, so a
-        // scene getting lighter or darker as a whole (auto-exposure, dusk, dimmers) is not
-        // motion; what still differs after that moved.
-        let (mean_now, mean_bg) = (core::mean(&self.blurred, &core::no_array())?[0], core::mean(bg, &core::no_array())?[0]);
-        let gain = if mean_bg >= 1.0 { (mean_now / mean_bg).clamp(0.5, 2.0) } else { 1.0 };
-        bg.convert_to(&mut self.background_u8, CV_8U, gain, 0.0)?;
+        // Lighting: bring the background to the frame's tone first (module doc); what still
+        // differs after that moved.
+        let curve = ToneCurve::fit(bg.data_typed::<f32>()?, self.blurred.data_bytes()?, &mut self.joint);
+        let tone_shift = if curve.moved_fraction(s.tone_shift_min) >= 0.5 {
+            curve.apply(bg.data_typed_mut::<f32>()?);
+            curve.shift
+        } else {
+            0.0
+        };
+        bg.convert_to(&mut self.background_u8, CV_8U, 1.0, 0.0)?;
         core::absdiff(&self.blurred, &self.background_u8, &mut self.diff)?;
         imgproc::threshold(&self.diff, &mut self.mask, s.diff_threshold, 255.0, imgproc::THRESH_BINARY)?;
         let (region_area, zm) = match &self.zone_masks {
@@ -209,7 +336,7 @@ impl MotionDetector {
                 kept.push(c);
             }
         }
-        let mut result = MotionResult::default();
+        let mut result = MotionResult { tone_shift, ..Default::default() };
         if !kept.is_empty() {
             let mut moving = Mat::zeros(h, w, CV_8UC1)?.to_mat()?;
             imgproc::draw_contours(
@@ -240,7 +367,12 @@ impl MotionDetector {
             result.intensity = (core::mean(&self.diff, &moving)?[0] / 255.0).clamp(0.0, 1.0) as f32;
             result.boxes = boxes;
         }
-        imgproc::accumulate_weighted(&self.blurred, bg, s.background_alpha, &core::no_array())?;
+        if tone_shift >= s.lighting_step_shift {
+            // a lighting step: re-seed rather than crawl (see `lighting_step_shift`)
+            self.blurred.convert_to(bg, CV_32F, 1.0, 0.0)?;
+        } else {
+            imgproc::accumulate_weighted(&self.blurred, bg, s.background_alpha, &core::no_array())?;
+        }
         Ok(result)
     }
 

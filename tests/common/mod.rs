@@ -181,22 +181,21 @@ pub fn xrange(conn: &mut redis::Connection, stream: &str) -> Vec<(String, HashMa
     redis::cmd("XRANGE").arg(stream).arg("-").arg("+").query(conn).unwrap()
 }
 
-/// The sample media folder: `ANALYTICS_MEDIA_DIR`, or `../shared/media` beside the repo.
-pub fn media_dir() -> std::path::PathBuf {
-    std::env::var_os("ANALYTICS_MEDIA_DIR")
-        .map(Into::into)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/media"))
-}
-
-/// A sample file; a missing one fails the test with what to do (it is never skipped).
+/// A sample media file (`vtest_pedestrians_768x576.mp4`, `bus.jpg`, `car_plate_cz_5AU5341.png`):
+/// the first of `$ANALYTICS_MEDIA_DIR/<name>`, `<repo>/.local/media/<name>` (where
+/// scripts/setup.sh puts them) and `<repo>/../shared/media/<name>` that exists. A missing file
+/// fails the test with what to do (it is never skipped). Tests, benches and the bench binary all
+/// find media through this one function.
 pub fn media(name: &str) -> std::path::PathBuf {
-    let p = media_dir().join(name);
-    assert!(
-        p.is_file(),
-        "sample media {} is missing: set ANALYTICS_MEDIA_DIR to the folder with the sample videos (see README, 'Sample media')",
-        p.display()
-    );
-    p
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dirs = std::env::var_os("ANALYTICS_MEDIA_DIR")
+        .map(std::path::PathBuf::from)
+        .into_iter()
+        .chain([repo.join(".local/media"), repo.join("../shared/media")]);
+    let tried: Vec<std::path::PathBuf> = dirs.map(|d| d.join(name)).collect();
+    tried.iter().find(|p| p.is_file()).cloned().unwrap_or_else(|| {
+        panic!("sample media {name} is missing (looked at {tried:?}): run scripts/setup.sh, which puts it into .local/media")
+    })
 }
 
 /// A folder for generated fixtures, shared by tests and kept between runs.
