@@ -119,11 +119,9 @@ fn plate_video_over_rtsp_gives_one_event() {
     assert!(anpr[0]["track_id"].as_str().unwrap().starts_with("gate/"), "{}", anpr[0]);
     let searched = gate["plates_searched"].as_u64().unwrap();
     assert!((2..=12).contains(&searched), "{gate}");
-    // the vehicle object carries its plate when it ends (camera stopped at shutdown)
-    let objects: Vec<Value> =
-        entries.iter().filter(|(_, f)| f["event_type"] == "object").map(|(_, f)| serde_json::from_str(&f["payload"]).unwrap()).collect();
-    let end = objects.iter().find(|o| o["lifecycle"] == "end" && o["track_id"] == anpr[0]["track_id"]).expect("the vehicle's end");
-    assert_eq!(end["license_plate"]["text"], "5AU5341", "{end}");
+    // object detection is off for the gate: it is tracked for ANPR but reports no objects
+    let gate_objects = entries.iter().filter(|(_, f)| f["event_type"] == "object" && f["camera_id"] == "gate").count();
+    assert_eq!(gate_objects, 0);
     assert_eq!(plain["plates_searched"], 0, "no enable_anpr, no plate model runs: {plain}");
     assert!(plain["frames_detected"].as_u64().unwrap() > 0);
     let gate_detections = entries.iter().filter(|(_, f)| f["event_type"] == "detection" && f["camera_id"] == "gate").count();

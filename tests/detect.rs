@@ -142,7 +142,7 @@ fn detection_events_over_rtsp_reach_redis() {
     assert_eq!(post_json(addr, "/api/cameras", &cam).status, 201);
     let mut conn = redis_conn();
     let entries = wait_for(Duration::from_secs(60), "5 detection events", || {
-        let e = xrange(&mut conn, &stream);
+        let e: Vec<_> = xrange(&mut conn, &stream).into_iter().filter(|(_, f)| f["event_type"] == "detection").collect();
         (e.len() >= 5).then_some(e)
     });
     let health = get(addr, "/api/health").json();

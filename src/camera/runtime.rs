@@ -101,13 +101,14 @@ impl CameraRuntime {
 
     /// Starts a new worker generation and returns its writer; older writers go silent.
     pub fn begin_generation(self: &Arc<Self>) -> StatusWriter {
-        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let generation = next_generation();
+        self.generation.store(generation, Ordering::SeqCst);
         StatusWriter { rt: self.clone(), generation }
     }
 
     /// Ends every generation (the registry stopped the worker) and records `state`.
     pub fn end_generation(&self, state: CameraState, error: Option<String>) {
-        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.generation.store(next_generation(), Ordering::SeqCst);
         let mut s = self.status.lock();
         set_state(&mut s, state);
         s.input_fps = 0.0;
@@ -116,6 +117,14 @@ impl CameraRuntime {
             s.last_error = error;
         }
     }
+}
+
+/// Generation numbers come from one process-wide counter, so they only grow, also across a
+/// camera deleted and registered again under the same id: a downstream stage can tell a newer
+/// worker's frames from a stopped one's by the number alone.
+fn next_generation() -> u64 {
+    static GENERATIONS: AtomicU64 = AtomicU64::new(0);
+    GENERATIONS.fetch_add(1, Ordering::SeqCst) + 1
 }
 
 fn set_state(s: &mut RuntimeStatus, state: CameraState) {

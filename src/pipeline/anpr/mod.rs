@@ -87,6 +87,9 @@ pub enum AnprInput {
     Job(AnprJob),
     /// An object event, to carry the plate and go on to the publisher.
     Object(Box<ObjectEvent>),
+    /// A vehicle track ANPR was asked to read has ended without an object event (its camera
+    /// does not report objects): decide its plate from the reads it got, then forget it.
+    TrackEnded(String),
 }
 
 /// A frame with its vehicles, for ANPR.
@@ -198,6 +201,11 @@ pub fn spawn(
                 match input {
                     AnprInput::Object(ev) => {
                         for e in stage.object(*ev) {
+                            let _ = events.send(e);
+                        }
+                    }
+                    AnprInput::TrackEnded(t) => {
+                        for e in stage.track_ended(&t) {
                             let _ = events.send(e);
                         }
                     }
@@ -534,6 +542,13 @@ impl<C: Clock> AnprStage<C> {
             self.tracks.insert(t, TrackPlate { last_object: Some(ev.clone()), touched: Some(Instant::now()), ..Default::default() });
         }
         out.push(Event::Object(ev));
+        out
+    }
+
+    /// A vehicle track ended without an object event: its plate is decided now, then forgotten.
+    pub fn track_ended(&mut self, t: &str) -> Vec<Event> {
+        let out = self.decide(t);
+        self.tracks.remove(t);
         out
     }
 

@@ -73,9 +73,9 @@ impl Requests {
         None
     }
 
-    /// The track ended.
-    pub fn forget(&mut self, track_id: &str) {
-        self.asked.remove(track_id);
+    /// The track ended; whether ANPR was ever asked to read it.
+    pub fn forget(&mut self, track_id: &str) -> bool {
+        self.asked.remove(track_id).is_some_and(|a| a.count > 0)
     }
 }
 

@@ -150,7 +150,11 @@ impl DetectStage {
         for f in unusable {
             f.counters.frame_dropped(Stage::Detect);
             if let Some(held) = self.error_log.allow() {
-                log::warn!("detect cam={}: frame {} dropped: not an 8-bit BGR picture ({held} more since last report)", f.camera_id, f.frame_number);
+                log::warn!(
+                    "detect cam={}: frame {} dropped: not an 8-bit BGR picture ({held} more since last report)",
+                    f.camera_id,
+                    f.frame_number
+                );
             }
         }
         if batch.is_empty() {

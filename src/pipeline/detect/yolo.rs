@@ -5,10 +5,10 @@
 //! session once per chunk of `max_batch` (frame by frame for a model with a fixed batch of 1),
 //! and decodes each image's `[4 + C, N]` slice.
 
-use crate::coco::COCO_CLASSES;
 use super::postprocess::{decode, RawDetection};
 use super::preprocess::{letterbox_into, Letterbox};
 use super::session::{InferenceError, ModelSession, Provider, RuntimeInfo};
+use crate::coco::COCO_CLASSES;
 use crate::config::InferenceDevice;
 use crate::events::ModelInfo;
 use ndarray::{s, Array4, Axis, Ix3};

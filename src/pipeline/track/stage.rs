@@ -49,6 +49,9 @@ pub const STATIONARY_MOTION: f32 = 0.15;
 /// A camera none of whose frames reached the detector for this long (stream down) has its
 /// tracks aged by the clock instead.
 pub const QUIET_CAMERA: Duration = Duration::from_secs(10);
+/// How long a camera's ended generation is remembered (late frames of a stopped worker arrive
+/// within seconds; generation numbers only grow, so forgetting is safe).
+const ENDED_MEMORY: Duration = Duration::from_secs(600);
 /// Least score of a vehicle box that stops the whole-frame plate search.
 const VEHICLE_BOX_MIN: f32 = 0.3;
 
@@ -129,8 +132,9 @@ pub struct TrackStage {
     out: Outputs,
     metrics: Arc<Metrics>,
     cameras: HashMap<Arc<str>, CameraTracks>,
-    /// Per camera: the newest generation known to have ended (its late frames are ignored).
-    ended: HashMap<Arc<str>, u64>,
+    /// Per camera: the newest generation known to have ended (its late frames are ignored),
+    /// and when; forgotten after [`ENDED_MEMORY`].
+    ended: HashMap<Arc<str>, (u64, Instant)>,
 }
 
 impl TrackStage {
@@ -175,8 +179,8 @@ impl TrackStage {
 
     /// A camera's worker stopped: its generation's objects end now.
     pub fn camera_ended(&mut self, e: &CameraEnded) {
-        let newest = self.ended.entry(e.camera_id.clone()).or_insert(0);
-        *newest = (*newest).max(e.generation);
+        let newest = self.ended.entry(e.camera_id.clone()).or_insert((0, Instant::now()));
+        *newest = (newest.0.max(e.generation), Instant::now());
         if self.cameras.get(&e.camera_id).is_some_and(|c| c.generation <= e.generation) {
             if let Some(mut cam) = self.cameras.remove(&e.camera_id) {
                 let ended = cam.tracker.end_all();
@@ -187,6 +191,7 @@ impl TrackStage {
 
     /// Cameras whose frames stopped reaching the detector: age their tracks by the clock.
     pub fn tick(&mut self, now: Instant) {
+        self.ended.retain(|_, (_, at)| now.saturating_duration_since(*at) < ENDED_MEMORY);
         let quiet: Vec<Arc<str>> = self
             .cameras
             .iter()
@@ -208,7 +213,7 @@ impl TrackStage {
     pub fn frame(&mut self, d: Detected) {
         let Detected { frame, boxes } = d;
         let id = frame.camera_id.clone();
-        if self.ended.get(&id).is_some_and(|&g| frame.generation <= g) {
+        if self.ended.get(&id).is_some_and(|&(g, _)| frame.generation <= g) {
             frame.counters.frame_processed(); // a late frame of a stopped worker
             return;
         }
@@ -350,7 +355,10 @@ impl TrackStage {
             });
         let stationary_now = covered && still;
 
-        let wanted = params.detection_classes.is_empty() || params.detection_classes.contains(&class_name);
+        // objects are what object detection reports: a camera with it off (ANPR only) is
+        // tracked for ANPR's sake but publishes no object events
+        let wanted =
+            params.enable_object_detection && (params.detection_classes.is_empty() || params.detection_classes.contains(&class_name));
         let reportable =
             wanted && track.best().confidence >= params.confidence_threshold && (params.roi_zones.is_empty() || !zones_now.is_empty());
         let mut reasons = Vec::new();
@@ -394,11 +402,17 @@ impl TrackStage {
     fn end_objects(&mut self, camera_id: &str, cam: &mut CameraTracks, ended: Vec<EndedTrack>) {
         for e in ended {
             let id = e.track.id();
-            cam.requests.forget(&track_id(camera_id, cam.started_ms, id));
-            if let Some(st) = cam.objects.remove(&id) {
-                if st.started {
+            let tid = track_id(camera_id, cam.started_ms, id);
+            let asked = cam.requests.forget(&tid);
+            match cam.objects.remove(&id) {
+                Some(st) if st.started => {
                     let ev = object_event(&self.settings, camera_id, cam.size, &e.track, &st, Lifecycle::End, None);
                     self.send_object(ev);
+                }
+                _ => {
+                    if let (true, Some(anpr)) = (asked, &self.out.anpr) {
+                        let _ = anpr.send(AnprInput::TrackEnded(tid));
+                    }
                 }
             }
         }
@@ -452,5 +466,134 @@ fn object_event(
         stationary: st.stationary,
         license_plate: None,
         update_reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::camera::RoiZone;
+    use crate::metrics::CameraCounters;
+    use crate::pipeline::detect::postprocess::RawDetection;
+    use crate::pipeline::frame::Frame;
+    use crossbeam_channel::Receiver;
+    use opencv::core::{Mat, Scalar, CV_8UC3};
+
+    fn stage() -> (TrackStage, Receiver<Event>) {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let names = Arc::new(crate::coco::COCO_CLASSES.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let settings = TrackSettings {
+            lost_timeout: Duration::from_secs(3),
+            class_names: names,
+            model_info: ModelInfo { model_type: "test".into(), version: "test".into() },
+        };
+        (TrackStage::new(settings, Outputs { events: tx, anpr: None }, Metrics::new()), rx)
+    }
+
+    fn frame(cam: &str, generation: u64, n: u64, params: &CameraParams, t0: Instant) -> Frame {
+        let image = Mat::new_rows_cols_with_default(480, 640, CV_8UC3, Scalar::all(0.0)).unwrap();
+        let mut f = Frame::now(cam, params.clone(), Arc::new(CameraCounters::default()), n, image);
+        f.generation = generation;
+        f.captured = t0 + Duration::from_millis(100 * n);
+        f
+    }
+
+    fn person(x: f32) -> RawDetection {
+        RawDetection { class_id: 0, confidence: 0.9, bbox: [x, 100.0, x + 50.0, 300.0] }
+    }
+
+    fn objects(rx: &Receiver<Event>) -> Vec<ObjectEvent> {
+        rx.try_iter().filter_map(|e| if let Event::Object(o) = e { Some(o) } else { None }).collect()
+    }
+
+    #[test]
+    fn an_object_starts_once_confirmed_and_ends_when_its_camera_stops() {
+        let (mut st, rx) = stage();
+        let p = CameraParams::default();
+        let t0 = Instant::now();
+        for n in 1..=5 {
+            st.frame(Detected { frame: frame("c", 1, n, &p, t0), boxes: vec![person(100.0 + n as f32)] });
+        }
+        let evs: Vec<Event> = rx.try_iter().collect();
+        let starts: Vec<&ObjectEvent> = evs
+            .iter()
+            .filter_map(|e| if let Event::Object(o) = e { Some(o) } else { None })
+            .filter(|o| o.lifecycle == Lifecycle::Start)
+            .collect();
+        assert_eq!(starts.len(), 1);
+        assert!(starts[0].track_id.starts_with("c/"), "{}", starts[0].track_id);
+        // detection events: the first frames' boxes have no track yet, later ones the object's id
+        let dets: Vec<&DetectionEvent> = evs.iter().filter_map(|e| if let Event::Detection(d) = e { Some(d) } else { None }).collect();
+        assert_eq!(dets.len(), 5);
+        assert_eq!(dets[0].detections[0].track_id, None);
+        assert_eq!(dets[4].detections[0].track_id.as_deref(), Some(starts[0].track_id.as_str()));
+        st.camera_ended(&CameraEnded { camera_id: Arc::from("c"), generation: 1 });
+        let ends = objects(&rx);
+        assert_eq!(ends.len(), 1);
+        assert_eq!((ends[0].lifecycle, &ends[0].track_id), (Lifecycle::End, &starts[0].track_id));
+        // a late frame of the stopped worker starts nothing; a new worker (generation) does
+        st.frame(Detected { frame: frame("c", 1, 6, &p, t0), boxes: vec![person(106.0)] });
+        st.end_everything();
+        assert!(objects(&rx).is_empty());
+    }
+
+    #[test]
+    fn a_restart_ends_the_old_generation_and_shutdown_ends_everything() {
+        let (mut st, rx) = stage();
+        let p = CameraParams { frame_detections: false, ..Default::default() };
+        let t0 = Instant::now();
+        for n in 1..=4 {
+            st.frame(Detected { frame: frame("c", 1, n, &p, t0), boxes: vec![person(100.0)] });
+        }
+        // the new worker's frames arrive before the old one's end notice
+        for n in 5..=8 {
+            st.frame(Detected { frame: frame("c", 2, n, &p, t0), boxes: vec![person(100.0)] });
+        }
+        st.camera_ended(&CameraEnded { camera_id: Arc::from("c"), generation: 1 });
+        st.end_everything();
+        let evs: Vec<Event> = rx.try_iter().collect();
+        assert!(evs.iter().all(|e| matches!(e, Event::Object(_))), "frame_detections: false publishes no detection events");
+        let objs: Vec<&ObjectEvent> = evs.iter().filter_map(|e| if let Event::Object(o) = e { Some(o) } else { None }).collect();
+        let starts: Vec<&String> = objs.iter().filter(|o| o.lifecycle == Lifecycle::Start).map(|o| &o.track_id).collect();
+        let ends: Vec<&String> = objs.iter().filter(|o| o.lifecycle == Lifecycle::End).map(|o| &o.track_id).collect();
+        assert_eq!(starts.len(), 2, "{objs:?}");
+        assert_eq!(starts, ends, "each started object ends exactly once");
+    }
+
+    #[test]
+    fn zones_and_classes_decide_what_is_reported() {
+        let (mut st, rx) = stage();
+        let zone = RoiZone { name: "left".into(), points: vec![[0.0, 0.0], [0.5, 0.0], [0.5, 1.0], [0.0, 1.0]] };
+        let p = CameraParams { roi_zones: vec![zone], detection_classes: vec!["person".into()], ..Default::default() };
+        let t0 = Instant::now();
+        // a person walking from the right half into the left zone, and a car that is never reported
+        for n in 1..=20u64 {
+            let x = 600.0 - 20.0 * n as f32;
+            let car = RawDetection { class_id: 2, confidence: 0.9, bbox: [10.0, 350.0, 200.0, 450.0] };
+            st.frame(Detected { frame: frame("z", 1, n, &p, t0), boxes: vec![person(x), car] });
+        }
+        st.end_everything();
+        let objs = objects(&rx);
+        assert!(objs.iter().all(|o| o.class_name == "person"), "{objs:?}");
+        let start = objs.iter().find(|o| o.lifecycle == Lifecycle::Start).expect("the person starts once inside the zone");
+        assert_eq!(start.zones, ["left"]);
+        let end = objs.iter().find(|o| o.lifecycle == Lifecycle::End).unwrap();
+        assert_eq!(end.entered_zones, ["left"]);
+        assert_eq!(objs.len(), 2, "no per-frame updates: {objs:?}");
+    }
+
+    #[test]
+    fn a_standing_object_becomes_stationary_once() {
+        let (mut st, rx) = stage();
+        let p = CameraParams::default();
+        let t0 = Instant::now();
+        for n in 1..=80 {
+            st.frame(Detected { frame: frame("s", 1, n, &p, t0), boxes: vec![person(100.0 + (n % 2) as f32)] });
+        }
+        let objs = objects(&rx);
+        let updates: Vec<_> = objs.iter().filter(|o| o.lifecycle == Lifecycle::Update).collect();
+        assert_eq!(updates.len(), 1, "{objs:?}");
+        assert_eq!(updates[0].update_reason, Some(UpdateReason::Stationary));
+        assert!(updates[0].stationary);
     }
 }
