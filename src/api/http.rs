@@ -528,11 +528,11 @@ fn read_request(reader: &mut BufReader<TcpStream>, stream: &TcpStream, limits: &
     }
     match get_all("Expect").next() {
         None => {}
-        Some(e) if e.eq_ignore_ascii_case("100-continue") => {
-            if content_length > 0 || chunked {
-                let _ = (&*stream).write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
-            }
+        // the client waits for this before sending a body that could have been refused
+        Some(e) if e.eq_ignore_ascii_case("100-continue") && (content_length > 0 || chunked) => {
+            let _ = (&*stream).write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
         }
+        Some(e) if e.eq_ignore_ascii_case("100-continue") => {}
         Some(_) => return ReadOutcome::Reject(ApiError::new(417, "expectation_failed", "only 'Expect: 100-continue' is supported")),
     }
 

@@ -73,7 +73,8 @@ fn route(state: &AppState, req: &Request, path: &str) -> Result<Response, ApiErr
     let method = req.method.as_str();
     // HEAD is answered like GET (the HTTP layer drops the body).
     let get = matches!(method, "GET" | "HEAD");
-    if !(segments == ["api", "health"] && get) && !authorised(state, req) {
+    let public = segments == ["api", "health"] && get;
+    if !public && !authorised(state, req) {
         return Err(ApiError::unauthorized());
     }
     match (segments.as_slice(), method) {
