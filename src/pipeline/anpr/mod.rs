@@ -315,6 +315,9 @@ struct TrackPlate {
     /// The last object event seen for the track (for the `plate` update).
     last_object: Option<ObjectEvent>,
     touched: Option<Instant>,
+    /// The track has ended: jobs of it still queued are skipped (the entry stays as a
+    /// tombstone until the sweep, so a late job cannot start a second vote).
+    ended: bool,
 }
 
 /// The ANPR work on one job at a time; public so tests can drive it directly.
@@ -330,6 +333,20 @@ pub struct AnprStage<C: Clock> {
     swept: Instant,
     metrics: Arc<Metrics>,
     error_log: RateLimit,
+}
+
+impl TrackPlate {
+    /// What is left of an ended track: enough to skip its late jobs.
+    fn tombstone() -> Self {
+        TrackPlate { ended: true, touched: Some(Instant::now()), ..Default::default() }
+    }
+
+    fn end(&mut self) {
+        self.ended = true;
+        self.votes.clear();
+        self.last_object = None;
+        self.touched = Some(Instant::now());
+    }
 }
 
 /// Indices of the largest group of votes that agree (edit distance <= 1 to the group's most
@@ -403,11 +420,11 @@ impl<C: Clock> AnprStage<C> {
         for v in &searches {
             if let Some(t) = &v.track_id {
                 let entry = self.tracks.entry(t.clone()).or_default();
-                if entry.decided.is_some() {
-                    continue; // read already: never again
+                entry.touched = Some(Instant::now());
+                if entry.decided.is_some() || entry.ended {
+                    continue; // read already, or gone: never again
                 }
                 entry.reads += 1;
-                entry.touched = Some(Instant::now());
             }
             counters.plate_searched();
             match self.read_vehicle(img, v, w, h) {
@@ -475,7 +492,7 @@ impl<C: Clock> AnprStage<C> {
 
     /// Reads tried so far on track `track_id` (the fair queue serves unread vehicles first).
     pub fn reads_of(&self, track_id: &str) -> usize {
-        self.tracks.get(track_id).map_or(0, |t| if t.decided.is_some() { usize::MAX / 2 } else { t.reads })
+        self.tracks.get(track_id).map_or(0, |t| if t.decided.is_some() || t.ended { usize::MAX / 2 } else { t.reads })
     }
 
     /// Decides track `t`'s plate from its votes (the most confident read of the largest
@@ -527,12 +544,17 @@ impl<C: Clock> AnprStage<C> {
     /// An object event on its way to the publisher: it carries the track's plate when known;
     /// an `end` first decides the plate from whatever reads the track got, then forgets it.
     pub fn object(&mut self, mut ev: ObjectEvent) -> Vec<Event> {
+        self.sweep();
         let mut out = Vec::new();
         let t = ev.track_id.clone();
         if ev.lifecycle == Lifecycle::End {
             out.extend(self.decide(&t));
-            if let Some(entry) = self.tracks.remove(&t) {
-                ev.license_plate = entry.decided;
+            if let Some(entry) = self.tracks.get_mut(&t) {
+                ev.license_plate = entry.decided.clone();
+                entry.end();
+            } else if VEHICLE_CLASSES.contains(&ev.class_name.as_str()) {
+                // jobs of it may still be queued
+                self.tracks.insert(t, TrackPlate::tombstone());
             }
         } else if let Some(entry) = self.tracks.get_mut(&t) {
             ev.license_plate = entry.decided.clone();
@@ -547,8 +569,14 @@ impl<C: Clock> AnprStage<C> {
 
     /// A vehicle track ended without an object event: its plate is decided now, then forgotten.
     pub fn track_ended(&mut self, t: &str) -> Vec<Event> {
+        self.sweep();
         let out = self.decide(t);
-        self.tracks.remove(t);
+        match self.tracks.get_mut(t) {
+            Some(entry) => entry.end(),
+            None => {
+                self.tracks.insert(t.to_string(), TrackPlate::tombstone());
+            }
+        }
         out
     }
 

@@ -298,13 +298,16 @@ impl TrackStage {
     }
 
     fn new_camera(&self, params: &Arc<CameraParams>, generation: u64) -> CameraTracks {
-        // The tracker's first pass takes boxes from the camera's own threshold, so an object
-        // the camera would report is never held back by the tracker (ByteTrack: det_thresh =
-        // track_thresh + 0.1).
-        let high = params.confidence_threshold.clamp(0.15, 0.9);
+        // The tracker's first pass, and new tracks, take boxes from the camera's own threshold
+        // (ByteTrack starts tracks only from track_thresh + 0.1, which would hold back an object
+        // the camera reports at 0.55), and from 0.3 on an ANPR camera: ANPR reads vehicles
+        // below the event threshold (a plate confirms them). Objects are still reported only
+        // from the camera's threshold.
+        let floor = if params.enable_anpr { params.confidence_threshold.min(0.3) } else { params.confidence_threshold };
+        let high = floor.clamp(0.15, 0.9);
         let cfg = TrackerConfig {
             high_thresh: high,
-            new_track_thresh: (high + 0.1).min(0.95),
+            new_track_thresh: high,
             lost_timeout: self.settings.lost_timeout,
             frame_interval: Duration::from_secs_f32(1.0 / params.max_fps.clamp(1.0, 30.0)),
             ..TrackerConfig::default()
@@ -347,7 +350,9 @@ impl TrackStage {
         let covered = st.recent.front().is_some_and(|(t, _)| last.stamp.captured.saturating_duration_since(*t) >= STATIONARY_AFTER);
         let centre = |b: &[f32; 4]| ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0);
         let (cx, cy) = centre(&last.bbox);
-        let limit = STATIONARY_MOTION * (last.bbox[3] - last.bbox[1]).max(1.0);
+        // hysteresis: a stationary object must move twice as far to count as moving again
+        let factor = if st.stationary { 2.0 } else { 1.0 };
+        let limit = factor * STATIONARY_MOTION * (last.bbox[3] - last.bbox[1]).max(1.0);
         let still =
             st.recent.iter().filter(|(t, _)| last.stamp.captured.saturating_duration_since(*t) <= STATIONARY_AFTER).all(|(_, b)| {
                 let (x, y) = centre(b);
