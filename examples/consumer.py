@@ -43,6 +43,8 @@ def handle(entry_id, fields):
         summary = f"area {event['affected_area_percentage']:.3f}"
     elif event["event_type"] == "anpr":
         summary = f"plate {event['anpr_result']['license_plate']}"
+    elif event["event_type"] == "object":
+        summary = f"{event['class_name']} {event['track_id']} {event['lifecycle']}"
     else:
         summary = ""
     print(json.dumps({"id": entry_id, "event_type": fields["event_type"], "camera_id": fields["camera_id"],

@@ -221,7 +221,7 @@ fn django_side_consumer_reads_acks_and_recovers() {
     assert_eq!(pending(&mut conn), 0);
     for e in again.iter().chain(&claimed) {
         assert_eq!(e["camera_id"], "c1");
-        assert!(["motion", "detection"].contains(&e["event_type"].as_str().unwrap()), "{e}");
+        assert!(["motion", "detection", "object"].contains(&e["event_type"].as_str().unwrap()), "{e}");
     }
     let _: () = redis::cmd("DEL").arg(&stream).query(&mut conn).unwrap();
 }
