@@ -479,8 +479,10 @@ fn a_cut_ends_the_old_scene_and_starts_the_new() {
             .find(|e| secs(e["timestamp"].as_str().unwrap()) >= last_seen + 1.0 - 0.01)
             .unwrap_or_else(|| panic!("{id}: frames were detected a second after it was last seen"));
         let due_published = due["_published_ms"].as_u64().unwrap() as f64 / 1000.0;
+        // (the frame that ends it is the first one detected *more* than TRACK_LOST_S later on
+        // the monotonic clock: the next detected frame, which a loaded machine can delay)
         assert!(
-            published <= due_published + 1.0,
+            published <= due_published + 5.0,
             "{id}: ended {:.2} s after the first frame detected TRACK_LOST_S after its last sighting ({}): {end}",
             published - due_published,
             due["frame_number"]
