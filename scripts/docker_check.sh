@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # Builds the Dockerfile (CPU flavour) the way `docker compose up --build` would, on a Debian 12
 # machine without a Docker engine and without Docker Hub, then runs the image and checks it
-# serves: /api/health answers (model loaded, dynamic batch) and a file camera produces a motion
-# event in a local Redis.
+# serves: /api/health answers (model loaded, dynamic batch), the image's HEALTHCHECK command
+# passes inside it, and a file camera produces motion and detection events in a local Redis.
 #
-#   scripts/docker_check.sh          # ~10 min the first time on 2 cores (base images + build)
+#   scripts/docker_check.sh          # ~10 min on 2 cores (base images ~3 min, once; build ~6 min)
 #
 # How, without Docker:
 #   - buildah from Debian (apt-get install buildah debootstrap), `--storage-driver vfs`,
 #     `--isolation chroot`, `--pull=never`: nothing is pulled from any container registry;
 #   - `debian:bookworm-slim` is made with debootstrap (minbase, the same apt sources, docs and
-#     man pages excluded like the official slim image);
+#     man pages excluded and downloaded packages cleaned like the official slim image); it also
+#     carries this machine's locally added CA certificates and /etc/pip.conf, because HTTPS from
+#     these machines goes through a TLS-inspecting proxy (crates.io and PyPI fail without them);
+#     Docker Hub's image on an ordinary network needs neither;
 #   - `rust:1-bookworm` is a stand-in made from it: gcc, libc6-dev, pkg-config, curl, git and
 #     this machine's Rust toolchain (`rustc --print sysroot`, without its docs) in /usr/local;
 #   - buildah 1.28 does not resolve `FROM runtime-${FLAVOR}` from the global ARG's default, so
@@ -21,7 +24,7 @@
 # .local/media) read-only at /media and uses the machine's Redis (setup.sh starts one).
 #
 # Everything it makes lives in DOCKER_CHECK_DIR (default /var/tmp/analytics-docker-check, about
-# 15 GB at its peak: vfs copies each layer in full); base images are kept there between runs, the
+# 6 GB at its peak: vfs copies each layer in full); base images are kept there between runs, the
 # build itself always starts from scratch. Not part of .ci/run (it needs root and ~10 min): run it
 # when the Dockerfile, scripts/fetch_models.py, scripts/onnx_dynamic_batch.py, Cargo.lock or the
 # system packages the image installs change, and before a release.
