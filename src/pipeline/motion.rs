@@ -125,23 +125,29 @@ pub struct ToneCurve {
 }
 
 impl ToneCurve {
-    /// Background levels with fewer pixels than this take their value from their neighbours.
-    const MIN_PIXELS: u32 = 16;
+    /// Background levels with fewer sampled pixels than this take their value from their
+    /// neighbours.
+    const MIN_PIXELS: u32 = 8;
+    /// Every `SAMPLE`-th pixel of every `SAMPLE`-th row is paired: the curve is a statistic of
+    /// the whole scene, and 1 in 4 pixels keeps its cost a fraction of the blur's.
+    const SAMPLE: usize = 2;
 
-    /// Fits the curve from `background` (float levels) to `frame` (8-bit), pixel by pixel;
-    /// `joint` is a reusable 256x256 histogram buffer.
-    pub fn fit(background: &[f32], frame: &[u8], joint: &mut Vec<u32>) -> ToneCurve {
+    /// Fits the curve from `background` (float levels) to `frame` (8-bit), both `width` pixels
+    /// a row; `joint` is a reusable 256x256 histogram buffer.
+    pub fn fit(background: &[f32], frame: &[u8], width: usize, joint: &mut Vec<u32>) -> ToneCurve {
         joint.clear();
         joint.resize(256 * 256, 0);
-        for (b, f) in background.iter().zip(frame) {
-            let level = b.round().clamp(0.0, 255.0) as usize;
-            joint[level * 256 + *f as usize] += 1;
+        let mut counts = [0u32; 256];
+        for (bg_row, frame_row) in background.chunks_exact(width).zip(frame.chunks_exact(width)).step_by(Self::SAMPLE) {
+            for (b, f) in bg_row.iter().zip(frame_row).step_by(Self::SAMPLE) {
+                let level = b.round().clamp(0.0, 255.0) as usize;
+                joint[level * 256 + *f as usize] += 1;
+                counts[level] += 1;
+            }
         }
         let mut map = [f32::NAN; 256];
-        let mut counts = [0u32; 256];
         for (level, row) in joint.chunks_exact(256).enumerate() {
-            let n: u32 = row.iter().sum();
-            counts[level] = n;
+            let n = counts[level];
             if n < Self::MIN_PIXELS {
                 continue;
             }
@@ -287,7 +293,7 @@ impl MotionDetector {
         let bg = self.background.as_mut().expect("invariant: same_size implies a background");
         // Lighting: bring the background to the frame's tone first (module doc); what still
         // differs after that moved.
-        let curve = ToneCurve::fit(bg.data_typed::<f32>()?, self.blurred.data_bytes()?, &mut self.joint);
+        let curve = ToneCurve::fit(bg.data_typed::<f32>()?, self.blurred.data_bytes()?, w as usize, &mut self.joint);
         let tone_shift = if curve.moved_fraction(s.tone_shift_min) >= 0.5 {
             curve.apply(bg.data_typed_mut::<f32>()?);
             curve.shift
