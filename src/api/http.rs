@@ -393,6 +393,20 @@ fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
+/// One line of the request head (`what` names it in the 431), or why reading stopped: `None`
+/// for a clean end or a dead client (close quietly), else the error to answer with.
+fn head_line(reader: &mut BufReader<TcpStream>, d: &Deadline, limits: &Limits, what: &str) -> Result<Vec<u8>, Option<ApiError>> {
+    match read_line(reader, d, limits.max_line) {
+        Ok(Some(l)) => Ok(l),
+        Ok(None) => Err(None),
+        Err(LineError::TooLong) => {
+            Err(Some(ApiError::new(431, "header_too_large", format!("{what} is longer than {} bytes", limits.max_line))))
+        }
+        Err(LineError::Io(e)) if is_timeout(&e) => Err(Some(timeout_error("request head"))),
+        Err(LineError::Io(_)) => Err(None),
+    }
+}
+
 fn read_request(reader: &mut BufReader<TcpStream>, stream: &TcpStream, limits: &Limits, remote: Option<SocketAddr>) -> ReadOutcome {
     // Wait for the first byte of the next request under the idle timeout, then time the head.
     let idle = Deadline { stream, until: Instant::now() + limits.idle_timeout, idle: limits.idle_timeout };
@@ -410,18 +424,9 @@ fn read_request(reader: &mut BufReader<TcpStream>, stream: &TcpStream, limits: &
         }
     }
     let d = Deadline { stream, until: Instant::now() + limits.head_timeout, idle: limits.head_timeout };
-    let line = match read_line(reader, &d, limits.max_line) {
-        Ok(Some(l)) => l,
-        Ok(None) => return ReadOutcome::Closed,
-        Err(LineError::TooLong) => {
-            return ReadOutcome::Reject(ApiError::new(
-                431,
-                "header_too_large",
-                format!("the request line is longer than {} bytes", limits.max_line),
-            ))
-        }
-        Err(LineError::Io(e)) if is_timeout(&e) => return ReadOutcome::Reject(timeout_error("request head")),
-        Err(LineError::Io(_)) => return ReadOutcome::Closed,
+    let line = match head_line(reader, &d, limits, "the request line") {
+        Ok(l) => l,
+        Err(e) => return e.map_or(ReadOutcome::Closed, ReadOutcome::Reject),
     };
     let Ok(line) = String::from_utf8(line) else {
         return ReadOutcome::Reject(ApiError::bad_request("the request line is not valid UTF-8"));
@@ -449,18 +454,9 @@ fn read_request(reader: &mut BufReader<TcpStream>, stream: &TcpStream, limits: &
     let mut headers: Vec<(String, String)> = Vec::new();
     let mut head_bytes = line.len();
     loop {
-        let l = match read_line(reader, &d, limits.max_line) {
-            Ok(Some(l)) => l,
-            Ok(None) => return ReadOutcome::Closed,
-            Err(LineError::TooLong) => {
-                return ReadOutcome::Reject(ApiError::new(
-                    431,
-                    "header_too_large",
-                    format!("a header line is longer than {} bytes", limits.max_line),
-                ))
-            }
-            Err(LineError::Io(e)) if is_timeout(&e) => return ReadOutcome::Reject(timeout_error("request head")),
-            Err(LineError::Io(_)) => return ReadOutcome::Closed,
+        let l = match head_line(reader, &d, limits, "a header line") {
+            Ok(l) => l,
+            Err(e) => return e.map_or(ReadOutcome::Closed, ReadOutcome::Reject),
         };
         if l.is_empty() {
             break;
