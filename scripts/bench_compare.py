@@ -25,22 +25,31 @@ def flatten(value, prefix=""):
     return out
 
 
+# What a run was, not what it measured: the rest of the numbers are figures. Text and true/false
+# values are settings too.
 SETTINGS = ("git_commit", "git_dirty", "when", "machine.", "model", "video", "cameras", "seconds", "warmup", "max_fps",
-            "realtime", "batch", "targets.", "seed.versions.", "seed.design", "seed.session", "seed.conf")
+            "realtime", "batch", "targets.", "seed.versions.", "seed.cameras", "seed.warmup", "seed.max_fps", "seed.conf",
+            ".batch")
 
 
-def is_setting(key):
-    return any(key == s or (s.endswith(".") and key.startswith(s)) for s in SETTINGS)
+def is_setting(key, values):
+    if any(isinstance(v, (str, bool)) for v in values):
+        return True
+    return any(key == s or (s.endswith(".") and key.startswith(s)) or (s.startswith(".") and key.endswith(s))
+               for s in SETTINGS)
 
 
-def show(v):
+def show(v, width=None):
     if v is None:
         return "-"
     if isinstance(v, bool):
         return str(v).lower()
     if isinstance(v, float):
         return f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}"
-    return str(v)
+    s = str(v)
+    if width and len(s) > width:  # paths: their end says more
+        s = "..." + s[-(width - 3):]
+    return s
 
 
 def main(argv):
@@ -51,15 +60,17 @@ def main(argv):
     with open(argv[2]) as f:
         b = flatten(json.load(f))
     keys = list(a) + [k for k in b if k not in a]
-    width = max(len(k) for k in keys)
     print(f"A: {argv[1]}\nB: {argv[2]}\n")
-    settings = [k for k in keys if is_setting(k)]
-    figures = [k for k in keys if not is_setting(k)]
-    print(f"{'setting':<{width}}  {'A':>24}  {'B':>24}")
+    settings = [k for k in keys if is_setting(k, (a.get(k), b.get(k)))]
+    figures = [k for k in keys if k not in settings]
+    width = max(len(k) for k in keys)
+    print(f"{'setting':<{width}}  {'A':>28}  {'B':>28}")
     for k in settings:
         va, vb = a.get(k), b.get(k)
-        mark = "" if va == vb else "   <- differs"
-        print(f"{k:<{width}}  {show(va)[:24]:>24}  {show(vb)[:24]:>24}{mark}")
+        if k == "git_commit":
+            va, vb = (v[:12] if isinstance(v, str) else v for v in (va, vb))
+        mark = "" if va == vb or k == "when" else "   <- differs"
+        print(f"{k:<{width}}  {show(va, 28):>28}  {show(vb, 28):>28}{mark}")
     print(f"\n{'figure':<{width}}  {'A':>12}  {'B':>12}  {'B/A':>7}")
     for k in figures:
         va, vb = a.get(k), b.get(k)
@@ -69,4 +80,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    main(sys.argv)
+    try:
+        main(sys.argv)
+    except BrokenPipeError:  # | head
+        sys.stderr.close()
