@@ -18,7 +18,11 @@ skipped before decoding to BGR. Files loop.
 Prints one JSON object on stdout (figures over the measured window, after --warmup):
 processed frames/s, captured/skipped/dropped frames/s, events/s, frame-to-event latency p50/p99
 in ms (from the frame leaving VideoCapture to its XADD being acknowledged), CPU cores, RSS max,
-and the versions used. Progress and errors go to stderr.
+the cores other processes used meanwhile, and the versions used. Errors go to stderr.
+
+By default the camera threads share one InferenceSession (its run() is thread-safe and
+releases the GIL); `--session per-camera` loads one per thread instead, which on 2 cores is
+slower (four intra-op thread pools of default size contend for two cores).
 
     .local/venv/bin/python bench/baseline/seed_design.py --cameras 4 --seconds 20
 """
@@ -61,8 +65,9 @@ def parse_args(argv):
     p.add_argument("--conf", type=float, default=0.25,
                    help="confidence threshold (Ultralytics' default; the service decodes down to 0.1 for its tracker)")
     p.add_argument("--iou", type=float, default=0.45)
-    p.add_argument("--session", choices=["per-camera", "shared"], default="per-camera",
-                   help="one InferenceSession per camera thread (default) or one for all")
+    p.add_argument("--session", choices=["shared", "per-camera"], default="shared",
+                   help="one InferenceSession that every camera thread calls (default; run() is thread-safe and "
+                        "releases the GIL) or one per camera thread (slower on 2 cores: 4 thread pools contend)")
     p.add_argument("--redis-host", default=os.environ.get("REDIS_HOST", "127.0.0.1"))
     p.add_argument("--redis-port", type=int, default=int(os.environ.get("REDIS_PORT", "6379")))
     p.add_argument("--stream", default=f"bench:seed:{os.getpid()}")
@@ -212,6 +217,16 @@ def cpu_seconds():
     return u.ru_utime + u.ru_stime
 
 
+def system_busy_seconds():
+    """CPU seconds the whole machine spent busy (every process), from /proc/stat; None elsewhere."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+
+
 def rss_mib():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
@@ -249,14 +264,14 @@ def main(argv):
     stop.wait(args.warmup)
     with stats.lock:
         c0, stats.window_open = dict(stats.counts), True
-    t0, cpu0, rss_max = time.monotonic(), cpu_seconds(), rss_mib()
+    t0, cpu0, sys0, rss_max = time.monotonic(), cpu_seconds(), system_busy_seconds(), rss_mib()
     while not stop.is_set() and time.monotonic() - t0 < args.seconds:
         stop.wait(min(0.5, max(0.0, args.seconds - (time.monotonic() - t0))))
         rss_max = max(rss_max, rss_mib())
     with stats.lock:
         c1, stats.window_open = dict(stats.counts), False
         lat = list(stats.latencies)
-    secs, cpu1 = time.monotonic() - t0, cpu_seconds()
+    secs, cpu1, sys1 = time.monotonic() - t0, cpu_seconds(), system_busy_seconds()
     stop.set()
     for t in threads:
         t.join(timeout=10)
@@ -282,6 +297,8 @@ def main(argv):
         "latency_ms": {"p50": p50 * 1e3 if p50 is not None else None, "p99": p99 * 1e3 if p99 is not None else None},
         "cpu_cores": (cpu1 - cpu0) / secs,
         "rss_max_mib": rss_max,
+        # cores other processes kept busy during the window: > ~0.2 means the figures are skewed
+        "other_cpu_cores": (sys1 - sys0 - (cpu1 - cpu0)) / secs if sys0 is not None and sys1 is not None else None,
         "versions": {"python": sys.version.split()[0], "onnxruntime": ort.__version__, "opencv": cv2.__version__,
                      "numpy": np.__version__, "redis": redis.__version__},
         "errors": stats.errors,

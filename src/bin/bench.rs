@@ -100,6 +100,25 @@ fn args() -> Args {
     a
 }
 
+/// CPU seconds the whole machine spent busy (every process: all but idle and iowait), from
+/// /proc/stat (USER_HZ, 100 on Linux); 0 where there is none.
+fn system_busy_seconds() -> f64 {
+    let line = std::fs::read_to_string("/proc/stat").ok().and_then(|s| s.lines().next().map(str::to_string)).unwrap_or_default();
+    let v: Vec<f64> = line.split_whitespace().skip(1).take(8).filter_map(|x| x.parse().ok()).collect();
+    if v.len() < 8 {
+        return 0.0;
+    }
+    (v.iter().sum::<f64>() - v[3] - v[4]) / 100.0
+}
+
+/// Cores the rest of the machine kept busy while this process used `own_cpu` seconds in `secs`.
+fn other_cores(sys0: f64, sys1: f64, own_cpu: f64, secs: f64) -> f64 {
+    ((sys1 - sys0 - own_cpu) / secs).max(0.0)
+}
+
+/// Above this many cores used by other processes during a phase, its figures are skewed.
+const BUSY_MACHINE: f64 = 0.25;
+
 fn rss_mib() -> f64 {
     process_rss_bytes() as f64 / (1024.0 * 1024.0)
 }
@@ -142,6 +161,7 @@ fn run_service(a: &Args, cfg: &Config, video: &std::path::Path) -> anyhow::Resul
     std::thread::sleep(Duration::from_secs_f64(a.warmup));
 
     let (t0, c0, cpu0, lat0) = (Instant::now(), totals(&svc), process_cpu_seconds(), svc.metrics.frame_to_event_seconds.counts());
+    let sys0 = system_busy_seconds();
     let pub0 = svc.metrics.publisher_snapshot();
     let mut rss_max = rss_mib();
     while t0.elapsed().as_secs_f64() < a.seconds {
@@ -149,7 +169,8 @@ fn run_service(a: &Args, cfg: &Config, video: &std::path::Path) -> anyhow::Resul
         rss_max = rss_max.max(rss_mib());
     }
     let secs = t0.elapsed().as_secs_f64();
-    let (c1, cpu1) = (totals(&svc), process_cpu_seconds());
+    let (c1, cpu1, sys1) = (totals(&svc), process_cpu_seconds(), system_busy_seconds());
+    let other = other_cores(sys0, sys1, cpu1 - cpu0, secs);
     let window: Vec<u64> = svc.metrics.frame_to_event_seconds.counts().iter().zip(&lat0).map(|(b, a)| b - a).collect();
     let h = &svc.metrics.frame_to_event_seconds;
     let pub1 = svc.metrics.publisher_snapshot();
@@ -176,7 +197,7 @@ fn run_service(a: &Args, cfg: &Config, video: &std::path::Path) -> anyhow::Resul
         pub1.dropped - pub0.dropped
     );
     println!("frame-to-event  p50 {p50:.1} ms, p99 {p99:.1} ms  (capture to detection result)");
-    println!("cpu             {cpu:.2} cores;  rss max {rss_max:.0} MiB");
+    println!("cpu             {cpu:.2} cores;  rss max {rss_max:.0} MiB;  other processes {other:.2} cores");
     svc.shutdown();
     let mut conn = analytics_service::pipeline::publish::RedisTarget::from_config(cfg).connect(Duration::from_secs(2))?;
     let _: () = redis::cmd("DEL").arg(&cfg.redis_stream).query(&mut conn)?;
@@ -195,6 +216,7 @@ fn run_service(a: &Args, cfg: &Config, video: &std::path::Path) -> anyhow::Resul
         "latency_ms": {"p50": p50, "p99": p99},
         "cpu_cores": cpu,
         "rss_max_mib": rss_max,
+        "other_cpu_cores": other,
     }))
 }
 
@@ -229,21 +251,23 @@ fn run_bare(a: &Args, cfg: &Config) -> anyhow::Result<(Value, String, String)> {
         }
         let pre_ms_per_frame = tp.elapsed().as_secs_f64() * 1e3 / (reps as f64 * n as f64);
         yolo.run_preprocessed(n)?; // warm-up
-        let (t, mut runs) = (Instant::now(), 0u64);
+        let (t, mut runs, cpu0, sys0) = (Instant::now(), 0u64, process_cpu_seconds(), system_busy_seconds());
         while t.elapsed().as_secs_f64() < seconds {
             yolo.run_preprocessed(n)?;
             runs += 1;
         }
         let secs = t.elapsed().as_secs_f64();
+        let other = other_cores(sys0, system_busy_seconds(), process_cpu_seconds() - cpu0, secs);
         let fps = (runs * n as u64) as f64 / secs;
         let ms = secs * 1e3 / runs as f64;
         println!(
-            "== bare session.run loop, batch {n}, {:?}, {secs:.0} s ==\ninference       {fps:8.1} frames/s  ({ms:.1} ms per run; preprocessing excluded: {pre_ms_per_frame:.2} ms/frame)",
+            "== bare session.run loop, batch {n}, {:?}, {secs:.0} s ==\ninference       {fps:8.1} frames/s  ({ms:.1} ms per run; preprocessing excluded: {pre_ms_per_frame:.2} ms/frame)\nother processes {other:8.2} cores",
             yolo.info.provider
         );
         out.insert(
             format!("b{n}"),
-            json!({"batch": n, "fps": fps, "ms_per_run": ms, "runs": runs, "seconds": secs, "preprocess_ms_per_frame": pre_ms_per_frame}),
+            json!({"batch": n, "fps": fps, "ms_per_run": ms, "runs": runs, "seconds": secs, "preprocess_ms_per_frame": pre_ms_per_frame,
+                "other_cpu_cores": other}),
         );
     }
     let provider = serde_json::to_value(yolo.info.provider)?.as_str().unwrap_or("?").to_string();
@@ -287,7 +311,7 @@ fn run_seed(a: &Args, cfg: &Config, video: &std::path::Path) -> anyhow::Result<V
         v["latency_ms"]["p50"].as_f64().unwrap_or(f64::NAN),
         v["latency_ms"]["p99"].as_f64().unwrap_or(f64::NAN)
     );
-    println!("cpu             {:.2} cores;  rss max {:.0} MiB", f("cpu_cores"), f("rss_max_mib"));
+    println!("cpu             {:.2} cores;  rss max {:.0} MiB;  other processes {:.2} cores", f("cpu_cores"), f("rss_max_mib"), f("other_cpu_cores"));
     Ok(v)
 }
 
@@ -389,6 +413,22 @@ fn main() -> anyhow::Result<()> {
         );
     }
 
+    // other processes on the machine (builds, tests) take cores from whichever phase they overlap
+    let mut busy = Vec::new();
+    if let Some(o) = service.as_ref().and_then(|s| s["other_cpu_cores"].as_f64()) {
+        busy.push(("service".to_string(), o));
+    }
+    for v in bare.iter().flat_map(|b| b.as_object().unwrap().values()) {
+        busy.push((format!("bare batch {}", v["batch"]), v["other_cpu_cores"].as_f64().unwrap_or(0.0)));
+    }
+    if let Some(o) = seed.as_ref().and_then(|s| s["other_cpu_cores"].as_f64()) {
+        busy.push(("seed".to_string(), o));
+    }
+    let skewed: Vec<String> = busy.iter().filter(|(_, o)| *o > BUSY_MACHINE).map(|(p, o)| format!("{p} {o:.2}")).collect();
+    if !skewed.is_empty() {
+        println!("NOTE: other processes kept cores busy during {}: those figures are skewed; run again on a quiet machine", skewed.join(", "));
+    }
+
     if let Some(path) = &a.json {
         let (commit, dirty) = git_commit();
         let doc = json!({
@@ -415,6 +455,8 @@ fn main() -> anyhow::Result<()> {
             "bare": bare.map(|b| json!({"preprocessing": "excluded from fps, reported as preprocess_ms_per_frame", "batches": b, "best": bare_best})),
             "seed": seed,
             "ratios": {"service_over_bare_best": r_bare, "service_over_seed": r_seed},
+            // phases during which other processes used more than BUSY_MACHINE cores
+            "skewed_phases": skewed,
             "targets": {"service_over_bare_best": TARGET_OVER_BARE, "service_over_seed": TARGET_OVER_SEED},
         });
         std::fs::write(path, serde_json::to_string_pretty(&doc)? + "\n").map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
