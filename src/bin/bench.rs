@@ -155,8 +155,8 @@ fn run_service(a: &Args, cfg: &Config, video: &std::path::Path) -> anyhow::Resul
                 "parameters": {"max_fps": a.max_fps, "loop_file": true, "file_realtime": !a.fast, "motion_threshold": 0.02}})
         })
         .collect();
-    let validated = analytics_service::camera::validate::validate_cameras(&Value::Array(cams), &ctx)
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let validated =
+        analytics_service::camera::validate::validate_cameras(&Value::Array(cams), &ctx).map_err(|e| anyhow::anyhow!("{e:?}"))?;
     svc.registry().apply(validated.cameras)?;
     std::thread::sleep(Duration::from_secs_f64(a.warmup));
 
@@ -234,7 +234,8 @@ fn run_bare(a: &Args, cfg: &Config) -> anyhow::Result<(Value, String, String)> {
         frames.push(m.try_clone()?);
     }
     anyhow::ensure!(!frames.is_empty(), "{}: no frames", a.video);
-    let mut yolo = Yolo::load(&cfg.yolo_model, cfg.yolo_model_name(), cfg.inference_device, cfg.ort_dylib_path.as_deref(), max, cfg.nms_iou)?;
+    let mut yolo =
+        Yolo::load(&cfg.yolo_model, cfg.yolo_model_name(), cfg.inference_device, cfg.ort_dylib_path.as_deref(), max, cfg.nms_iou)?;
     if let Some(fixed) = yolo.info.fixed_batch {
         sizes = vec![fixed]; // the model takes only its own batch size
     }
@@ -311,7 +312,12 @@ fn run_seed(a: &Args, cfg: &Config, video: &std::path::Path) -> anyhow::Result<V
         v["latency_ms"]["p50"].as_f64().unwrap_or(f64::NAN),
         v["latency_ms"]["p99"].as_f64().unwrap_or(f64::NAN)
     );
-    println!("cpu             {:.2} cores;  rss max {:.0} MiB;  other processes {:.2} cores", f("cpu_cores"), f("rss_max_mib"), f("other_cpu_cores"));
+    println!(
+        "cpu             {:.2} cores;  rss max {:.0} MiB;  other processes {:.2} cores",
+        f("cpu_cores"),
+        f("rss_max_mib"),
+        f("other_cpu_cores")
+    );
     Ok(v)
 }
 
@@ -426,7 +432,10 @@ fn main() -> anyhow::Result<()> {
     }
     let skewed: Vec<String> = busy.iter().filter(|(_, o)| *o > BUSY_MACHINE).map(|(p, o)| format!("{p} {o:.2}")).collect();
     if !skewed.is_empty() {
-        println!("NOTE: other processes kept cores busy during {}: those figures are skewed; run again on a quiet machine", skewed.join(", "));
+        println!(
+            "NOTE: other processes kept cores busy during {}: those figures are skewed; run again on a quiet machine",
+            skewed.join(", ")
+        );
     }
 
     if let Some(path) = &a.json {
