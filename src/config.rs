@@ -61,6 +61,12 @@ struct RawConfig {
     redis_password: Option<String>,
     #[serde(default = "d::redis_stream")]
     redis_stream: String,
+    #[serde(default = "d::redis_key_prefix")]
+    redis_key_prefix: String,
+    #[serde(default)]
+    instance_id: Option<String>,
+    #[serde(default = "d::lease_ttl_s")]
+    lease_ttl_s: f64,
     #[serde(default = "d::redis_stream_maxlen")]
     redis_stream_maxlen: usize,
     #[serde(default = "d::publish_batch_size")]
@@ -127,6 +133,12 @@ mod d {
     }
     pub fn track_lost_s() -> f64 {
         3.0
+    }
+    pub fn redis_key_prefix() -> String {
+        "analytics:".into()
+    }
+    pub fn lease_ttl_s() -> f64 {
+        10.0
     }
     pub fn redis_host() -> String {
         "redis".into()
@@ -212,6 +224,9 @@ const FORMS: &[(&str, &str)] = &[
     ("REDIS_PASSWORD", "the Redis password, or empty for none"),
     ("REDIS_STREAM", "a non-empty stream key, e.g. stream:events"),
     ("REDIS_STREAM_MAXLEN", "a positive entry count, e.g. 100000"),
+    ("REDIS_KEY_PREFIX", "1 to 64 visible ASCII characters, e.g. analytics:"),
+    ("INSTANCE_ID", "1 to 128 visible ASCII characters unique per instance, or empty for the host name"),
+    ("LEASE_TTL_S", "seconds 0.5..300, e.g. 10"),
     ("PUBLISH_BATCH_SIZE", "XADDs per pipeline 1..10000, e.g. 100"),
     ("PUBLISH_BUFFER_MAX", "events kept while Redis is down, >= PUBLISH_BATCH_SIZE, e.g. 10000"),
     ("YOLO_MODEL", "a path to an ONNX file, e.g. models/yolov8n.onnx"),
@@ -284,6 +299,14 @@ pub struct Config {
     pub redis_stream: String,
     /// `REDIS_STREAM_MAXLEN` (100000): `MAXLEN ~` cap of the stream.
     pub redis_stream_maxlen: usize,
+    /// `REDIS_KEY_PREFIX` (analytics:): every key the service keeps in Redis (registry, leases,
+    /// heartbeats, ANPR dedupe) starts with it; instances with the same prefix form one service.
+    pub redis_key_prefix: String,
+    /// `INSTANCE_ID` (the host name): this instance's name in leases, listings and events.
+    pub instance_id: String,
+    /// `LEASE_TTL_S` (10): a camera lease lapses this long after its holder stops renewing it
+    /// (renewed every fifth of it); an instance silent this long counts as dead.
+    pub lease_ttl: Duration,
     /// `PUBLISH_BATCH_SIZE` (100): XADDs sent in one pipeline.
     pub publish_batch_size: usize,
     /// `PUBLISH_BUFFER_MAX` (10000): events held while Redis is unreachable; beyond it the
@@ -319,7 +342,8 @@ pub struct Config {
     pub anpr_min_read_confidence: f32,
     /// `ANPR_MIN_PLATE_SCORE` (0.4): least plate detector score.
     pub anpr_min_plate_score: f32,
-    /// `MAX_CAMERAS` (64): registry size limit, so memory stays bounded.
+    /// `MAX_CAMERAS` (64): the most cameras this instance runs. The cameras registered in all
+    /// may not pass the sum over the live instances, so memory stays bounded.
     pub max_cameras: usize,
     /// `STREAM_STALL_TIMEOUT_S` (20): an open stream without frames this long counts as dead.
     pub stream_stall_timeout: Duration,
@@ -382,6 +406,14 @@ impl Config {
         check(raw.redis_db >= 0, "REDIS_DB", &raw.redis_db, "negative")?;
         check(!raw.redis_stream.trim().is_empty(), "REDIS_STREAM", &raw.redis_stream, "empty")?;
         check(raw.redis_stream_maxlen > 0, "REDIS_STREAM_MAXLEN", &raw.redis_stream_maxlen, "must be positive")?;
+        let visible = |v: &str, max: usize| (1..=max).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic());
+        check(visible(&raw.redis_key_prefix, 64), "REDIS_KEY_PREFIX", &raw.redis_key_prefix, "empty, too long or not visible ASCII")?;
+        let instance_id = match raw.instance_id.filter(|i| !i.is_empty()) {
+            Some(id) => id,
+            None => host_name(),
+        };
+        check(visible(&instance_id, 128), "INSTANCE_ID", &instance_id, "too long or not visible ASCII")?;
+        check((0.5..=300.0).contains(&raw.lease_ttl_s), "LEASE_TTL_S", &raw.lease_ttl_s, "out of range")?;
         check((1..=10_000).contains(&raw.publish_batch_size), "PUBLISH_BATCH_SIZE", &raw.publish_batch_size, "out of range")?;
         check(
             raw.publish_buffer_max >= raw.publish_batch_size,
@@ -439,6 +471,9 @@ impl Config {
             redis_password: raw.redis_password.filter(|p| !p.is_empty()),
             redis_stream: raw.redis_stream,
             redis_stream_maxlen: raw.redis_stream_maxlen,
+            redis_key_prefix: raw.redis_key_prefix,
+            instance_id,
+            lease_ttl: Duration::from_secs_f64(raw.lease_ttl_s),
             publish_batch_size: raw.publish_batch_size,
             publish_buffer_max: raw.publish_buffer_max,
             yolo_model: raw.yolo_model,
@@ -476,6 +511,16 @@ impl Config {
     pub fn yolo_model_name(&self) -> String {
         self.yolo_model.file_stem().map_or_else(|| "yolov8".into(), |s| s.to_string_lossy().into_owned())
     }
+}
+
+/// The machine's host name (the container id under Docker), the default `INSTANCE_ID`.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "analytics".into())
 }
 
 /// A model path must name an ONNX file; a PyTorch checkpoint gets the export hint.

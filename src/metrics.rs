@@ -174,7 +174,7 @@ pub struct CameraCounters {
 }
 
 /// A copy of a camera's counters, as `GET /api/cameras` shows them.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize, PartialEq, Eq, Default)]
 pub struct CameraCountersSnapshot {
     pub frames_captured: u64,
     pub frames_processed: u64,

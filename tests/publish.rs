@@ -13,6 +13,7 @@ fn cfg(port: u16, stream: &str, buffer_max: usize) -> PublisherConfig {
     PublisherConfig {
         target: RedisTarget { host: redis_host(), port, db: 0, password: None },
         stream: stream.to_string(),
+        instance_id: "test-instance".into(),
         maxlen: 100_000,
         batch_size: 50,
         buffer_max,

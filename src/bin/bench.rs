@@ -112,7 +112,7 @@ fn main() -> anyhow::Result<()> {
         .collect();
     let validated = analytics_service::camera::validate::validate_cameras(&serde_json::Value::Array(cams), &ctx)
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    svc.registry().apply(validated.cameras)?;
+    svc.cluster().apply(validated.cameras)?;
     std::thread::sleep(Duration::from_secs_f64(a.warmup));
 
     let (t0, c0, cpu0, lat0) = (Instant::now(), totals(&svc), process_cpu_seconds(), svc.metrics.frame_to_event_seconds.counts());

@@ -146,7 +146,7 @@ impl Pipeline {
                     plate_provider: Some(models.plate.provider()),
                     ocr_provider: Some(models.reader.provider()),
                 };
-                let h = anpr::spawn(models, anpr::AnprSettings::from_config(config), rx, events_tx.clone(), metrics.clone(), supervisor)
+                let h = anpr::spawn(models, anpr::AnprSettings::from_config(config).shared_in_redis(config), rx, events_tx.clone(), metrics.clone(), supervisor)
                     .map_err(StartError::Threads)?;
                 (Some(h), Some(tx), status)
             }
