@@ -224,6 +224,18 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Stops this instance the way a crash (`kill -9`) would, for hand-over tests and the
+    /// simulation: the coordinator and the workers stop, but no lease is given back and the
+    /// instance stays in the live set until its heartbeat ages out.
+    pub fn halt_as_if_crashed(&self) {
+        let Some((stop, thread)) = self.thread.lock().take() else { return };
+        drop(stop);
+        thread.join();
+        self.registry.shutdown();
+    }
+}
+
 fn run(coordinator: Arc<Mutex<Coordinator>>, ticks: Arc<Ticks>, period: Duration, wake: Receiver<()>, stop: Receiver<()>) {
     let mut next = Instant::now() + period;
     loop {
