@@ -177,25 +177,29 @@ impl Cluster {
         let capacity: usize = self.state.lock().instances.values().sum::<usize>().max(self.settings.max_cameras);
         let rows: Vec<(String, String)> = configs.iter().map(|c| (c.camera_id.clone(), stored_json(c))).collect();
         let (rev, written) = self.store.lock().apply(&rows, capacity)?;
-        let ids: Vec<String> = configs.iter().map(|c| c.camera_id.clone()).collect();
         let changes: Vec<(u64, CameraConfig)> = written.iter().map(|(_, v)| *v).zip(configs).collect();
-        let release = self.registry.upsert(rev, changes);
+        let release = self.registry.upsert(rev, changes.clone());
         if !release.is_empty() {
             if let Err(e) = self.store.lock().release(&self.settings.instance_id, &release) {
                 log::warn!("cluster: could not give back the leases of {release:?} ({e}); they expire in {:?}", self.settings.lease_ttl);
             }
         }
         self.ticks.nudge_and_wait(Duration::from_secs(2));
-        Ok(ids
-            .iter()
+        // The reply shows what this request wrote, with its version, even where a concurrent
+        // writer has changed the camera since; owner and live state are the current ones.
+        Ok(changes
+            .into_iter()
             .zip(written)
-            .filter_map(|(id, (w, _))| {
+            .filter_map(|((version, cfg), (w, _))| {
                 let outcome = match w {
                     Written::Created => ApplyOutcome::Created,
                     Written::Updated => ApplyOutcome::Updated,
                     Written::Unchanged => ApplyOutcome::Unchanged,
                 };
-                self.registry.get(id).map(|v| (outcome, v))
+                let mut view = self.registry.get(&cfg.camera_id)?;
+                view.config = cfg;
+                view.version = version;
+                Some((outcome, view))
             })
             .collect())
     }
