@@ -331,10 +331,15 @@ impl Registry {
         }
     }
 
-    /// Removes a camera the API has just deleted in Redis; its worker stops. `None` if unknown.
-    /// The bool says whether this instance held its lease.
-    pub fn remove(&self, camera_id: &str) -> Option<(CameraView, bool)> {
-        let slot = self.slots.lock().cameras.remove(camera_id)?;
+    /// Removes a camera the API has just deleted in Redis (at revision `rev`, so a snapshot
+    /// older than the delete cannot bring it back); its worker stops. `None` if unknown. The
+    /// bool says whether this instance held its lease.
+    pub fn remove(&self, camera_id: &str, rev: u64) -> Option<(CameraView, bool)> {
+        let slot = {
+            let mut inner = self.slots.lock();
+            inner.rev = inner.rev.max(rev);
+            inner.cameras.remove(camera_id)?
+        };
         let leased = slot.leased;
         let mut to_join = Vec::new();
         let view = self.view(&slot);

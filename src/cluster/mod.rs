@@ -208,7 +208,7 @@ impl Cluster {
     /// which stops it at its next tick. `None` if it is not registered.
     pub fn delete(&self, camera_id: &str) -> Result<Option<CameraView>, ClusterError> {
         let deleted = self.store.lock().delete(camera_id)?;
-        let local = self.registry.remove(camera_id);
+        let local = self.registry.remove(camera_id, deleted.unwrap_or(0));
         if let Some((_, true)) = &local {
             if let Err(e) = self.store.lock().release(&self.settings.instance_id, &[camera_id.to_string()]) {
                 log::warn!("cluster: could not give back the lease of {camera_id} ({e})");
