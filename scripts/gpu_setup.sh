@@ -10,7 +10,7 @@
 #
 # Result:
 #   PREFIX/site/      the wheels, unpacked (pip --target)
-#   PREFIX/lib/       one folder of symlinks: libonnxruntime.so, its provider libraries and
+#   PREFIX/lib/       one folder of (relative) symlinks: libonnxruntime.so, its provider libraries and
 #                     every libcu*/libnv*/libcudnn* of the wheels, so that ONE directory on
 #                     LD_LIBRARY_PATH resolves everything the CUDA and TensorRT providers need
 #   PREFIX/env.sh     ORT_DYLIB_PATH=PREFIX/lib/libonnxruntime.so, LD_LIBRARY_PATH=PREFIX/lib:...
@@ -35,7 +35,7 @@ PYTHON="${PYTHON:-python3}"
 # extras leave out. Exact pins, the newest of each major line when this was written: the same
 # bytes on every machine; NVIDIA's minor-version compatibility runs any CUDA 13.x library on any
 # CUDA 13 driver (r580 or newer).
-ORT_VERSION=1.31.1
+ORT_VERSION="${ORT_VERSION:-1.31.1}"
 RECIPE=(
   "onnxruntime-gpu==$ORT_VERSION"    # libonnxruntime.so + libonnxruntime_providers_{cuda,tensorrt,shared}.so
   nvidia-cuda-runtime==13.5.37       # libcudart.so.13
@@ -56,18 +56,18 @@ TENSORRT=tensorrt-cu13-libs==10.16.1.11   # libnvinfer.so.10, libnvonnxparser.so
 # other versions of the same libraries.
 want="$(printf '%s\n' "${RECIPE[@]%%#*}" | sed 's/ *$//')"
 
-if [ -f "$PREFIX/.recipe" ] && [ "$(cat "$PREFIX/.recipe")" = "$want" ] && [ -e "$PREFIX/lib/libonnxruntime.so" ]; then
+if [ -f "$PREFIX/.recipe" ] && [ "$(cat "$PREFIX/.recipe")" = "$want" ] && [ -f "$PREFIX/site/onnxruntime/capi/libonnxruntime.so.$ORT_VERSION" ]; then
   log "already installed in $PREFIX (same recipe): nothing to download"
 else
   log "installing into $PREFIX/site: $(echo $want)"
   rm -rf "$PREFIX/site" "$PREFIX/lib" "$PREFIX/.recipe"
   start=$(date +%s)
   # shellcheck disable=SC2086
-  "$PYTHON" -m pip install --disable-pip-version-check --no-cache-dir -q --no-deps --only-binary=:all: \
+  "$PYTHON" -m pip install --disable-pip-version-check --root-user-action=ignore --no-cache-dir -q --no-deps --only-binary=:all: \
     --target "$PREFIX/site" $(printf '%s\n' $want | grep -v '^tensorrt')
   if [ "${GPU_TENSORRT:-0}" = 1 ]; then
     # The stub's build backend (wheel-stub) fetches the wheel from NVIDIA's index.
-    "$PYTHON" -m pip install --disable-pip-version-check --no-cache-dir -q --no-deps \
+    "$PYTHON" -m pip install --disable-pip-version-check --root-user-action=ignore --no-cache-dir -q --no-deps \
       --target "$PREFIX/site" "$TENSORRT"
   fi
   log "pip took $(( $(date +%s) - start )) s; $(du -sh "$PREFIX/site" | cut -f1) installed"
@@ -79,16 +79,17 @@ capi="$PREFIX/site/onnxruntime/capi"
 rm -rf "$PREFIX/lib.new" && mkdir -p "$PREFIX/lib.new"
 # ONNX Runtime loads its provider libraries from the folder of libonnxruntime.so as it was
 # opened (ORT_DYLIB_PATH), so they sit side by side.
+# Relative links: the prefix can be moved as a whole (the Docker image builds it in /out/gpu).
 for f in "$capi"/libonnxruntime.so.* "$capi"/libonnxruntime_providers_*.so; do
-  ln -s "$f" "$PREFIX/lib.new/"
+  ln -sr "$f" "$PREFIX/lib.new/"
 done
 ln -s "libonnxruntime.so.$ORT_VERSION" "$PREFIX/lib.new/libonnxruntime.so"
 n=0
-for dir in "$PREFIX"/site/nvidia/*/lib "$PREFIX"/site/nvidia/cu13/lib "$PREFIX"/site/tensorrt_libs; do
+for dir in "$PREFIX"/site/nvidia/*/lib "$PREFIX"/site/tensorrt_libs; do
   [ -d "$dir" ] || continue
   for f in "$dir"/lib*.so*; do
     [ -e "$f" ] || continue
-    [ -e "$PREFIX/lib.new/$(basename "$f")" ] || { ln -s "$f" "$PREFIX/lib.new/"; n=$((n + 1)); }
+    [ -e "$PREFIX/lib.new/$(basename "$f")" ] || { ln -sr "$f" "$PREFIX/lib.new/"; n=$((n + 1)); }
   done
 done
 rm -rf "$PREFIX/lib" && mv "$PREFIX/lib.new" "$PREFIX/lib"
