@@ -22,15 +22,20 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_analytics-service");
 
+/// A SKIP line that shows in a plain `cargo test` too: written to stderr directly, which the
+/// test harness does not capture (it captures `print!` / `eprint!`).
+fn skip(what: std::fmt::Arguments) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIP {what}");
+}
+
 /// The recipe's prefix, or `None` after printing why the test is skipped.
 fn prefix(test: &str) -> Option<PathBuf> {
-    let p = std::env::var_os("GPU_PREFIX")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".local/gpu"));
+    let p = std::env::var_os("GPU_PREFIX").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".local/gpu"));
     if p.join("lib/libonnxruntime.so").exists() {
         Some(p)
     } else {
-        println!("SKIP {test}: no GPU recipe in {} (run scripts/gpu_setup.sh, ~2.4 GB from PyPI, or set GPU_PREFIX)", p.display());
+        skip(format_args!("{test}: no GPU recipe in {} (run scripts/gpu_setup.sh, ~2.4 GB from PyPI, or set GPU_PREFIX)", p.display()));
         None
     }
 }
@@ -51,11 +56,7 @@ fn ldd(lib: &Path, lib_dir: &Path) -> Vec<(String, Option<String>)> {
 
 /// Whether this machine has an NVIDIA driver (its `libcuda.so.1` is in the loader's cache).
 fn driver_installed() -> bool {
-    Command::new("ldconfig")
-        .arg("-p")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).contains("libcuda.so.1 "))
-        .unwrap_or(false)
+    Command::new("ldconfig").arg("-p").output().map(|o| String::from_utf8_lossy(&o.stdout).contains("libcuda.so.1 ")).unwrap_or(false)
 }
 
 fn tensorrt_installed(lib_dir: &Path) -> bool {
@@ -106,7 +107,7 @@ fn every_library_the_providers_need_resolves() {
         assert!(lib_dir.join(needed).exists(), "{needed} missing from {}", lib_dir.display());
     }
     if !trt {
-        println!("SKIP TensorRT part: libnvinfer.so.10 / libnvonnxparser.so.10 not installed (GPU_TENSORRT=1 scripts/gpu_setup.sh)");
+        skip(format_args!("TensorRT part: libnvinfer.so.10 / libnvonnxparser.so.10 not installed (GPU_TENSORRT=1 scripts/gpu_setup.sh)"));
     }
     assert!(problems.is_empty(), "unresolved libraries:\n{}", problems.join("\n"));
 }
@@ -203,7 +204,7 @@ int cuTensorMapEncodeTiled(void) { return NO_DEVICE; }
     match built {
         Ok(s) if s.success() => Some(dir),
         other => {
-            println!("SKIP the stand-in driver: `{cc}` could not build it ({other:?})");
+            skip(format_args!("the stand-in driver: `{cc}` could not build it ({other:?})"));
             None
         }
     }
@@ -214,7 +215,8 @@ mod tempdir {
     pub struct Dir(pub std::path::PathBuf);
     impl Dir {
         pub fn new(name: &str) -> Dir {
-            let p = std::env::temp_dir().join(format!("{name}-{}-{:?}", std::process::id(), std::thread::current().id()).replace(['(', ')'], ""));
+            let p = std::env::temp_dir()
+                .join(format!("{name}-{}-{:?}", std::process::id(), std::thread::current().id()).replace(['(', ')'], ""));
             std::fs::create_dir_all(&p).unwrap();
             Dir(p)
         }
@@ -232,14 +234,17 @@ const CUDA_FAILED: &str = "INFERENCE_DEVICE=cuda but the CUDA execution provider
 fn cuda_without_a_driver_fails_at_start_up_saying_no_cuda_device() {
     let Some(prefix) = prefix("cuda_without_a_driver_fails_at_start_up_saying_no_cuda_device") else { return };
     if driver_installed() {
-        println!("SKIP cuda_without_a_driver: this machine has an NVIDIA driver (libcuda.so.1)");
+        skip(format_args!("cuda_without_a_driver: this machine has an NVIDIA driver (libcuda.so.1)"));
         return;
     }
     let (code, log) = run_service("cuda", &prefix, None, Some("api: listening"));
     println!("{log}");
     assert_eq!(code, Some(1), "start-up must fail:\n{log}");
     let said = log.lines().find(|l| l.starts_with("analytics-service: ")).expect("the one-line start-up error on stderr");
-    assert!(said.starts_with(&format!("analytics-service: {CUDA_FAILED}: the NVIDIA driver library libcuda.so.1 is not on this machine")), "{said}");
+    assert!(
+        said.starts_with(&format!("analytics-service: {CUDA_FAILED}: the NVIDIA driver library libcuda.so.1 is not on this machine")),
+        "{said}"
+    );
     assert!(!said.contains("missing library"), "a missing driver is not a missing recipe library: {said}");
     assert!(log.contains("[ERROR] start-up failed: INFERENCE_DEVICE=cuda"), "the log says it too:\n{log}");
 }
@@ -272,7 +277,10 @@ fn auto_falls_back_to_cpu_saying_why() {
         let (code, log) = run_service("auto", &prefix, driver_dir, Some("api: listening"));
         println!("{log}");
         assert_eq!(code, None, "auto starts on the CPU:\n{log}");
-        let fallback = log.lines().find(|l| l.contains("INFERENCE_DEVICE=auto: CUDA not used for")).unwrap_or_else(|| panic!("no fallback line:\n{log}"));
+        let fallback = log
+            .lines()
+            .find(|l| l.contains("INFERENCE_DEVICE=auto: CUDA not used for"))
+            .unwrap_or_else(|| panic!("no fallback line:\n{log}"));
         assert!(fallback.contains("[WARN]"), "{fallback}");
         assert!(fallback.contains(&format!("running on CPU: no CUDA device: {why}")), "{fallback}");
         assert!(log.contains("detect: yolov8n ready on Cpu"), "{log}");

@@ -80,7 +80,8 @@ impl GpuFailure {
     /// `libX.so.N: cannot open shared object file`; CUDA errors as `CUDA failure N: text`.
     pub fn classify(msg: &str) -> GpuFailure {
         static MISSING: OnceLock<regex::Regex> = OnceLock::new();
-        let missing = MISSING.get_or_init(|| regex::Regex::new(r"([A-Za-z0-9_.+-]+\.so[0-9.]*): cannot open shared object file").expect("valid regex"));
+        let missing = MISSING
+            .get_or_init(|| regex::Regex::new(r"([A-Za-z0-9_.+-]+\.so[0-9.]*): cannot open shared object file").expect("valid regex"));
         if let Some(lib) = missing.captures(msg).map(|c| c[1].to_string()) {
             return match lib.as_str() {
                 "libcuda.so.1" | "libcuda.so" => GpuFailure::NoDriver,
@@ -91,9 +92,15 @@ impl GpuFailure {
         let lower = msg.to_ascii_lowercase();
         if lower.contains("no cuda-capable device") || lower.contains("cudaerrornodevice") || lower.contains("cuda failure 100:") {
             GpuFailure::NoDevice
-        } else if lower.contains("driver version is insufficient") || lower.contains("cudaerrorinsufficientdriver") || lower.contains("cuda failure 35:") {
+        } else if lower.contains("driver version is insufficient")
+            || lower.contains("cudaerrorinsufficientdriver")
+            || lower.contains("cuda failure 35:")
+        {
             GpuFailure::OldDriver
-        } else if lower.contains("not enabled in this build") || lower.contains("is not supported in this build") || lower.contains("this build has no cuda") {
+        } else if lower.contains("not enabled in this build")
+            || lower.contains("is not supported in this build")
+            || lower.contains("this build has no cuda")
+        {
             GpuFailure::NotInRuntime
         } else {
             GpuFailure::Other
@@ -270,7 +277,10 @@ impl ModelSession {
                 Ok(s) => (s, Provider::Cuda),
                 Err(e) => {
                     let detail = gpu_detail(&e.to_string());
-                    log::warn!("inference: INFERENCE_DEVICE=auto: CUDA not used for {shown}, running on CPU: {}. ONNX Runtime said: {detail}", GpuFailure::classify(&detail));
+                    log::warn!(
+                        "inference: INFERENCE_DEVICE=auto: CUDA not used for {shown}, running on CPU: {}. ONNX Runtime said: {detail}",
+                        GpuFailure::classify(&detail)
+                    );
                     (build(Provider::Cpu).map_err(|e| load_err(&e))?, Provider::Cpu)
                 }
             },
@@ -390,7 +400,9 @@ mod tests {
         assert_eq!(GpuFailure::classify(cpu_build), GpuFailure::NotInRuntime);
         assert_eq!(GpuFailure::classify("something else"), GpuFailure::Other);
         assert_eq!(
-            super::gpu_detail("/src/provider_bridge_ort.cc:2043 Get() [ONNXRuntimeError] : 1 : FAIL : Failed to load library a.so with error: b\n"),
+            super::gpu_detail(
+                "/src/provider_bridge_ort.cc:2043 Get() [ONNXRuntimeError] : 1 : FAIL : Failed to load library a.so with error: b\n"
+            ),
             "Failed to load library a.so with error: b"
         );
     }
