@@ -27,6 +27,10 @@ pub enum InferenceDevice {
     Auto,
     Cpu,
     Cuda,
+    /// TensorRT (opt-in, never chosen by `auto`), with CUDA for the nodes TensorRT does not
+    /// take; both must load.
+    #[serde(rename = "tensorrt")]
+    TensorRt,
 }
 
 /// Log verbosity (`LOG_LEVEL`).
@@ -77,6 +81,10 @@ struct RawConfig {
     yolo_model: PathBuf,
     #[serde(default = "d::inference_device")]
     inference_device: String,
+    #[serde(default = "d::tensorrt_cache_dir")]
+    tensorrt_cache_dir: PathBuf,
+    #[serde(default = "d::tensorrt_fp16")]
+    tensorrt_fp16: String,
     #[serde(default = "d::batch_size")]
     batch_size: usize,
     #[serde(default = "d::batch_timeout_ms")]
@@ -164,6 +172,12 @@ mod d {
     pub fn inference_device() -> String {
         "auto".into()
     }
+    pub fn tensorrt_cache_dir() -> PathBuf {
+        "/tmp/analytics-service/tensorrt".into()
+    }
+    pub fn tensorrt_fp16() -> String {
+        "true".into()
+    }
     pub fn batch_size() -> usize {
         8
     }
@@ -230,7 +244,9 @@ const FORMS: &[(&str, &str)] = &[
     ("PUBLISH_BATCH_SIZE", "XADDs per pipeline 1..10000, e.g. 100"),
     ("PUBLISH_BUFFER_MAX", "events kept while Redis is down, >= PUBLISH_BATCH_SIZE, e.g. 10000"),
     ("YOLO_MODEL", "a path to an ONNX file, e.g. models/yolov8n.onnx"),
-    ("INFERENCE_DEVICE", "one of auto, cpu, cuda"),
+    ("INFERENCE_DEVICE", "one of auto, cpu, cuda, tensorrt"),
+    ("TENSORRT_CACHE_DIR", "a writable directory for TensorRT engines (created if missing), e.g. /var/cache/analytics/tensorrt"),
+    ("TENSORRT_FP16", "true or false: let TensorRT build float16 kernels"),
     ("BATCH_SIZE", "frames per inference batch 1..256, e.g. 8"),
     ("BATCH_TIMEOUT_MS", "milliseconds to wait for a batch 0..10000, e.g. 20"),
     ("NMS_IOU", "an IoU in (0, 1], e.g. 0.45"),
@@ -314,8 +330,14 @@ pub struct Config {
     pub publish_buffer_max: usize,
     /// `YOLO_MODEL` (models/yolov8n.onnx): the YOLOv8 ONNX file. A `.pt` file is refused.
     pub yolo_model: PathBuf,
-    /// `INFERENCE_DEVICE` (auto): auto | cpu | cuda.
+    /// `INFERENCE_DEVICE` (auto): auto | cpu | cuda | tensorrt (docs/gpu.md).
     pub inference_device: InferenceDevice,
+    /// `TENSORRT_CACHE_DIR` (/tmp/analytics-service/tensorrt): where TensorRT keeps the engines
+    /// and timing cache it builds, so that only the first start with a model (and batch size)
+    /// pays the minutes of engine building. Used only with `INFERENCE_DEVICE=tensorrt`.
+    pub tensorrt_cache_dir: PathBuf,
+    /// `TENSORRT_FP16` (true): TensorRT may use float16 kernels (faster, ~1e-3 relative error).
+    pub tensorrt_fp16: bool,
     /// `BATCH_SIZE` (8): most frames in one cross-camera inference batch.
     pub batch_size: usize,
     /// `BATCH_TIMEOUT_MS` (20): longest wait for a batch to fill.
@@ -428,7 +450,14 @@ impl Config {
             "auto" => InferenceDevice::Auto,
             "cpu" => InferenceDevice::Cpu,
             "cuda" | "gpu" => InferenceDevice::Cuda,
+            "tensorrt" | "trt" => InferenceDevice::TensorRt,
             _ => return Err(invalid("INFERENCE_DEVICE", &raw.inference_device, "unknown device")),
+        };
+        check(!raw.tensorrt_cache_dir.as_os_str().is_empty(), "TENSORRT_CACHE_DIR", &raw.tensorrt_cache_dir.display(), "empty")?;
+        let tensorrt_fp16 = match raw.tensorrt_fp16.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => true,
+            "false" | "0" | "no" | "off" => false,
+            _ => return Err(invalid("TENSORRT_FP16", &raw.tensorrt_fp16, "not a boolean")),
         };
         check((1..=256).contains(&raw.batch_size), "BATCH_SIZE", &raw.batch_size, "out of range")?;
         check(raw.batch_timeout_ms <= 10_000, "BATCH_TIMEOUT_MS", &raw.batch_timeout_ms, "out of range")?;
@@ -478,6 +507,8 @@ impl Config {
             publish_buffer_max: raw.publish_buffer_max,
             yolo_model: raw.yolo_model,
             inference_device,
+            tensorrt_cache_dir: raw.tensorrt_cache_dir,
+            tensorrt_fp16,
             batch_size: raw.batch_size,
             batch_timeout: Duration::from_millis(raw.batch_timeout_ms),
             nms_iou: raw.nms_iou,
@@ -592,6 +623,23 @@ mod tests {
     }
 
     #[test]
+    fn tensorrt_is_opt_in_with_a_cache_folder_and_fp16() {
+        let c = Config::default();
+        assert_eq!(c.tensorrt_cache_dir, PathBuf::from("/tmp/analytics-service/tensorrt"));
+        assert!(c.tensorrt_fp16);
+        let c = Config::from_vars(vars(&[
+            ("INFERENCE_DEVICE", "TensorRT"),
+            ("TENSORRT_CACHE_DIR", "/var/cache/trt"),
+            ("TENSORRT_FP16", "false"),
+        ]))
+        .unwrap();
+        assert_eq!(c.inference_device, InferenceDevice::TensorRt);
+        assert_eq!(c.tensorrt_cache_dir, PathBuf::from("/var/cache/trt"));
+        assert!(!c.tensorrt_fp16);
+        assert_eq!(serde_json::to_string(&InferenceDevice::TensorRt).unwrap(), "\"tensorrt\"");
+    }
+
+    #[test]
     fn a_bad_number_names_the_variable_and_the_form() {
         let e = Config::from_vars(vars(&[("API_PORT", "80a")])).unwrap_err();
         assert_eq!(e.var, "API_PORT");
@@ -624,6 +672,8 @@ mod tests {
             ("API_MAX_CONNECTIONS", "0"),
             ("STREAM_FILE_ROOT", "/nonexistent/dir"),
             ("MAX_FRAME_PIXELS", "10"),
+            ("TENSORRT_FP16", "maybe"),
+            ("TENSORRT_CACHE_DIR", ""),
         ] {
             let e = Config::from_vars(vars(&[(var, value)])).unwrap_err();
             assert_eq!(e.var, var, "{value}: {e}");

@@ -23,7 +23,8 @@ pub use crate::pipeline::StartError as PipelineError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("{0}")]
+    // transparent: `{:#}` (main) would print the message twice, as the error and its source
+    #[error(transparent)]
     Pipeline(#[from] PipelineError),
     #[error("API: {0} (API_HOST / API_PORT)")]
     Api(String),

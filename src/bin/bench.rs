@@ -7,7 +7,7 @@
 //! Options: `--cameras N` (4), `--seconds S` (30), `--warmup S` (5), `--video PATH` (the
 //! pedestrian sample), `--max-fps F` (per camera, 30), `--fast` (files decode as fast as they
 //! can, capped by --max-fps, instead of playing at their own frame rate), `--batch B`
-//! (BATCH_SIZE, 8), `--device auto|cpu|cuda`. Redis: REDIS_HOST/REDIS_PORT (127.0.0.1:6379),
+//! (BATCH_SIZE, 8), `--device auto|cpu|cuda|tensorrt`. Redis: REDIS_HOST/REDIS_PORT (127.0.0.1:6379),
 //! stream `bench:<pid>` (deleted afterwards).
 
 // The test fixtures' `media()`: one way to find the sample media for tests, benches and tools.
@@ -98,6 +98,7 @@ fn main() -> anyhow::Result<()> {
     cfg.inference_device = match a.device.as_str() {
         "cpu" => InferenceDevice::Cpu,
         "cuda" => InferenceDevice::Cuda,
+        "tensorrt" => InferenceDevice::TensorRt,
         _ => InferenceDevice::Auto,
     };
     let svc = Service::start(cfg.clone())?;
