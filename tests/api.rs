@@ -336,6 +336,7 @@ fn binary_exits_cleanly_on_sigterm_and_names_bad_config() {
         .env("REDIS_HOST", redis_host())
         .env("REDIS_PORT", redis_port().to_string())
         .env("REDIS_STREAM", unique_stream("api-bin"))
+        .env("REDIS_KEY_PREFIX", format!("{}:", unique_stream("api-bin")))
         .env("YOLO_MODEL", concat!(env!("CARGO_MANIFEST_DIR"), "/models/yolov8n.onnx"))
         .current_dir(std::env::temp_dir())
         .stderr(std::process::Stdio::piped())

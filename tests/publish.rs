@@ -13,6 +13,7 @@ fn cfg(port: u16, stream: &str, buffer_max: usize) -> PublisherConfig {
     PublisherConfig {
         target: RedisTarget { host: redis_host(), port, db: 0, password: None },
         stream: stream.to_string(),
+        instance_id: "test-instance".into(),
         maxlen: 100_000,
         batch_size: 50,
         buffer_max,
@@ -96,7 +97,15 @@ fn events_reach_the_stream_in_order_with_four_fields() {
     let mut conn = redis_conn();
     let entries = xrange(&mut conn, &stream);
     let back: Vec<Event> = entries.iter().map(|(_, f)| serde_json::from_str(&f["payload"]).unwrap()).collect();
-    assert_eq!(back, sent, "every event, identical and in order");
+    // the publisher stamps its INSTANCE_ID on every payload (DESIGN.md section 9)
+    let stamped: Vec<Event> = sent
+        .into_iter()
+        .map(|mut e| {
+            e.common_mut().instance_id = "test-instance".into();
+            e
+        })
+        .collect();
+    assert_eq!(back, stamped, "every event, identical (with instance_id) and in order");
     assert_eq!(frame_numbers(redis_port(), &stream), (0..1000).collect::<Vec<_>>());
     assert_eq!(metrics.publisher_snapshot().published, 1000);
     assert_eq!(metrics.published(EventType::Motion), 334);

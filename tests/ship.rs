@@ -62,7 +62,7 @@ fn compose_files_have_the_customers_shape() {
     let out = py(
         r#"
 import json, sys, yaml
-docs = {f: yaml.safe_load(open(f)) for f in ["docker-compose.yml", "docker-compose.standalone.yml", "docker-compose.gpu.yml"]}
+docs = {f: yaml.safe_load(open(f)) for f in ["docker-compose.yml", "docker-compose.standalone.yml", "docker-compose.gpu.yml", "docker-compose.cluster.yml"]}
 print(json.dumps(docs))
 "#,
         &[],
@@ -80,6 +80,16 @@ print(json.dumps(docs))
     let gpu = &docs["docker-compose.gpu.yml"]["services"]["analytics-service"];
     assert_eq!(gpu["deploy"]["resources"]["reservations"]["devices"][0]["driver"], "nvidia");
     assert_eq!(gpu["build"]["args"]["FLAVOR"], "cuda");
+    // three instances on the VMS's Redis, each with its own INSTANCE_ID and host port
+    let cluster = docs["docker-compose.cluster.yml"]["services"].as_object().unwrap();
+    assert_eq!(cluster.len(), 3);
+    let ids: std::collections::BTreeSet<&str> = cluster.values().map(|s| s["environment"]["INSTANCE_ID"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 3, "unique INSTANCE_IDs");
+    for s in cluster.values() {
+        assert_eq!(s["build"], ".");
+        assert_eq!(s["env_file"], ".env");
+        assert_eq!(s["networks"], json!(["vms_network"]));
+    }
 }
 
 /// `/metrics` parses with prometheus_client's text parser and carries the promised families.

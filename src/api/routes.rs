@@ -13,7 +13,9 @@ use super::error::ApiError;
 use super::http::{Request, Response};
 use super::server::AppState;
 use crate::camera::validate::validate_cameras;
-use crate::camera::{ApplyOutcome, CameraState, CameraView, RegistryError};
+use crate::camera::{ApplyOutcome, CameraState, CameraView};
+use crate::cluster::store::StoreError;
+use crate::cluster::ClusterError;
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant, SystemTime};
@@ -78,16 +80,20 @@ fn route(state: &AppState, req: &Request, path: &str) -> Result<Response, ApiErr
         return Err(ApiError::unauthorized());
     }
     match (segments.as_slice(), method) {
-        (["api", "cameras"], _) if get => Ok(json_reply(200, &CameraList { cameras: state.registry.list() })),
+        (["api", "cameras"], _) if get => Ok(json_reply(200, &CameraList { cameras: state.cluster.registry().list() })),
         (["api", "cameras"], "POST") => post_cameras(state, req),
         (["api", "cameras"], m) => Err(ApiError::method_not_allowed(m, path, "GET, POST")),
         (["api", "cameras", id], _) if get => {
             let id = percent_decode(id);
-            state.registry.get(&id).map(|v| json_reply(200, &v)).ok_or_else(|| unknown_camera(&id))
+            state.cluster.registry().get(&id).map(|v| json_reply(200, &v)).ok_or_else(|| unknown_camera(&id))
         }
         (["api", "cameras", id], "DELETE") => {
             let id = percent_decode(id);
-            state.registry.remove(&id).map(|v| json_reply(200, &v)).ok_or_else(|| unknown_camera(&id))
+            match state.cluster.delete(&id) {
+                Ok(Some(v)) => Ok(json_reply(200, &v)),
+                Ok(None) => Err(unknown_camera(&id)),
+                Err(e) => Err(cluster_error(e)),
+            }
         }
         (["api", "cameras", _], m) => Err(ApiError::method_not_allowed(m, path, "GET, DELETE")),
         (["api", "health"], _) if get => Ok(json_reply(200, &health(state))),
@@ -142,6 +148,14 @@ fn render_metrics(state: &AppState) -> String {
     out
 }
 
+/// 409 past the cluster's capacity; 503 while Redis is unreachable or the service stops.
+fn cluster_error(e: ClusterError) -> ApiError {
+    match e {
+        ClusterError::Store(StoreError::Capacity { .. }) => ApiError::conflict("too_many_cameras", e.to_string()),
+        ClusterError::Store(StoreError::Redis(_)) | ClusterError::ShuttingDown => ApiError::unavailable(e.to_string()),
+    }
+}
+
 fn unknown_camera(id: &str) -> ApiError {
     ApiError::not_found(format!("camera '{}' is not registered", truncate_path(id)))
 }
@@ -193,10 +207,7 @@ fn post_cameras(state: &AppState, req: &Request) -> Result<Response, ApiError> {
             return Err(ApiError::validation(refused.len(), refused));
         }
     }
-    let applied = state.registry.apply(validated.cameras).map_err(|e| match e {
-        RegistryError::TooManyCameras { .. } => ApiError::conflict("too_many_cameras", e.to_string()),
-        RegistryError::ShuttingDown => ApiError::unavailable(e.to_string()),
-    })?;
+    let applied = state.cluster.apply(validated.cameras).map_err(cluster_error)?;
     let created = applied.iter().any(|(o, _)| *o == ApplyOutcome::Created);
     let cameras: Vec<Applied> = applied.into_iter().map(|(result, camera)| Applied { result, camera }).collect();
     Ok(json_reply(if created { 201 } else { 200 }, &PostReply { cameras, warnings: validated.warnings }))
@@ -206,7 +217,9 @@ fn post_cameras(state: &AppState, req: &Request) -> Result<Response, ApiError> {
 /// states. `degraded` (still 200) names what is wrong in `problems`.
 fn health(state: &AppState) -> Value {
     let ping = state.redis.ping(Duration::from_millis(500));
-    let cameras = state.registry.state_counts();
+    let registry = state.cluster.registry();
+    let cameras = registry.state_counts();
+    let cluster = state.cluster.state();
     let total: usize = cameras.values().sum();
     let stages = state.supervisor.report();
     let mut problems: Vec<String> = Vec::new();
@@ -217,9 +230,24 @@ fn health(state: &AppState) -> Value {
         problems.push(format!("stage {} is {} (last beat {:.0} s ago)", s.name, s.state, s.last_beat_s));
     }
     let now = SystemTime::now();
-    let list: Vec<CameraView> = state.registry.list();
+    let list: Vec<CameraView> = registry.list();
+    let me = state.cluster.instance_id();
+    let pending = list.iter().filter(|c| c.status.state == CameraState::Pending).count();
+    if pending > 0 {
+        problems.push(format!(
+            "{pending} active camera(s) have no instance running them (all {} live instance(s) at MAX_CAMERAS, or a hand-over in progress)",
+            cluster.instances.len()
+        ));
+    }
+    if !cluster.redis_ok {
+        problems.push("cluster: Redis unreachable: cameras keep running, the registry is read-only (writes answer 503)".into());
+    }
+    for u in &cluster.unusable {
+        problems.push(format!("stored camera cannot run on this instance: {u}"));
+    }
     let mut stuck = Vec::new();
-    for c in &list {
+    // problems of cameras this instance runs; other instances report their own
+    for c in list.iter().filter(|c| c.owner.as_deref() == Some(me)) {
         let since = now.duration_since(c.status.state_since_at).unwrap_or_default();
         match c.status.state {
             CameraState::Error => {
@@ -259,6 +287,14 @@ fn health(state: &AppState) -> Value {
             "anpr": state.anpr,
         },
         "stages": stages,
+        "cluster": {
+            "instance_id": me,
+            "redis_reachable": cluster.redis_ok,
+            "live_instances": cluster.instances,
+            "cameras_held": cluster.held,
+            "fair_share": cluster.target,
+            "pending_cameras": pending,
+        },
         "cameras": { "total": total, "by_state": cameras, "stuck_reconnecting": stuck },
         "uptime_s": state.started.elapsed().as_secs_f64(),
     })

@@ -6,7 +6,6 @@
 use super::http::{HttpServer, HttpStats, Limits};
 use super::routes;
 use crate::camera::validate;
-use crate::camera::Registry;
 use crate::metrics::Metrics;
 use crate::pipeline::publish::{PublisherHealth, RedisTarget};
 use crate::pipeline::supervise::Supervisor;
@@ -16,7 +15,8 @@ use std::time::Instant;
 
 /// Everything a request handler can see.
 pub struct AppState {
-    pub registry: Arc<Registry>,
+    /// The camera registry, through the cluster (writes go to Redis first).
+    pub cluster: Arc<crate::cluster::Cluster>,
     pub metrics: Arc<Metrics>,
     pub publisher: Arc<PublisherHealth>,
     pub redis: RedisTarget,

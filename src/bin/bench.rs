@@ -17,11 +17,12 @@
 //! Options: `--cameras N` (4), `--seconds S` (30, the measured window of the service and the
 //! seed design), `--warmup S` (5), `--video PATH` (the pedestrian sample), `--max-fps F` (per
 //! camera, 30), `--fast` (files decode as fast as they can, capped by --max-fps, instead of
-//! playing at their own frame rate), `--batch B` (BATCH_SIZE, 8), `--device auto|cpu|cuda`,
+//! playing at their own frame rate), `--batch B` (BATCH_SIZE, 8), `--device auto|cpu|cuda|tensorrt`,
 //! `--bare-seconds S` (per batch size, min(--seconds, 15)), `--skip-service`, `--skip-bare`,
 //! `--skip-baseline` (the seed design), `--json PATH`. The seed design runs with the setup's
 //! venv Python (`ANALYTICS_PYTHON` overrides it). Redis: REDIS_HOST/REDIS_PORT
-//! (127.0.0.1:6379), streams `bench:<pid>` and `bench:seed:<pid>` (deleted afterwards).
+//! (127.0.0.1:6379), streams `bench:<pid>` and `bench:seed:<pid>`, and the service's keys under
+//! `bench:<pid>:` (its own cluster), all deleted afterwards.
 
 // The test fixtures' `media()`: one way to find the sample media for tests, benches and tools.
 #[path = "../../tests/common/mod.rs"]
@@ -147,8 +148,7 @@ fn totals(svc: &Service) -> Totals {
 /// Phase 1: the whole service on `a.cameras` file cameras. Returns its figures.
 fn run_service(a: &Args, cfg: &Config, video: &std::path::Path) -> anyhow::Result<Value> {
     let svc = Service::start(cfg.clone())?;
-    // file sources must be absolute and inside a root: the video's own folder
-    let ctx = analytics_service::camera::validate::Context { file_root: video.parent().map(Into::into) };
+    let ctx = analytics_service::camera::validate::Context { file_root: cfg.stream_file_root.clone() };
     let cams: Vec<Value> = (0..a.cameras)
         .map(|i| {
             json!({"camera_id": format!("bench{i}"), "stream_url": video.display().to_string(),
@@ -157,7 +157,7 @@ fn run_service(a: &Args, cfg: &Config, video: &std::path::Path) -> anyhow::Resul
         .collect();
     let validated =
         analytics_service::camera::validate::validate_cameras(&Value::Array(cams), &ctx).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    svc.registry().apply(validated.cameras)?;
+    svc.cluster().apply(validated.cameras)?;
     std::thread::sleep(Duration::from_secs_f64(a.warmup));
 
     let (t0, c0, cpu0, lat0) = (Instant::now(), totals(&svc), process_cpu_seconds(), svc.metrics.frame_to_event_seconds.counts());
@@ -200,7 +200,9 @@ fn run_service(a: &Args, cfg: &Config, video: &std::path::Path) -> anyhow::Resul
     println!("cpu             {cpu:.2} cores;  rss max {rss_max:.0} MiB;  other processes {other:.2} cores");
     svc.shutdown();
     let mut conn = analytics_service::pipeline::publish::RedisTarget::from_config(cfg).connect(Duration::from_secs(2))?;
-    let _: () = redis::cmd("DEL").arg(&cfg.redis_stream).query(&mut conn)?;
+    let mut keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}*", cfg.redis_key_prefix)).query(&mut conn)?;
+    keys.push(cfg.redis_stream.clone());
+    let _: () = redis::cmd("DEL").arg(&keys).query(&mut conn)?;
     Ok(json!({
         "seconds": secs,
         "captured_fps": per(c1.captured, c0.captured),
@@ -353,14 +355,20 @@ fn main() -> anyhow::Result<()> {
         cfg.redis_host = "127.0.0.1".into();
     }
     cfg.redis_stream = format!("bench:{}", std::process::id());
+    // a cluster of its own: the bench neither runs cameras stored by a service on the same Redis
+    // nor leaves its own there (its keys are deleted afterwards)
+    cfg.redis_key_prefix = format!("bench:{}:", std::process::id());
     cfg.batch_size = a.batch;
     cfg.max_cameras = cfg.max_cameras.max(a.cameras);
     cfg.inference_device = match a.device.as_str() {
         "cpu" => InferenceDevice::Cpu,
         "cuda" => InferenceDevice::Cuda,
+        "tensorrt" => InferenceDevice::TensorRt,
         _ => InferenceDevice::Auto,
     };
     let video = std::path::Path::new(&a.video).canonicalize().map_err(|e| anyhow::anyhow!("{}: {e}", a.video))?;
+    // file sources must be absolute and inside STREAM_FILE_ROOT: the video's own folder
+    cfg.stream_file_root = video.parent().map(Into::into);
 
     let service = if a.skip_service { None } else { Some(run_service(&a, &cfg, &video)?) };
     let (bare, runtime, provider) = if a.skip_bare {

@@ -9,6 +9,6 @@ pub mod validate; // body -> Vec<CameraConfig> or per-field issues
 pub mod worker; // the per-camera OS thread
 
 pub use payload::{CameraConfig, CameraParams, DesiredStatus, DetectOn, RoiZone};
-pub use registry::{ApplyOutcome, CameraView, Registry, RegistryError};
+pub use registry::{ApplyOutcome, CameraView, Registry};
 pub use runtime::{CameraRuntime, CameraState};
 pub use url::StreamUrl;

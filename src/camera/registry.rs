@@ -1,28 +1,27 @@
-//! The camera registry: which cameras exist, their configuration, their worker threads.
+//! The camera registry of this instance: every registered camera's configuration (a cache of
+//! the desired state in Redis, see `cluster`), and the worker threads of the cameras this
+//! instance holds the lease on.
 //!
-//! `apply` creates, updates in place, or (for `status: inactive`) stops cameras; `remove`
-//! deletes one. Workers to stop are taken out under the lock and joined after it is released,
-//! so the API stays responsive while a stream winds down. The registry never holds more than
-//! `MAX_CAMERAS` cameras, which keeps memory bounded.
+//! Two things change it, and only through these methods: the cluster coordinator (a new
+//! snapshot from Redis: [`Registry::sync`]; a lease taken or lost: [`Registry::take`],
+//! [`Registry::drop_lease`]) and the API after a successful write ([`Registry::upsert`],
+//! [`Registry::remove`]). Each camera carries the version Redis gave its configuration; an
+//! older version never overwrites a newer one, so the order in which the API thread and the
+//! coordinator deliver changes does not matter.
+//!
+//! Workers to stop are taken out under the lock and joined after it is released, so the API
+//! stays responsive while a stream winds down.
 
 use super::payload::{CameraConfig, DesiredStatus};
 use super::runtime::{CameraRuntime, CameraState, RuntimeStatus};
 use super::worker::{CameraWorker, CaptureLoop};
 use crate::metrics::{CameraCountersSnapshot, Metrics};
 use parking_lot::Mutex;
-use serde::Serialize;
-use std::collections::BTreeMap;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-#[derive(Debug, thiserror::Error, PartialEq)]
-pub enum RegistryError {
-    #[error("registering {requested} new camera(s) would exceed MAX_CAMERAS={max} ({current} registered); delete some first or raise MAX_CAMERAS")]
-    TooManyCameras { requested: usize, current: usize, max: usize },
-    #[error("the service is shutting down")]
-    ShuttingDown,
-}
-
-/// What `apply` did with one camera.
+/// What a write did to one camera (the POST reply's `result`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ApplyOutcome {
@@ -31,11 +30,29 @@ pub enum ApplyOutcome {
     Unchanged,
 }
 
-/// A camera as the API shows it: configuration (URL masked), live state and counters.
+/// A camera's live state as its owner publishes it for the other instances.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemoteStatus {
+    pub owner: String,
+    #[serde(flatten)]
+    pub status: RuntimeStatus,
+    #[serde(flatten)]
+    pub counters: CameraCountersSnapshot,
+    /// Redis time (ms) of the owner's last publication: older than the lease TTL is stale.
+    #[serde(default)]
+    pub at_ms: u64,
+}
+
+/// A camera as the API shows it: configuration (URL masked), which instance runs it, live state
+/// and counters.
 #[derive(Debug, Clone, Serialize)]
 pub struct CameraView {
     #[serde(flatten)]
     pub config: CameraConfig,
+    /// The revision of the registry that last changed this camera's configuration.
+    pub version: u64,
+    /// The instance processing the camera (`INSTANCE_ID`), or null when none is.
+    pub owner: Option<String>,
     #[serde(flatten)]
     pub status: RuntimeStatus,
     #[serde(flatten)]
@@ -44,19 +61,19 @@ pub struct CameraView {
 
 struct Slot {
     config: CameraConfig,
+    version: u64,
     runtime: Arc<CameraRuntime>,
     worker: Option<CameraWorker>,
-}
-
-impl Slot {
-    fn view(&self) -> CameraView {
-        CameraView { config: self.config.clone(), status: self.runtime.status(), counters: self.runtime.counters.snapshot() }
-    }
+    /// This instance holds the camera's lease.
+    leased: bool,
+    /// The owner's published state, when another instance runs the camera.
+    remote: Option<RemoteStatus>,
 }
 
 pub struct Registry {
     slots: Mutex<Inner>,
-    max_cameras: usize,
+    /// This instance's id, shown as `owner` of the cameras it runs.
+    instance_id: String,
     /// What each camera's worker thread runs (the pipeline's capture stage).
     capture: Arc<dyn CaptureLoop>,
     metrics: Arc<Metrics>,
@@ -64,84 +81,172 @@ pub struct Registry {
 
 struct Inner {
     cameras: BTreeMap<String, Slot>,
+    /// The newest revision of Redis's state this cache has seen.
+    rev: u64,
     closed: bool,
 }
 
 impl Registry {
-    pub fn new(max_cameras: usize, capture: Arc<dyn CaptureLoop>, metrics: Arc<Metrics>) -> Self {
-        Registry { slots: Mutex::new(Inner { cameras: BTreeMap::new(), closed: false }), max_cameras, capture, metrics }
+    pub fn new(instance_id: &str, capture: Arc<dyn CaptureLoop>, metrics: Arc<Metrics>) -> Self {
+        Registry {
+            slots: Mutex::new(Inner { cameras: BTreeMap::new(), rev: 0, closed: false }),
+            instance_id: instance_id.to_string(),
+            capture,
+            metrics,
+        }
     }
 
-    /// Creates or updates every camera of an already validated request, all or nothing.
-    pub fn apply(&self, configs: Vec<CameraConfig>) -> Result<Vec<(ApplyOutcome, CameraView)>, RegistryError> {
+    pub fn instance_id(&self) -> &str {
+        &self.instance_id
+    }
+
+    /// The newest revision this cache holds.
+    pub fn rev(&self) -> u64 {
+        self.slots.lock().rev
+    }
+
+    /// Applies changes the API has just written to Redis (with the versions Redis gave them).
+    /// Returns the cameras whose lease should be given up (set inactive here).
+    pub fn upsert(&self, rev: u64, changes: Vec<(u64, CameraConfig)>) -> Vec<String> {
         let mut to_join = Vec::new();
-        let result = {
+        let mut release = Vec::new();
+        {
             let mut inner = self.slots.lock();
             if inner.closed {
-                return Err(RegistryError::ShuttingDown);
+                return release;
             }
-            let new = configs.iter().filter(|c| !inner.cameras.contains_key(&c.camera_id)).count();
-            if inner.cameras.len() + new > self.max_cameras {
-                return Err(RegistryError::TooManyCameras { requested: new, current: inner.cameras.len(), max: self.max_cameras });
+            inner.rev = inner.rev.max(rev);
+            for (version, cfg) in changes {
+                self.put(&mut inner, version, cfg, &mut to_join, &mut release);
             }
-            let mut out = Vec::with_capacity(configs.len());
-            for cfg in configs {
-                let id = cfg.camera_id.clone();
-                let outcome = match inner.cameras.get_mut(&id) {
-                    Some(slot) => self.update(slot, cfg, &mut to_join),
-                    None => {
-                        let runtime = CameraRuntime::new(&id, cfg.parameters.clone(), self.metrics.camera(&id));
-                        let mut slot = Slot { config: cfg, runtime, worker: None };
-                        if slot.config.status == DesiredStatus::Active {
-                            self.start(&mut slot);
-                        }
-                        log::info!("camera {id}: registered ({}, {:?})", slot.config.stream_url, slot.config.status);
-                        inner.cameras.insert(id.clone(), slot);
-                        ApplyOutcome::Created
-                    }
-                };
-                out.push((outcome, id));
-            }
-            out
-        };
+        }
         for w in to_join {
             w.join();
         }
-        // Views are taken after the joins so they show the settled state.
-        let inner = self.slots.lock();
-        Ok(result.into_iter().filter_map(|(outcome, id)| inner.cameras.get(&id).map(|s| (outcome, s.view()))).collect())
+        release
     }
 
-    /// Applies a new configuration to an existing camera; workers to stop go to `to_join`.
-    fn update(&self, slot: &mut Slot, cfg: CameraConfig, to_join: &mut Vec<CameraWorker>) -> ApplyOutcome {
-        if slot.config == cfg {
-            return ApplyOutcome::Unchanged;
+    /// Makes the cache equal to a snapshot of Redis at revision `rev` (ignored when the cache
+    /// is already newer). Returns the cameras whose lease should be given up (deleted or set
+    /// inactive).
+    pub fn sync(&self, rev: u64, cameras: BTreeMap<String, (u64, CameraConfig)>) -> Vec<String> {
+        let mut to_join = Vec::new();
+        let mut release = Vec::new();
+        {
+            let mut inner = self.slots.lock();
+            if inner.closed || rev < inner.rev {
+                return release;
+            }
+            inner.rev = rev;
+            let gone: Vec<String> = inner.cameras.keys().filter(|id| !cameras.contains_key(*id)).cloned().collect();
+            for id in gone {
+                if let Some(slot) = inner.cameras.remove(&id) {
+                    if slot.leased {
+                        release.push(id.clone());
+                    }
+                    self.retire(slot, &mut to_join);
+                    log::info!("camera {id}: deleted (by another instance)");
+                }
+            }
+            for (_, (version, cfg)) in cameras {
+                self.put(&mut inner, version, cfg, &mut to_join, &mut release);
+            }
         }
+        for w in to_join {
+            w.join();
+        }
+        release
+    }
+
+    /// Creates or updates one camera in the cache if `version` is newer than what it holds.
+    fn put(&self, inner: &mut Inner, version: u64, cfg: CameraConfig, to_join: &mut Vec<CameraWorker>, release: &mut Vec<String>) {
         let id = cfg.camera_id.clone();
-        if slot.config.parameters != cfg.parameters {
-            slot.runtime.set_params(cfg.parameters.clone());
-            log::info!("camera {id}: parameters updated live");
-        }
-        let url_changed = slot.config.stream_url != cfg.stream_url;
-        slot.config = cfg;
-        match slot.config.status {
-            DesiredStatus::Inactive => {
-                if let Some(w) = slot.worker.take() {
-                    to_join.push(w);
-                    log::info!("camera {id}: set inactive, stopping");
+        match inner.cameras.get_mut(&id) {
+            Some(slot) if slot.version >= version => {}
+            Some(slot) => {
+                slot.version = version;
+                if slot.config == cfg {
+                    return;
                 }
-                slot.runtime.end_generation(CameraState::Stopped, None);
-            }
-            DesiredStatus::Active if url_changed || slot.worker.is_none() => {
-                if let Some(w) = slot.worker.take() {
-                    to_join.push(w);
+                if slot.config.parameters != cfg.parameters {
+                    slot.runtime.set_params(cfg.parameters.clone());
+                    log::info!("camera {id}: parameters updated live");
                 }
-                log::info!("camera {id}: (re)starting on {}", slot.config.stream_url);
-                self.start(slot);
+                let url_changed = slot.config.stream_url != cfg.stream_url;
+                slot.config = cfg;
+                match slot.config.status {
+                    DesiredStatus::Inactive => {
+                        if let Some(w) = slot.worker.take() {
+                            to_join.push(w);
+                            log::info!("camera {id}: set inactive, stopping");
+                        }
+                        if slot.leased {
+                            slot.leased = false;
+                            release.push(id.clone());
+                        }
+                        slot.runtime.end_generation(CameraState::Stopped, None);
+                    }
+                    DesiredStatus::Active if slot.leased && (url_changed || slot.worker.is_none()) => {
+                        if let Some(w) = slot.worker.take() {
+                            to_join.push(w);
+                        }
+                        log::info!("camera {id}: (re)starting on {}", slot.config.stream_url);
+                        self.start(slot);
+                    }
+                    DesiredStatus::Active => {}
+                }
             }
-            DesiredStatus::Active => {}
+            None => {
+                let runtime = CameraRuntime::new(&id, cfg.parameters.clone(), self.metrics.camera(&id));
+                log::info!("camera {id}: registered ({}, {:?}, version {version})", cfg.stream_url, cfg.status);
+                inner.cameras.insert(id, Slot { config: cfg, version, runtime, worker: None, leased: false, remote: None });
+            }
         }
-        ApplyOutcome::Updated
+    }
+
+    /// Stops a slot that leaves the cache: its worker goes to `to_join`, its metrics go.
+    fn retire(&self, mut slot: Slot, to_join: &mut Vec<CameraWorker>) {
+        if let Some(w) = slot.worker.take() {
+            to_join.push(w);
+        }
+        slot.runtime.end_generation(CameraState::Stopped, None);
+        self.metrics.remove_camera(&slot.config.camera_id);
+    }
+
+    /// This instance now holds the camera's lease: start its worker. False if the camera is
+    /// unknown, inactive, or the registry is closing (the caller gives the lease back).
+    pub fn take(&self, camera_id: &str) -> bool {
+        let mut inner = self.slots.lock();
+        if inner.closed {
+            return false;
+        }
+        let Some(slot) = inner.cameras.get_mut(camera_id) else { return false };
+        if slot.config.status != DesiredStatus::Active {
+            return false;
+        }
+        slot.leased = true;
+        slot.remote = None;
+        if slot.worker.is_none() {
+            log::info!("camera {camera_id}: lease taken, starting on {}", slot.config.stream_url);
+            self.start(slot);
+        }
+        true
+    }
+
+    /// The lease is gone (lost to another instance, or given up): stop the worker now.
+    pub fn drop_lease(&self, camera_id: &str) {
+        let worker = {
+            let mut inner = self.slots.lock();
+            let Some(slot) = inner.cameras.get_mut(camera_id) else { return };
+            slot.leased = false;
+            let w = slot.worker.take();
+            slot.runtime.end_generation(CameraState::Stopped, None);
+            w
+        };
+        if let Some(w) = worker {
+            log::info!("camera {camera_id}: lease given up or lost, stopping");
+            w.join();
+        }
     }
 
     /// Starts the slot's worker; a failure to spawn puts the camera in `error`.
@@ -157,32 +262,114 @@ impl Registry {
         }
     }
 
+    /// Cameras whose lease this instance holds.
+    pub fn leased(&self) -> Vec<String> {
+        self.slots.lock().cameras.iter().filter(|(_, s)| s.leased).map(|(id, _)| id.clone()).collect()
+    }
+
+    /// Active cameras (leased here or not): the ones some instance should run.
+    pub fn active(&self) -> Vec<String> {
+        self.slots.lock().cameras.iter().filter(|(_, s)| s.config.status == DesiredStatus::Active).map(|(id, _)| id.clone()).collect()
+    }
+
+    /// The whole cache as (id, version, config), for writing back into a Redis that lost it.
+    pub fn configs(&self) -> (u64, Vec<(String, u64, CameraConfig)>) {
+        let inner = self.slots.lock();
+        (inner.rev, inner.cameras.iter().map(|(id, s)| (id.clone(), s.version, s.config.clone())).collect())
+    }
+
+    /// Live state of the leased cameras, as published to the other instances.
+    pub fn leased_status(&self) -> Vec<(String, RemoteStatus)> {
+        let inner = self.slots.lock();
+        inner
+            .cameras
+            .iter()
+            .filter(|(_, s)| s.leased)
+            .map(|(id, s)| {
+                (id.clone(), RemoteStatus { owner: self.instance_id.clone(), status: s.runtime.status(), counters: s.runtime.counters.snapshot(), at_ms: 0 })
+            })
+            .collect()
+    }
+
+    /// Records (or, with `None`, forgets) what the owners of cameras run elsewhere publish.
+    pub fn set_remote(&self, remote: Vec<(String, Option<RemoteStatus>)>) {
+        let mut inner = self.slots.lock();
+        for (id, r) in remote {
+            if let Some(slot) = inner.cameras.get_mut(&id) {
+                if !slot.leased {
+                    slot.remote = r;
+                }
+            }
+        }
+    }
+
     pub fn list(&self) -> Vec<CameraView> {
-        self.slots.lock().cameras.values().map(Slot::view).collect()
+        let inner = self.slots.lock();
+        inner.cameras.values().map(|s| self.view(s)).collect()
     }
 
     pub fn get(&self, camera_id: &str) -> Option<CameraView> {
-        self.slots.lock().cameras.get(camera_id).map(Slot::view)
+        self.slots.lock().cameras.get(camera_id).map(|s| self.view(s))
     }
 
-    /// Stops, joins and removes a camera; `None` if unknown.
-    pub fn remove(&self, camera_id: &str) -> Option<CameraView> {
-        let mut slot = self.slots.lock().cameras.remove(camera_id)?;
-        if let Some(w) = slot.worker.take() {
+    fn view(&self, s: &Slot) -> CameraView {
+        let (config, version) = (s.config.clone(), s.version);
+        if s.leased {
+            return CameraView { config, version, owner: Some(self.instance_id.clone()), status: s.runtime.status(), counters: s.runtime.counters.snapshot() };
+        }
+        match (&s.remote, s.config.status) {
+            (Some(r), DesiredStatus::Active) => {
+                CameraView { config, version, owner: Some(r.owner.clone()), status: r.status.clone(), counters: r.counters.clone() }
+            }
+            (_, status) => {
+                let mut st = s.runtime.status();
+                if status == DesiredStatus::Active && st.state != CameraState::Error {
+                    st.state = CameraState::Pending;
+                }
+                CameraView { config, version, owner: None, status: st, counters: s.runtime.counters.snapshot() }
+            }
+        }
+    }
+
+    /// Removes a camera the API has just deleted in Redis (at revision `rev`, so a snapshot
+    /// older than the delete cannot bring it back); its worker stops. `None` if unknown. The
+    /// bool says whether this instance held its lease.
+    pub fn remove(&self, camera_id: &str, rev: u64) -> Option<(CameraView, bool)> {
+        let slot = {
+            let mut inner = self.slots.lock();
+            inner.rev = inner.rev.max(rev);
+            inner.cameras.remove(camera_id)?
+        };
+        let leased = slot.leased;
+        let mut to_join = Vec::new();
+        let view = self.view(&slot);
+        self.retire(slot, &mut to_join);
+        for w in to_join {
             w.join();
         }
-        slot.runtime.end_generation(CameraState::Stopped, None);
-        self.metrics.remove_camera(camera_id);
         log::info!("camera {camera_id}: deleted");
-        Some(slot.view())
+        let mut view = view;
+        view.status.state = CameraState::Stopped;
+        view.owner = None;
+        Some((view, leased))
     }
 
-    /// Refuses further changes, stops every worker and waits for them (shutdown).
-    pub fn shutdown(&self) {
-        let mut workers: Vec<(Arc<CameraRuntime>, CameraWorker)> = {
+    /// Refuses further changes, stops every worker and waits for them (shutdown). Returns the
+    /// cameras whose lease this instance held.
+    pub fn shutdown(&self) -> Vec<String> {
+        let (leased, mut workers): (Vec<String>, Vec<(Arc<CameraRuntime>, CameraWorker)>) = {
             let mut inner = self.slots.lock();
             inner.closed = true;
-            inner.cameras.values_mut().filter_map(|s| s.worker.take().map(|w| (s.runtime.clone(), w))).collect()
+            let leased = inner.cameras.iter().filter(|(_, s)| s.leased).map(|(id, _)| id.clone()).collect();
+            let workers = inner
+                .cameras
+                .values_mut()
+                .filter_map(|s| {
+                    s.leased = false;
+                    s.worker.take().map(|w| (s.runtime.clone(), w))
+                })
+                .collect();
+            (leased, workers)
         };
         // Signal all first so they wind down in parallel, then join one by one.
         for (_, w) in workers.iter_mut() {
@@ -192,14 +379,20 @@ impl Registry {
             w.join();
             rt.end_generation(CameraState::Stopped, None);
         }
+        leased
     }
 
-    /// Number of cameras in each state, for `/api/health`.
+    /// Number of cameras in each state (as listed), for `/api/health`.
     pub fn state_counts(&self) -> BTreeMap<&'static str, usize> {
         let mut counts: BTreeMap<&'static str, usize> = CameraState::ALL.iter().map(|s| (s.as_str(), 0)).collect();
-        for slot in self.slots.lock().cameras.values() {
-            *counts.entry(slot.runtime.status().state.as_str()).or_default() += 1;
+        for v in self.list() {
+            *counts.entry(v.status.state.as_str()).or_default() += 1;
         }
         counts
+    }
+
+    /// Cameras known to this cache, as a set (tests and the coordinator).
+    pub fn ids(&self) -> BTreeSet<String> {
+        self.slots.lock().cameras.keys().cloned().collect()
     }
 }

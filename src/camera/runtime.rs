@@ -8,13 +8,13 @@
 use super::payload::CameraParams;
 use crate::metrics::CameraCounters;
 use parking_lot::{Mutex, RwLock};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
 /// Lifecycle state shown in `GET /api/cameras`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CameraState {
     /// Opening the stream for the first time.
@@ -27,11 +27,20 @@ pub enum CameraState {
     Stopped,
     /// Cannot run without a change of configuration (e.g. the worker thread failed to start).
     Error,
+    /// Active, but no instance runs it yet: waiting for a lease (every live instance is at its
+    /// `MAX_CAMERAS`, or the hand-over after an instance died).
+    Pending,
 }
 
 impl CameraState {
-    pub const ALL: [CameraState; 5] =
-        [CameraState::Connecting, CameraState::Running, CameraState::Reconnecting, CameraState::Stopped, CameraState::Error];
+    pub const ALL: [CameraState; 6] = [
+        CameraState::Connecting,
+        CameraState::Running,
+        CameraState::Reconnecting,
+        CameraState::Stopped,
+        CameraState::Error,
+        CameraState::Pending,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             CameraState::Connecting => "connecting",
@@ -39,12 +48,13 @@ impl CameraState {
             CameraState::Reconnecting => "reconnecting",
             CameraState::Stopped => "stopped",
             CameraState::Error => "error",
+            CameraState::Pending => "pending",
         }
     }
 }
 
 /// The part of a camera's state that changes together.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RuntimeStatus {
     pub state: CameraState,
     /// Last stream or processing error, kept after recovery so users can see what happened.
@@ -52,7 +62,7 @@ pub struct RuntimeStatus {
     /// When `state` last changed (RFC 3339).
     pub state_since: String,
     /// The same moment, for health's "reconnecting for more than a minute".
-    #[serde(skip)]
+    #[serde(skip, default = "SystemTime::now")]
     pub state_since_at: SystemTime,
     /// Frames per second decoded from the stream over the last few seconds.
     pub input_fps: f32,

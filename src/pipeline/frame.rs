@@ -8,6 +8,7 @@
 use crate::camera::CameraParams;
 use crate::metrics::CameraCounters;
 use opencv::core::Mat;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -28,6 +29,27 @@ pub struct Frame {
     pub captured: Instant,
     /// BGR, 8 bits per channel, full resolution.
     pub image: Mat,
+    /// The camera's place in the pipeline this frame holds until the detector is done with it
+    /// (or it is dropped on the way): capture converts a new frame only while its camera holds
+    /// fewer than `capture::MAX_IN_FLIGHT` (back-pressure to the source).
+    pub in_flight: Option<InFlight>,
+}
+
+/// One of a camera's places between capture and the end of detection; given back on drop.
+pub struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    /// Takes a place on `count` (the camera's gauge).
+    pub fn take(count: &Arc<AtomicUsize>) -> InFlight {
+        count.fetch_add(1, Ordering::AcqRel);
+        InFlight(count.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Frame {
@@ -42,6 +64,7 @@ impl Frame {
             captured_at: SystemTime::now(),
             captured: Instant::now(),
             image,
+            in_flight: None,
         }
     }
 }

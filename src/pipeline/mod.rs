@@ -124,6 +124,10 @@ impl Pipeline {
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
         let publisher = publish::spawn(publish::PublisherConfig::from_config(config), events_rx, stop_rx, metrics.clone(), supervisor)
             .map_err(StartError::Publisher)?;
+        detect::session::set_tensorrt_options(detect::session::TensorRtOptions {
+            cache_dir: config.tensorrt_cache_dir.clone(),
+            fp16: config.tensorrt_fp16,
+        });
         let yolo = detect::yolo::Yolo::load(
             &config.yolo_model,
             config.yolo_model_name(),
@@ -146,7 +150,7 @@ impl Pipeline {
                     plate_provider: Some(models.plate.provider()),
                     ocr_provider: Some(models.reader.provider()),
                 };
-                let h = anpr::spawn(models, anpr::AnprSettings::from_config(config), rx, events_tx.clone(), metrics.clone(), supervisor)
+                let h = anpr::spawn(models, anpr::AnprSettings::from_config(config).shared_in_redis(config), rx, events_tx.clone(), metrics.clone(), supervisor)
                     .map_err(StartError::Threads)?;
                 (Some(h), Some(tx), status)
             }

@@ -79,6 +79,8 @@ pub struct PublisherConfig {
     pub target: RedisTarget,
     /// `REDIS_STREAM`.
     pub stream: String,
+    /// `INSTANCE_ID`, stamped on every event's payload.
+    pub instance_id: String,
     /// `REDIS_STREAM_MAXLEN`, applied with `~`.
     pub maxlen: usize,
     /// `PUBLISH_BATCH_SIZE`: XADDs per pipeline round trip.
@@ -99,6 +101,7 @@ impl PublisherConfig {
         PublisherConfig {
             target: RedisTarget::from_config(c),
             stream: c.redis_stream.clone(),
+            instance_id: c.instance_id.clone(),
             maxlen: c.redis_stream_maxlen,
             batch_size: c.publish_batch_size,
             buffer_max: c.publish_buffer_max,
@@ -274,7 +277,10 @@ impl Publisher {
     }
 
     /// Encodes and buffers one event; a full buffer loses its oldest event (counted).
-    fn push(&mut self, ev: Event) {
+    fn push(&mut self, mut ev: Event) {
+        if ev.common().instance_id.is_empty() {
+            ev.common_mut().instance_id.clone_from(&self.cfg.instance_id);
+        }
         let payload = match serde_json::to_string(&ev) {
             Ok(p) => p,
             Err(e) => {

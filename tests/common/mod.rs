@@ -37,7 +37,8 @@ pub fn unique_stream(name: &str) -> String {
     format!("test:{name}:{}:{nanos}", std::process::id())
 }
 
-/// A configuration for tests: API on 127.0.0.1 port 0, the test Redis, a unique stream.
+/// A configuration for tests: API on 127.0.0.1 port 0, the test Redis, a unique stream and key
+/// prefix.
 pub fn test_config(stream_name: &str) -> Config {
     Config {
         api_host: "127.0.0.1".into(),
@@ -45,6 +46,9 @@ pub fn test_config(stream_name: &str) -> Config {
         redis_host: redis_host(),
         redis_port: redis_port(),
         redis_stream: unique_stream(stream_name),
+        // each test service is a cluster of its own: its registry, leases and dedupe keys
+        redis_key_prefix: format!("{}:", unique_stream(stream_name)),
+        instance_id: "test-instance".into(),
         yolo_model: model("yolov8n.onnx"),
         ort_dylib_path: std::env::var_os("ORT_DYLIB_PATH").map(Into::into),
         // tests play files from the media folder and temporary folders; the file-root rule

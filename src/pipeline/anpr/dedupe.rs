@@ -3,8 +3,16 @@
 //! that *corrects* it (a different text within distance 1): then the better read is published
 //! too. The same text read again more confidently is not news and only raises the bar.
 //! Time comes from an injected [`Clock`] so tests need no sleeping.
+//!
+//! With several instances, a camera can move to another instance mid-window (DESIGN.md
+//! section 9); [`SharedDedupe`] then keeps the window across them: before a new plate is
+//! published, `SET <prefix>anpr:<camera>:<plate> <instance> NX EX <window>` must succeed. That
+//! key is exact, so the edit-distance-1 tolerance stays per instance. If Redis cannot be
+//! reached the read is published (at least once rather than lost) and Redis is not asked again
+//! for 5 s.
 
 use super::text::edit_distance;
+use crate::pipeline::publish::RedisTarget;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -35,11 +43,18 @@ pub struct Dedupe<C: Clock> {
     window: Duration,
     clock: C,
     seen: HashMap<String, Vec<Seen>>,
+    shared: Option<SharedDedupe>,
 }
 
 impl<C: Clock> Dedupe<C> {
     pub fn new(window: Duration, clock: C) -> Self {
-        Dedupe { window, clock, seen: HashMap::new() }
+        Dedupe { window, clock, seen: HashMap::new(), shared: None }
+    }
+
+    /// Also keeps the window across instances, in Redis.
+    pub fn with_shared(mut self, shared: SharedDedupe) -> Self {
+        self.shared = Some(shared);
+        self
     }
 
     /// Whether a read of `plate` at `confidence` on `camera` should be published; records it if so.
@@ -58,7 +73,7 @@ impl<C: Clock> Dedupe<C> {
             Some(_) => false,
             None => {
                 list.push(Seen { plate: plate.to_string(), at: now, best_confidence: confidence });
-                true
+                self.shared.as_mut().is_none_or(|s| s.claim(camera, plate, window))
             }
         }
     }
@@ -76,6 +91,53 @@ impl<C: Clock> Dedupe<C> {
     /// Cameras with something remembered.
     pub fn cameras(&self) -> usize {
         self.seen.len()
+    }
+}
+
+/// The part of the dedupe window kept in Redis, for cameras that change instance.
+pub struct SharedDedupe {
+    target: RedisTarget,
+    prefix: String,
+    instance_id: String,
+    conn: Option<redis::Connection>,
+    /// After a failure Redis is left alone until then.
+    retry_at: Option<Instant>,
+}
+
+impl SharedDedupe {
+    pub fn new(target: RedisTarget, prefix: &str, instance_id: &str) -> Self {
+        SharedDedupe { target, prefix: prefix.to_string(), instance_id: instance_id.to_string(), conn: None, retry_at: None }
+    }
+
+    /// Whether this instance may publish `plate` on `camera` now: true unless another instance
+    /// (or this one before a restart) published it within `window`.
+    pub fn claim(&mut self, camera: &str, plate: &str, window: Duration) -> bool {
+        let secs = window.as_secs();
+        if secs == 0 || self.retry_at.is_some_and(|t| Instant::now() < t) {
+            return true;
+        }
+        let key = format!("{}anpr:{camera}:{plate}", self.prefix);
+        let result = (|| -> redis::RedisResult<bool> {
+            if self.conn.is_none() {
+                self.conn = Some(self.target.connect(Duration::from_millis(500))?);
+            }
+            let conn = self.conn.as_mut().expect("invariant: connected above");
+            let set: Option<String> = redis::cmd("SET").arg(&key).arg(&self.instance_id).arg("NX").arg("EX").arg(secs).query(conn)?;
+            Ok(set.is_some())
+        })();
+        match result {
+            Ok(true) => true,
+            Ok(false) => {
+                log::debug!("anpr cam={camera}: plate already published within the window (by this or another instance)");
+                false
+            }
+            Err(e) => {
+                log::warn!("anpr: Redis dedupe unavailable ({e}); publishing plates on this instance's memory alone for 5 s");
+                self.conn = None;
+                self.retry_at = Some(Instant::now() + Duration::from_secs(5));
+                true
+            }
+        }
     }
 }
 

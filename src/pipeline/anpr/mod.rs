@@ -104,6 +104,9 @@ pub struct AnprJob {
 pub struct AnprSettings {
     /// `ANPR_DEDUPE_WINDOW_S`.
     pub dedupe_window: Duration,
+    /// Where the window is also kept across instances: Redis, `REDIS_KEY_PREFIX`, `INSTANCE_ID`
+    /// (the service sets it; `None` keeps it in this process only, as the unit tests do).
+    pub shared_dedupe: Option<(crate::pipeline::publish::RedisTarget, String, String)>,
     pub rules: PlateRules,
     /// Least vehicle confidence considered (0.3: ANPR looks at vehicles below the camera's
     /// event threshold too, since a plate read confirms them).
@@ -119,10 +122,18 @@ pub struct AnprSettings {
 }
 
 impl AnprSettings {
+    /// Keeps the dedupe window in Redis too (the running service; see `dedupe::SharedDedupe`).
+    pub fn shared_in_redis(mut self, c: &crate::config::Config) -> Self {
+        let target = crate::pipeline::publish::RedisTarget::from_config(c);
+        self.shared_dedupe = Some((target, c.redis_key_prefix.clone(), c.instance_id.clone()));
+        self
+    }
+
     /// From configuration; the vehicle and plate size guards are fixed (documented) values.
     pub fn from_config(c: &crate::config::Config) -> Self {
         AnprSettings {
             dedupe_window: c.anpr_dedupe_window,
+            shared_dedupe: None,
             rules: PlateRules { min_len: c.anpr_min_plate_len, max_len: c.anpr_max_plate_len, format: c.anpr_plate_format.clone() },
             min_vehicle_confidence: 0.3,
             min_vehicle_area: 2500.0,
@@ -379,7 +390,10 @@ fn normalised(b: [f32; 4], w: f32, h: f32) -> BoundingBox {
 
 impl<C: Clock> AnprStage<C> {
     pub fn new(models: AnprModels, settings: AnprSettings, clock: C, metrics: Arc<Metrics>) -> Self {
-        let dedupe = Dedupe::new(settings.dedupe_window, clock);
+        let mut dedupe = Dedupe::new(settings.dedupe_window, clock);
+        if let Some(shared) = &settings.shared_dedupe {
+            dedupe = dedupe.with_shared(dedupe::SharedDedupe::new(shared.0.clone(), &shared.1, &shared.2));
+        }
         AnprStage {
             models,
             settings,

@@ -43,6 +43,11 @@ impl<T> RoundRobin<T> {
         self.len
     }
 
+    /// Cameras with at least one item queued.
+    pub fn cameras_queued(&self) -> usize {
+        self.queues.iter().filter(|(_, q)| !q.is_empty()).count()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

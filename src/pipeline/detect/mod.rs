@@ -3,7 +3,7 @@
 //! ```text
 //! frames from motion (DETECT_CAP, try_send; full -> dropped{stage="motion"})
 //!   -> [batcher: per-camera queues of DETECT_PER_CAMERA_CAP, newest wins -> dropped{stage="detect"},
-//!       round-robin up to BATCH_SIZE frames or BATCH_TIMEOUT_MS]
+//!       round-robin up to BATCH_SIZE frames, one from every live camera, or BATCH_TIMEOUT_MS]
 //!   -> [letterbox x rayon -> one ort session -> decode + class-aware NMS, down to TRACK_LOW_THRESH]
 //!   -> Detected{frame, every box} (TRACK_CAP, Block) -> track
 //! ```
@@ -37,6 +37,10 @@ pub const DETECT_CAP: usize = 64;
 /// Frames waiting per camera inside the batcher. Policy: `DropOldest` (newest wins), counted
 /// as `frames_dropped{stage="detect"}`.
 pub const DETECT_PER_CAMERA_CAP: usize = 2;
+
+/// A camera that sent a frame within this window counts as live: a batch does not wait for
+/// more frames once every live camera has one queued.
+pub const LIVE_CAMERA_WINDOW: Duration = Duration::from_secs(2);
 
 /// The lowest score a box is kept at: the tracker's low-score pass uses boxes down to here,
 /// far below any camera's event threshold.
@@ -106,33 +110,45 @@ struct DetectStage {
 impl DetectStage {
     fn run(&mut self, frames: Receiver<Frame>) {
         let mut queues: RoundRobin<Frame> = RoundRobin::new(DETECT_PER_CAMERA_CAP);
-        let push = |q: &mut RoundRobin<Frame>, f: Frame| {
+        // when each camera last sent a frame: once every live camera has a frame queued, the
+        // batch goes without waiting out BATCH_TIMEOUT_MS (one camera alone never waits)
+        let mut last_seen: std::collections::HashMap<Arc<str>, Instant> = std::collections::HashMap::new();
+        let mut push = |q: &mut RoundRobin<Frame>, f: Frame| {
             let camera = f.camera_id.clone();
+            let now = Instant::now();
+            last_seen.insert(camera.clone(), now);
+            if last_seen.len() > 2 * q.cameras_queued() + 16 {
+                last_seen.retain(|_, t| now.duration_since(*t) < LIVE_CAMERA_WINDOW);
+            }
+            let live = last_seen.values().filter(|t| now.duration_since(**t) < LIVE_CAMERA_WINDOW).count();
             if let Some(old) = q.push(&camera, f) {
                 old.counters.frame_dropped(Stage::Detect);
             }
+            live
         };
+        let mut live = 0;
         let mut open = true;
         while open || !queues.is_empty() {
             beat();
             if queues.is_empty() {
                 match frames.recv_timeout(BEAT_EVERY) {
-                    Ok(f) => push(&mut queues, f),
+                    Ok(f) => live = push(&mut queues, f),
                     Err(RecvTimeoutError::Timeout) => continue,
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
             }
-            // Fill the batch until it is full or the oldest frame has waited BATCH_TIMEOUT_MS.
+            // Fill the batch until it is full, every live camera has a frame in it, or the
+            // oldest frame has waited BATCH_TIMEOUT_MS.
             let deadline = Instant::now() + self.settings.batch_timeout;
-            while open && queues.len() < self.settings.batch_size {
+            while open && queues.len() < self.settings.batch_size && queues.cameras_queued() < live {
                 match frames.recv_deadline(deadline) {
-                    Ok(f) => push(&mut queues, f),
+                    Ok(f) => live = push(&mut queues, f),
                     Err(RecvTimeoutError::Timeout) => break,
                     Err(RecvTimeoutError::Disconnected) => open = false,
                 }
             }
             for f in frames.try_iter() {
-                push(&mut queues, f);
+                live = push(&mut queues, f);
             }
             let batch = queues.take_batch(self.settings.batch_size);
             self.metrics.set_detect_queue_depth(queues.len());
@@ -188,8 +204,10 @@ impl DetectStage {
         self.metrics.inference_phase(Phase::Inference, t.inference.as_secs_f64());
         self.metrics.inference_phase(Phase::Postprocess, t.postprocess.as_secs_f64());
         self.metrics.batch_size.observe(batch.len() as f64);
-        for (frame, (_lb, boxes)) in batch.into_iter().zip(results) {
+        for (mut frame, (_lb, boxes)) in batch.into_iter().zip(results) {
             frame.counters.frame_detected();
+            // the detector is done with it: its camera may convert the next frame
+            frame.in_flight = None;
             // Block policy: the track stage is cheap and never waits on anything slow
             if self.detected.send(Detected { frame, boxes }).is_err() {
                 log::debug!("detect: the track stage is gone (shutdown)");

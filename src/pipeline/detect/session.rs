@@ -6,9 +6,12 @@
 //! checks first and returns a clear error instead.
 //!
 //! Execution providers: `cpu`, `cuda` (the CUDA provider must load, or start-up fails), `auto`
-//! (CUDA if its provider library and GPU load, CPU otherwise). The CUDA provider is registered
-//! with `error_on_failure`, so a failed CUDA registration is seen and reported instead of
-//! silently running on the CPU; [`ModelSession::provider`] says what really runs.
+//! (CUDA if its provider library and GPU load, CPU otherwise), `tensorrt` (opt-in: TensorRT
+//! with CUDA for the nodes TensorRT does not take, both required). GPU providers are registered
+//! with `error_on_failure`, so a failed registration is seen and reported instead of silently
+//! running on the CPU; [`ModelSession::provider`] says what really runs. Why a GPU provider
+//! failed is read from ONNX Runtime's message ([`GpuFailure`]): no driver or no device is told
+//! apart from a library of the GPU recipe that is missing (docs/gpu.md).
 
 use crate::config::InferenceDevice;
 use ndarray::{ArrayView, ArrayViewD};
@@ -34,8 +37,8 @@ pub enum InferenceError {
     PyTorch { var: &'static str, path: String },
     #[error("{var}={path:?}: cannot load the model: {reason}")]
     Load { var: &'static str, path: String, reason: String },
-    #[error("INFERENCE_DEVICE=cuda but the CUDA execution provider did not load: {0}")]
-    Cuda(String),
+    #[error("INFERENCE_DEVICE={device} but the {provider} execution provider did not load: {cause}. ONNX Runtime said: {detail}")]
+    Gpu { device: &'static str, provider: &'static str, cause: GpuFailure, detail: String },
     #[error("{var}={path:?}: unexpected model shape: {reason}")]
     BadModel { var: &'static str, path: String, reason: String },
     #[error("inference failed: {0}")]
@@ -48,6 +51,112 @@ pub enum InferenceError {
 pub enum Provider {
     Cpu,
     Cuda,
+    /// TensorRT, with CUDA for the nodes it does not take.
+    #[serde(rename = "tensorrt")]
+    TensorRt,
+}
+
+/// Why a GPU execution provider did not load, read from ONNX Runtime's error message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GpuFailure {
+    /// `libcuda.so.1` cannot be opened: the NVIDIA driver is not installed here (no GPU), or a
+    /// container was started without the GPU (`--gpus`, NVIDIA Container Toolkit).
+    NoDriver,
+    /// The driver answers but sees no GPU (`cudaErrorNoDevice`, CUDA error 100).
+    NoDevice,
+    /// `cudaErrorInsufficientDriver` (CUDA error 35): the CUDA runtime found no driver, or one
+    /// older than CUDA 13.
+    OldDriver,
+    /// A library of the GPU recipe (cuBLAS, cuDNN, TensorRT, ...) cannot be opened.
+    MissingLibrary(String),
+    /// The ONNX Runtime library has no such provider: a CPU build of ONNX Runtime.
+    NotInRuntime,
+    /// Anything else: ONNX Runtime's message says what.
+    Other,
+}
+
+impl GpuFailure {
+    /// Reads ONNX Runtime's message. A missing library is named by the loader as
+    /// `libX.so.N: cannot open shared object file`; CUDA errors as `CUDA failure N: text`.
+    pub fn classify(msg: &str) -> GpuFailure {
+        static MISSING: OnceLock<regex::Regex> = OnceLock::new();
+        let missing = MISSING
+            .get_or_init(|| regex::Regex::new(r"([A-Za-z0-9_.+-]+\.so[0-9.]*): cannot open shared object file").expect("valid regex"));
+        if let Some(lib) = missing.captures(msg).map(|c| c[1].to_string()) {
+            return match lib.as_str() {
+                "libcuda.so.1" | "libcuda.so" => GpuFailure::NoDriver,
+                l if l.starts_with("libonnxruntime_providers_") => GpuFailure::NotInRuntime,
+                _ => GpuFailure::MissingLibrary(lib),
+            };
+        }
+        let lower = msg.to_ascii_lowercase();
+        if lower.contains("no cuda-capable device") || lower.contains("cudaerrornodevice") || lower.contains("cuda failure 100:") {
+            GpuFailure::NoDevice
+        } else if lower.contains("driver version is insufficient")
+            || lower.contains("cudaerrorinsufficientdriver")
+            || lower.contains("cuda failure 35:")
+        {
+            GpuFailure::OldDriver
+        } else if lower.contains("not enabled in this build")
+            || lower.contains("is not supported in this build")
+            || lower.contains("this build has no cuda")
+        {
+            GpuFailure::NotInRuntime
+        } else {
+            GpuFailure::Other
+        }
+    }
+}
+
+impl std::fmt::Display for GpuFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GpuFailure::NoDriver => f.write_str(
+                "no CUDA device: the NVIDIA driver library libcuda.so.1 is not on this machine (no GPU here, or a container started without its GPU: --gpus / NVIDIA Container Toolkit)",
+            ),
+            GpuFailure::NoDevice => f.write_str("no CUDA device: the NVIDIA driver reports no CUDA-capable GPU (see nvidia-smi, CUDA_VISIBLE_DEVICES)"),
+            GpuFailure::OldDriver => f.write_str(
+                "no CUDA device: no usable NVIDIA driver (CUDA error 35: none is installed, or it is older than CUDA 13 needs, r580 or newer; nvidia-smi shows it)",
+            ),
+            GpuFailure::MissingLibrary(lib) => write!(
+                f,
+                "missing library {lib}: the GPU libraries are not installed or not on LD_LIBRARY_PATH (scripts/gpu_setup.sh installs them; docs/gpu.md)"
+            ),
+            GpuFailure::NotInRuntime => {
+                f.write_str("the ONNX Runtime library (ORT_DYLIB_PATH) has no such provider: it is a CPU build; use onnxruntime-gpu (docs/gpu.md)")
+            }
+            GpuFailure::Other => f.write_str("see ONNX Runtime's message"),
+        }
+    }
+}
+
+/// The part of ONNX Runtime's GPU error that matters: from `CUDA failure N: ...` or `Failed
+/// to load library ...` on (the rest is a C++ source location and signature).
+fn gpu_detail(msg: &str) -> String {
+    let msg = msg.trim();
+    let start = ["CUDA failure ", "Failed to load library "].iter().find_map(|k| msg.find(k)).unwrap_or(0);
+    msg[start..].to_string()
+}
+
+/// TensorRT settings (`TENSORRT_CACHE_DIR`, `TENSORRT_FP16`), set by the pipeline at start.
+#[derive(Debug, Clone)]
+pub struct TensorRtOptions {
+    pub cache_dir: PathBuf,
+    pub fp16: bool,
+}
+
+static TENSORRT: parking_lot::Mutex<Option<TensorRtOptions>> = parking_lot::Mutex::new(None);
+
+/// Sets the TensorRT options of the sessions loaded from now on.
+pub fn set_tensorrt_options(options: TensorRtOptions) {
+    *TENSORRT.lock() = Some(options);
+}
+
+fn tensorrt_options() -> TensorRtOptions {
+    TENSORRT.lock().clone().unwrap_or_else(|| {
+        let c = crate::config::Config::default();
+        TensorRtOptions { cache_dir: c.tensorrt_cache_dir, fp16: c.tensorrt_fp16 }
+    })
 }
 
 /// The loaded runtime: where from and which version.
@@ -147,21 +256,32 @@ impl ModelSession {
         let runtime = environment(dylib)?;
         let env = &ENV.get().and_then(|e| e.as_ref().ok()).expect("invariant: environment() succeeded").env;
         let load_err = |e: &dyn std::fmt::Display| InferenceError::Load { var, path: shown.clone(), reason: e.to_string() };
-        let build = |cuda: bool| -> Result<Session, ort::Error> {
-            let mut b = Session::builder(env)?.with_optimization_level(GraphOptimizationLevel::Level3).map_err(Into::<ort::Error>::into)?;
-            if cuda {
-                b = cuda_provider(b)?;
-            }
+        let build = |provider: Provider| -> Result<Session, ort::Error> {
+            let b = Session::builder(env)?.with_optimization_level(GraphOptimizationLevel::Level3).map_err(Into::<ort::Error>::into)?;
+            let mut b = match provider {
+                Provider::Cpu => b,
+                Provider::Cuda => cuda_provider(b)?,
+                Provider::TensorRt => tensorrt_provider(b, &tensorrt_options())?,
+            };
             b.commit_from_file(path)
         };
+        let gpu_err = |device: &'static str, provider: &'static str, e: ort::Error| {
+            let detail = gpu_detail(&e.to_string());
+            InferenceError::Gpu { device, provider, cause: GpuFailure::classify(&detail), detail }
+        };
         let (session, provider) = match device {
-            InferenceDevice::Cpu => (build(false).map_err(|e| load_err(&e))?, Provider::Cpu),
-            InferenceDevice::Cuda => (build(true).map_err(|e| InferenceError::Cuda(e.to_string()))?, Provider::Cuda),
-            InferenceDevice::Auto => match build(true) {
+            InferenceDevice::Cpu => (build(Provider::Cpu).map_err(|e| load_err(&e))?, Provider::Cpu),
+            InferenceDevice::Cuda => (build(Provider::Cuda).map_err(|e| gpu_err("cuda", "CUDA", e))?, Provider::Cuda),
+            InferenceDevice::TensorRt => (build(Provider::TensorRt).map_err(|e| gpu_err("tensorrt", "TensorRT", e))?, Provider::TensorRt),
+            InferenceDevice::Auto => match build(Provider::Cuda) {
                 Ok(s) => (s, Provider::Cuda),
                 Err(e) => {
-                    log::info!("inference: CUDA not available for {shown}, using CPU: {e}");
-                    (build(false).map_err(|e| load_err(&e))?, Provider::Cpu)
+                    let detail = gpu_detail(&e.to_string());
+                    log::warn!(
+                        "inference: INFERENCE_DEVICE=auto: CUDA not used for {shown}, running on CPU: {}. ONNX Runtime said: {detail}",
+                        GpuFailure::classify(&detail)
+                    );
+                    (build(Provider::Cpu).map_err(|e| load_err(&e))?, Provider::Cpu)
                 }
             },
         };
@@ -227,4 +347,63 @@ fn cuda_provider(b: ort::session::builder::SessionBuilder) -> Result<ort::sessio
 #[cfg(not(feature = "cuda"))]
 fn cuda_provider(_b: ort::session::builder::SessionBuilder) -> Result<ort::session::builder::SessionBuilder, ort::Error> {
     Err(ort::Error::new("this build has no CUDA support (cargo feature `cuda` off)"))
+}
+
+/// Adds TensorRT, then CUDA for the nodes TensorRT does not take; both fail loudly. Engines and
+/// the timing cache go to `cache_dir`, so a restart reuses them instead of building again.
+#[cfg(feature = "cuda")]
+fn tensorrt_provider(
+    b: ort::session::builder::SessionBuilder,
+    options: &TensorRtOptions,
+) -> Result<ort::session::builder::SessionBuilder, ort::Error> {
+    std::fs::create_dir_all(&options.cache_dir)
+        .map_err(|e| ort::Error::new(format!("TENSORRT_CACHE_DIR={}: cannot create it: {e}", options.cache_dir.display())))?;
+    let dir = options.cache_dir.display().to_string();
+    let trt = ort::ep::TensorRT::default()
+        .with_engine_cache(true)
+        .with_engine_cache_path(&dir)
+        .with_timing_cache(true)
+        .with_timing_cache_path(&dir)
+        .with_fp16(options.fp16)
+        .build()
+        .error_on_failure();
+    b.with_execution_providers([trt, ort::ep::CUDA::default().build().error_on_failure()]).map_err(Into::<ort::Error>::into)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn tensorrt_provider(
+    _b: ort::session::builder::SessionBuilder,
+    _options: &TensorRtOptions,
+) -> Result<ort::session::builder::SessionBuilder, ort::Error> {
+    Err(ort::Error::new("this build has no CUDA support (cargo feature `cuda` off)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::GpuFailure;
+
+    /// The messages ONNX Runtime gives on a machine without a driver, with a recipe library
+    /// missing, and from a driver without a GPU, are told apart.
+    #[test]
+    fn gpu_failures_are_told_apart() {
+        let no_driver = "Failed to load library libonnxruntime_providers_cuda.so with error: libcuda.so.1: cannot open shared object file: No such file or directory";
+        assert_eq!(GpuFailure::classify(no_driver), GpuFailure::NoDriver);
+        assert!(GpuFailure::NoDriver.to_string().starts_with("no CUDA device"));
+        let lib = "Failed to load library libonnxruntime_providers_cuda.so with error: libcublasLt.so.13: cannot open shared object file: No such file or directory";
+        assert_eq!(GpuFailure::classify(lib), GpuFailure::MissingLibrary("libcublasLt.so.13".into()));
+        assert!(GpuFailure::classify(lib).to_string().starts_with("missing library libcublasLt.so.13"));
+        let no_device = "CUDA failure 100: no CUDA-capable device is detected ; GPU=0 ; hostname=x ; file=cuda_execution_provider.cc ; line=282 ; expr=cudaSetDevice(info_.device_id);";
+        assert_eq!(GpuFailure::classify(no_device), GpuFailure::NoDevice);
+        let old = "CUDA failure 35: CUDA driver version is insufficient for CUDA runtime version ; GPU=0";
+        assert_eq!(GpuFailure::classify(old), GpuFailure::OldDriver);
+        let cpu_build = "Failed to load library libonnxruntime_providers_shared.so with error: libonnxruntime_providers_shared.so: cannot open shared object file: No such file or directory";
+        assert_eq!(GpuFailure::classify(cpu_build), GpuFailure::NotInRuntime);
+        assert_eq!(GpuFailure::classify("something else"), GpuFailure::Other);
+        assert_eq!(
+            super::gpu_detail(
+                "/src/provider_bridge_ort.cc:2043 Get() [ONNXRuntimeError] : 1 : FAIL : Failed to load library a.so with error: b\n"
+            ),
+            "Failed to load library a.so with error: b"
+        );
+    }
 }
