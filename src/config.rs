@@ -87,6 +87,8 @@ struct RawConfig {
     tensorrt_fp16: String,
     #[serde(default = "d::batch_size")]
     batch_size: usize,
+    #[serde(default)]
+    inference_workers: usize,
     #[serde(default = "d::batch_timeout_ms")]
     batch_timeout_ms: u64,
     #[serde(default = "d::nms_iou")]
@@ -248,6 +250,7 @@ const FORMS: &[(&str, &str)] = &[
     ("TENSORRT_CACHE_DIR", "a writable directory for TensorRT engines (created if missing), e.g. /var/cache/analytics/tensorrt"),
     ("TENSORRT_FP16", "true or false: let TensorRT build float16 kernels"),
     ("BATCH_SIZE", "frames per inference batch 1..256, e.g. 8"),
+    ("INFERENCE_WORKERS", "inference threads 0..64, each with its own session; 0 = one per CPU core up to 4"),
     ("BATCH_TIMEOUT_MS", "milliseconds to wait for a batch 0..10000, e.g. 20"),
     ("NMS_IOU", "an IoU in (0, 1], e.g. 0.45"),
     ("ORT_DYLIB_PATH", "a path to libonnxruntime.so, or empty to search the usual places"),
@@ -340,6 +343,9 @@ pub struct Config {
     pub tensorrt_fp16: bool,
     /// `BATCH_SIZE` (8): most frames in one cross-camera inference batch.
     pub batch_size: usize,
+    /// `INFERENCE_WORKERS` (0 = one per CPU core, at most 4): detection threads, each with its
+    /// own session and `cores / workers` ONNX Runtime threads, running batches side by side.
+    pub inference_workers: usize,
     /// `BATCH_TIMEOUT_MS` (20): longest wait for a batch to fill.
     pub batch_timeout: Duration,
     /// `NMS_IOU` (0.45): IoU above which NMS suppresses a box of the same class.
@@ -460,6 +466,7 @@ impl Config {
             _ => return Err(invalid("TENSORRT_FP16", &raw.tensorrt_fp16, "not a boolean")),
         };
         check((1..=256).contains(&raw.batch_size), "BATCH_SIZE", &raw.batch_size, "out of range")?;
+        check(raw.inference_workers <= 64, "INFERENCE_WORKERS", &raw.inference_workers, "out of range")?;
         check(raw.batch_timeout_ms <= 10_000, "BATCH_TIMEOUT_MS", &raw.batch_timeout_ms, "out of range")?;
         check(raw.nms_iou > 0.0 && raw.nms_iou <= 1.0, "NMS_IOU", &raw.nms_iou, "out of range")?;
         check(raw.anpr_dedupe_window_s <= 86_400, "ANPR_DEDUPE_WINDOW_S", &raw.anpr_dedupe_window_s, "out of range")?;
@@ -510,6 +517,7 @@ impl Config {
             tensorrt_cache_dir: raw.tensorrt_cache_dir,
             tensorrt_fp16,
             batch_size: raw.batch_size,
+            inference_workers: raw.inference_workers,
             batch_timeout: Duration::from_millis(raw.batch_timeout_ms),
             nms_iou: raw.nms_iou,
             ort_dylib_path: raw.ort_dylib_path.filter(|p| !p.as_os_str().is_empty()),
@@ -527,6 +535,14 @@ impl Config {
             motion_workers: raw.motion_workers,
             log_level,
         })
+    }
+
+    /// Inference workers and ONNX Runtime threads for each: `INFERENCE_WORKERS`, or one worker
+    /// of one thread per core (at most 4 workers) when 0.
+    pub fn inference_worker_count(&self) -> (usize, usize) {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let workers = if self.inference_workers > 0 { self.inference_workers } else { cores.clamp(1, 4) };
+        (workers, (cores / workers).max(1))
     }
 
     /// Motion pool size: `MOTION_WORKERS`, or one per CPU core when 0.

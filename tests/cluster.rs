@@ -82,25 +82,11 @@ impl Site {
             if p["event_type"] != "detection" {
                 continue;
             }
-            let at = parse_rfc3339(p["timestamp"].as_str().unwrap());
+            let at = analytics_service::time::parse_rfc3339_millis(p["timestamp"].as_str().unwrap()).unwrap();
             out.push((p["camera_id"].as_str().unwrap().to_string(), p["instance_id"].as_str().unwrap().to_string(), at, p["event_id"].as_str().unwrap().to_string()));
         }
         out
     }
-}
-
-/// `2026-11-25T21:22:29.123Z` -> SystemTime (the service's own format).
-fn parse_rfc3339(s: &str) -> SystemTime {
-    let n = |a: usize, b: usize| s[a..b].parse::<i64>().unwrap();
-    let (y, mo, d, h, mi, sec, ms) = (n(0, 4), n(5, 7), n(8, 10), n(11, 13), n(14, 16), n(17, 19), n(20, 23));
-    // days from civil (Howard Hinnant)
-    let y2 = if mo <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let doy = (153 * (if mo > 2 { mo - 3 } else { mo + 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146097 + doe - 719468;
-    SystemTime::UNIX_EPOCH + Duration::from_millis(((days * 86400 + h * 3600 + mi * 60 + sec) * 1000 + ms) as u64)
 }
 
 impl Instance {

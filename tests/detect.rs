@@ -274,7 +274,7 @@ fn a_bad_frame_costs_only_itself() {
     let (out_tx, out_rx) = crossbeam_channel::bounded(16);
     let sup = Supervisor::new();
     let settings = DetectSettings { batch_size: 8, batch_timeout: Duration::from_millis(200) };
-    let h = detect::spawn(yolo(8), settings, rx, out_tx, Metrics::new(), &sup).unwrap();
+    let h = detect::spawn(vec![yolo(8), yolo(8)], settings, rx, out_tx, Metrics::new(), &sup).unwrap();
     let counters: Vec<Arc<CameraCounters>> = (0..4).map(|_| Arc::new(CameraCounters::default())).collect();
     let frames = [bad[0].clone(), good.clone(), bad[1].clone(), good.clone()];
     for (i, img) in frames.into_iter().enumerate() {
@@ -288,4 +288,43 @@ fn a_bad_frame_costs_only_itself() {
     assert_eq!(counters[0].snapshot().frames_dropped, 1);
     assert_eq!(counters[2].snapshot().frames_dropped, 1);
     assert_eq!(counters[1].snapshot().frames_detected, 1);
+}
+
+/// With two inference workers a camera's frames can finish out of order (the second worker's
+/// frame first); the track stage must still get them in capture order, every one once.
+#[test]
+fn two_workers_keep_each_cameras_order() {
+    use analytics_service::camera::CameraParams;
+    use analytics_service::metrics::{CameraCounters, Metrics};
+    use analytics_service::pipeline::detect::{self, DetectSettings};
+    use analytics_service::pipeline::frame::Frame;
+    use analytics_service::pipeline::supervise::Supervisor;
+    use std::sync::Arc;
+    let big = read(&media("bus.jpg"));
+    // a tiny frame letterboxes and runs faster than the full photo: the other worker's
+    // later frame often finishes first
+    let mut small = Mat::default();
+    opencv::imgproc::resize(&big, &mut small, opencv::core::Size::new(64, 48), 0.0, 0.0, opencv::imgproc::INTER_AREA).unwrap();
+    let (tx, rx) = crossbeam_channel::bounded(64);
+    let (out_tx, out_rx) = crossbeam_channel::bounded(64);
+    let settings = DetectSettings { batch_size: 1, batch_timeout: Duration::from_millis(1) };
+    let h = detect::spawn(vec![yolo(1), yolo(1)], settings, rx, out_tx, Metrics::new(), &Supervisor::new()).unwrap();
+    let counters: Vec<Arc<CameraCounters>> = (0..2).map(|_| Arc::new(CameraCounters::default())).collect();
+    let sender = std::thread::spawn(move || {
+        for n in 1..=24u64 {
+            for (c, counters) in counters.iter().enumerate() {
+                let img = if n % 2 == 0 { small.clone() } else { big.clone() };
+                tx.send(Frame::now(&format!("cam{c}"), CameraParams::default(), counters.clone(), n, img)).unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(15));
+        }
+    });
+    sender.join().unwrap();
+    h.join();
+    let got: Vec<(String, u64)> = out_rx.try_iter().map(|d| (d.frame.camera_id.to_string(), d.frame.frame_number)).collect();
+    for cam in ["cam0", "cam1"] {
+        let order: Vec<u64> = got.iter().filter(|(c, _)| c == cam).map(|(_, n)| *n).collect();
+        assert!(!order.is_empty());
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{cam} out of order: {order:?}");
+    }
 }

@@ -128,15 +128,26 @@ impl Pipeline {
             cache_dir: config.tensorrt_cache_dir.clone(),
             fp16: config.tensorrt_fp16,
         });
-        let yolo = detect::yolo::Yolo::load(
-            &config.yolo_model,
-            config.yolo_model_name(),
-            config.inference_device,
-            config.ort_dylib_path.as_deref(),
-            config.batch_size,
-            config.nms_iou,
-        )
-        .map_err(StartError::Model)?;
+        // one model instance per inference worker (each owns its session)
+        let (workers, threads) = config.inference_worker_count();
+        let load = || {
+            detect::yolo::Yolo::load_with_threads(
+                &config.yolo_model,
+                config.yolo_model_name(),
+                config.inference_device,
+                config.ort_dylib_path.as_deref(),
+                config.batch_size,
+                config.nms_iou,
+                threads,
+            )
+            .map_err(StartError::Model)
+        };
+        let yolo = load()?;
+        let mut yolos = Vec::with_capacity(workers);
+        for _ in 1..workers {
+            yolos.push(load()?);
+        }
+        log::info!("detect: {workers} inference worker(s) of {threads} ONNX Runtime thread(s) each");
         let model_info = yolo.model_info();
         let class_names = std::sync::Arc::new(yolo.class_names.clone());
         // ANPR is optional: without its model files the service runs, says why in /api/health,
@@ -167,7 +178,8 @@ impl Pipeline {
             .map_err(StartError::Threads)?;
         let (detect_tx, detect_rx) = crossbeam_channel::bounded(detect::DETECT_CAP);
         let settings = detect::DetectSettings { batch_size: config.batch_size, batch_timeout: config.batch_timeout };
-        let detect = detect::spawn(yolo, settings, detect_rx, detected_tx, metrics.clone(), supervisor).map_err(StartError::Threads)?;
+        yolos.insert(0, yolo);
+        let detect = detect::spawn(yolos, settings, detect_rx, detected_tx, metrics.clone(), supervisor).map_err(StartError::Threads)?;
         let (motion, motion_threads) = motion::MotionPool::spawn(
             config.motion_worker_count(),
             motion::MotionSettings::default(),

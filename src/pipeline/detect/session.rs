@@ -246,6 +246,19 @@ pub struct ModelSession {
 impl ModelSession {
     /// Loads `path` (named by variable `var` in errors) on the provider `device` asks for.
     pub fn load(var: &'static str, path: &Path, device: InferenceDevice, dylib: Option<&Path>) -> Result<Self, InferenceError> {
+        Self::load_with_threads(var, path, device, dylib, 0)
+    }
+
+    /// [`load`](Self::load) with `intra_threads` threads for ONNX Runtime's intra-op pool (0:
+    /// its default, one per core). Several sessions that each run one frame at a time on one
+    /// thread use a small CPU better than one session spreading each frame over every core.
+    pub fn load_with_threads(
+        var: &'static str,
+        path: &Path,
+        device: InferenceDevice,
+        dylib: Option<&Path>,
+        intra_threads: usize,
+    ) -> Result<Self, InferenceError> {
         let shown = path.display().to_string();
         if path.extension().is_some_and(|e| e == "pt" || e == "pth") {
             return Err(InferenceError::PyTorch { var, path: shown });
@@ -257,7 +270,10 @@ impl ModelSession {
         let env = &ENV.get().and_then(|e| e.as_ref().ok()).expect("invariant: environment() succeeded").env;
         let load_err = |e: &dyn std::fmt::Display| InferenceError::Load { var, path: shown.clone(), reason: e.to_string() };
         let build = |provider: Provider| -> Result<Session, ort::Error> {
-            let b = Session::builder(env)?.with_optimization_level(GraphOptimizationLevel::Level3).map_err(Into::<ort::Error>::into)?;
+            let mut b = Session::builder(env)?.with_optimization_level(GraphOptimizationLevel::Level3).map_err(Into::<ort::Error>::into)?;
+            if intra_threads > 0 {
+                b = b.with_intra_threads(intra_threads).map_err(Into::<ort::Error>::into)?;
+            }
             let mut b = match provider {
                 Provider::Cpu => b,
                 Provider::Cuda => cuda_provider(b)?,
@@ -277,9 +293,13 @@ impl ModelSession {
                 Ok(s) => (s, Provider::Cuda),
                 Err(e) => {
                     let detail = gpu_detail(&e.to_string());
-                    log::warn!(
-                        "inference: INFERENCE_DEVICE=auto: CUDA not used for {shown}, running on CPU: {}. ONNX Runtime said: {detail}",
-                        GpuFailure::classify(&detail)
+                    let cause = GpuFailure::classify(&detail);
+                    // a CPU build of ONNX Runtime (the default setup) is the expected case: INFO;
+                    // a GPU build that cannot use the GPU deserves a WARN
+                    let level = if matches!(cause, GpuFailure::NotInRuntime) { log::Level::Info } else { log::Level::Warn };
+                    log::log!(
+                        level,
+                        "inference: INFERENCE_DEVICE=auto: CUDA not used for {shown}, running on CPU: {cause}. ONNX Runtime said: {detail}"
                     );
                     (build(Provider::Cpu).map_err(|e| load_err(&e))?, Provider::Cpu)
                 }

@@ -77,7 +77,21 @@ impl Yolo {
         batch_size: usize,
         iou: f32,
     ) -> Result<Self, InferenceError> {
-        let session = ModelSession::load("YOLO_MODEL", path, device, dylib)?;
+        Self::load_with_threads(path, name, device, dylib, batch_size, iou, 0)
+    }
+
+    /// [`load`](Self::load) with `intra_threads` ONNX Runtime threads (0: one per core), for
+    /// one of several inference workers.
+    pub fn load_with_threads(
+        path: &Path,
+        name: String,
+        device: InferenceDevice,
+        dylib: Option<&Path>,
+        batch_size: usize,
+        iou: f32,
+        intra_threads: usize,
+    ) -> Result<Self, InferenceError> {
+        let session = ModelSession::load_with_threads("YOLO_MODEL", path, device, dylib, intra_threads)?;
         let bad = |reason: String| InferenceError::BadModel { var: "YOLO_MODEL", path: path.display().to_string(), reason };
         let input = session.inputs.first().ok_or_else(|| bad("no input".into()))?.clone();
         let output = session.outputs.first().ok_or_else(|| bad("no output".into()))?.clone();
