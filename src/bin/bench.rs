@@ -19,7 +19,10 @@
 //! camera, 30), `--fast` (files decode as fast as they can, capped by --max-fps, instead of
 //! playing at their own frame rate), `--batch B` (BATCH_SIZE, 8), `--device auto|cpu|cuda|tensorrt`,
 //! `--bare-seconds S` (per batch size, min(--seconds, 15)), `--skip-service`, `--skip-bare`,
-//! `--skip-baseline` (the seed design), `--json PATH`. The seed design runs with the setup's
+//! `--skip-baseline` (the seed design), `--json PATH`. `--capacity` runs the capacity search
+//! instead (`bench_modes/capacity.rs`: cameras of a scene where people come and go, 2, 4, 6, ...
+//! until a visit is missed or p99 passes `--slo-p99-ms` (1000); `--seconds` per count, up to
+//! `--max-cameras` (32)), and prints cameras per core. The seed design runs with the setup's
 //! venv Python (`ANALYTICS_PYTHON` overrides it). Redis: REDIS_HOST/REDIS_PORT
 //! (127.0.0.1:6379), streams `bench:<pid>` and `bench:seed:<pid>`, and the service's keys under
 //! `bench:<pid>:` (its own cluster), all deleted afterwards.
@@ -27,6 +30,8 @@
 // The test fixtures' `media()`: one way to find the sample media for tests, benches and tools.
 #[path = "../../tests/common/mod.rs"]
 mod common;
+#[path = "bench_modes/capacity.rs"]
+mod capacity;
 
 use analytics_service::config::{Config, InferenceDevice};
 use analytics_service::metrics::{process_cpu_seconds, process_rss_bytes};
@@ -57,6 +62,9 @@ struct Args {
     skip_bare: bool,
     skip_baseline: bool,
     json: Option<String>,
+    capacity: bool,
+    slo_p99_ms: f64,
+    max_cameras: usize,
 }
 
 fn args() -> Args {
@@ -74,6 +82,9 @@ fn args() -> Args {
         skip_bare: false,
         skip_baseline: false,
         json: None,
+        capacity: false,
+        slo_p99_ms: 1000.0,
+        max_cameras: 32,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -92,6 +103,9 @@ fn args() -> Args {
             "--skip-bare" => a.skip_bare = true,
             "--skip-baseline" => a.skip_baseline = true,
             "--json" => a.json = Some(v()),
+            "--capacity" => a.capacity = true,
+            "--slo-p99-ms" => a.slo_p99_ms = v().parse().expect("--slo-p99-ms MS"),
+            "--max-cameras" => a.max_cameras = v().parse().expect("--max-cameras N"),
             other => panic!("unknown option {other}; see the doc comment of src/bin/bench.rs"),
         }
     }
@@ -442,6 +456,19 @@ fn main() -> anyhow::Result<()> {
     // file sources must be absolute and inside STREAM_FILE_ROOT: the video's own folder
     cfg.stream_file_root = video.parent().map(Into::into);
 
+    if a.capacity {
+        let ca = capacity::CapacityArgs { seconds: a.seconds, slo_p99_ms: a.slo_p99_ms, max_cameras: a.max_cameras };
+        let v = capacity::run(&cfg, &video, &ca)?;
+        if let Some(path) = &a.json {
+            let (commit, dirty) = git_commit();
+            let doc = json!({"bench": "analytics-service src/bin/bench.rs --capacity", "git_commit": commit, "git_dirty": dirty,
+                "when": analytics_service::time::rfc3339_millis(SystemTime::now()), "machine": {"nproc": std::thread::available_parallelism().map_or(1, |n| n.get()), "cpu": cpu_model()},
+                "capacity": v});
+            std::fs::write(path, serde_json::to_string_pretty(&doc)?)?;
+            println!("figures written to {path}");
+        }
+        return Ok(());
+    }
     let service = if a.skip_service { None } else { Some(run_service(&a, &cfg, &video)?) };
     let (bare, runtime, provider) = if a.skip_bare {
         (None, None, None)
