@@ -41,11 +41,12 @@ const GOOD_RUN: Duration = Duration::from_secs(60);
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often input / processed fps are recomputed.
 const RATE_WINDOW: Duration = Duration::from_secs(2);
-/// Frames a camera may have between capture and the end of detection: one in the detector's
-/// batch and one waiting for the next. While it has that many, a grabbed frame is dropped
-/// before `retrieve()` (no colour conversion, no copy, no motion pass, counted as
+/// Frames a camera may have converted and not yet handed to an inference worker (in the motion
+/// stage or waiting in the batcher). While it has that many, a grabbed frame is dropped before
+/// `retrieve()` (no colour conversion, no copy, no motion pass, counted as
 /// `frames_dropped{stage="capture"}`): when detection is saturated each camera spends CPU only on
-/// the frames the detector can take, and those frames are at most one batch old.
+/// about the frames the detector can take, and a frame waits at most about one batch. Frames in
+/// inference do not count, so the next frame is ready the moment a worker comes free.
 pub const MAX_IN_FLIGHT: usize = 2;
 
 /// Why a connection ended.

@@ -29,8 +29,8 @@ pub struct Frame {
     pub captured: Instant,
     /// BGR, 8 bits per channel, full resolution.
     pub image: Mat,
-    /// The camera's place in the pipeline this frame holds until the detector is done with it
-    /// (or it is dropped on the way): capture converts a new frame only while its camera holds
+    /// The camera's place in the pipeline this frame holds until it is handed to an inference
+    /// worker (or dropped on the way): capture converts a new frame only while its camera holds
     /// fewer than `capture::MAX_IN_FLIGHT` (back-pressure to the source).
     pub in_flight: Option<InFlight>,
 }

@@ -162,18 +162,20 @@ pub fn spawn(
 ) -> std::io::Result<DetectHandle> {
     let info = workers.first().map(|y| y.info.clone()).ok_or_else(|| std::io::Error::other("no inference worker"))?;
     let sequencer = Arc::new(Sequencer { open: Mutex::new(HashMap::new()), next: Default::default(), detected });
-    // rendezvous: a batch is handed out only when a worker is free to run it
-    let (job_tx, job_rx) = crossbeam_channel::bounded::<Job>(0);
-    let mut threads = Vec::with_capacity(workers.len());
+    // a worker says when it is free; only then is a batch made, and handed over at once
+    let n = workers.len();
+    let (job_tx, job_rx) = crossbeam_channel::bounded::<Job>(n);
+    let (ready_tx, ready_rx) = crossbeam_channel::bounded::<()>(n);
+    let mut threads = Vec::with_capacity(n);
     for (i, yolo) in workers.into_iter().enumerate() {
         let mut worker =
             InferenceWorker { yolo, sequencer: sequencer.clone(), metrics: metrics.clone(), error_log: RateLimit::new(Duration::from_secs(10)) };
-        let jobs = job_rx.clone();
-        threads.push(StageThread::spawn(&format!("detect-infer-{i}"), supervisor, move || worker.run(jobs))?);
+        let (jobs, ready) = (job_rx.clone(), ready_tx.clone());
+        threads.push(StageThread::spawn(&format!("detect-infer-{i}"), supervisor, move || worker.run(jobs, ready))?);
     }
-    drop(job_rx);
+    drop((job_rx, ready_tx));
     let batcher = StageThread::spawn("detect", supervisor, move || {
-        let mut stage = Batcher { settings, jobs: job_tx, sequencer, metrics };
+        let mut stage = Batcher { settings, jobs: job_tx, ready: ready_rx, workers: n, sequencer, metrics };
         stage.run(frames)
     })?;
     Ok(DetectHandle { batcher, workers: threads, info })
@@ -183,6 +185,10 @@ pub fn spawn(
 struct Batcher {
     settings: DetectSettings,
     jobs: Sender<Job>,
+    /// A worker sends `()` here each time it is free for a batch.
+    ready: Receiver<()>,
+    /// How many inference workers there are.
+    workers: usize,
     sequencer: Arc<Sequencer>,
     metrics: Arc<Metrics>,
 }
@@ -208,19 +214,52 @@ impl Batcher {
         };
         let mut live = 0;
         let mut open = true;
+        // workers that said they are free and have not been given a batch yet
+        let mut idle = 0usize;
         while open || !queues.is_empty() {
             beat();
+            // A batch is made only when a worker is free, from the freshest frames queued then
+            // (a batch made earlier would wait, and age, until a worker took it).
+            if idle == 0 && !open {
+                // input closed: only the queued frames are left; wait for a worker
+                match self.ready.recv_timeout(BEAT_EVERY) {
+                    Ok(()) => idle += 1,
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+                continue;
+            }
+            if idle == 0 {
+                crossbeam_channel::select! {
+                    recv(self.ready) -> r => match r {
+                        Ok(()) => idle += 1,
+                        Err(_) => break, // every worker is gone (shutdown, or they all died)
+                    },
+                    recv(frames) -> f => match f {
+                        Ok(f) => live = push(&mut queues, f),
+                        Err(_) => open = false,
+                    },
+                    default(BEAT_EVERY) => {}
+                }
+                continue;
+            }
             if queues.is_empty() {
                 match frames.recv_timeout(BEAT_EVERY) {
                     Ok(f) => live = push(&mut queues, f),
                     Err(RecvTimeoutError::Timeout) => continue,
-                    Err(RecvTimeoutError::Disconnected) => break,
+                    Err(RecvTimeoutError::Disconnected) => {
+                        open = false;
+                        continue;
+                    }
                 }
             }
-            // Fill the batch until it is full, every live camera has a frame in it, or the
-            // oldest frame has waited BATCH_TIMEOUT_MS.
+            // Each free worker takes its share of the live cameras (up to BATCH_SIZE), so the
+            // workers run side by side instead of one taking every camera's frame in a long
+            // batch; fill until that share is queued, or the oldest frame has waited
+            // BATCH_TIMEOUT_MS.
+            let share = live.div_ceil(self.workers).clamp(1, self.settings.batch_size);
             let deadline = Instant::now() + self.settings.batch_timeout;
-            while open && queues.len() < self.settings.batch_size && queues.cameras_queued() < live {
+            while open && queues.cameras_queued() < share {
                 match frames.recv_deadline(deadline) {
                     Ok(f) => live = push(&mut queues, f),
                     Err(RecvTimeoutError::Timeout) => break,
@@ -230,21 +269,35 @@ impl Batcher {
             for f in frames.try_iter() {
                 live = push(&mut queues, f);
             }
-            let batch = queues.take_batch(self.settings.batch_size);
+            let batch = queues.take_batch(share);
             self.metrics.set_detect_queue_depth(queues.len());
             if batch.is_empty() {
                 continue;
             }
-            let job = Job { frames: batch.into_iter().map(|f| (self.sequencer.hand_out(&f), f)).map(|(s, f)| (f, s)).collect() };
-            // waits for a free worker; beats meanwhile are not needed: a worker's batch takes
-            // far less than the stall threshold
+            let job = Job {
+                frames: batch
+                    .into_iter()
+                    .map(|mut f| {
+                        // handed to the detector: its camera may convert the next frame, which
+                        // then waits, fresh, for the next free worker
+                        f.in_flight = None;
+                        let slot = self.sequencer.hand_out(&f);
+                        (f, slot)
+                    })
+                    .collect(),
+            };
+            idle -= 1;
+            // never blocks: the channel holds one batch per worker and only free workers get one
             if let Err(e) = self.jobs.send(job) {
-                // every worker is gone (they panicked): drop the frames, counted
                 for (f, slot) in e.into_inner().frames {
                     f.counters.frame_dropped(Stage::Detect);
                     self.sequencer.done(slot, None);
                 }
             }
+        }
+        // what is still queued when every worker is gone cannot be detected: counted as dropped
+        for f in queues.take_batch(usize::MAX) {
+            f.counters.frame_dropped(Stage::Detect);
         }
         log::debug!("detect: batcher stopped");
     }
@@ -259,13 +312,21 @@ struct InferenceWorker {
 }
 
 impl InferenceWorker {
-    fn run(&mut self, jobs: Receiver<Job>) {
+    fn run(&mut self, jobs: Receiver<Job>, ready: Sender<()>) {
         loop {
             beat();
-            match jobs.recv_timeout(BEAT_EVERY) {
-                Ok(job) => self.process(job.frames),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
+            if ready.send(()).is_err() {
+                break; // the batcher is gone (shutdown)
+            }
+            loop {
+                match jobs.recv_timeout(BEAT_EVERY) {
+                    Ok(job) => {
+                        self.process(job.frames);
+                        break;
+                    }
+                    Err(RecvTimeoutError::Timeout) => beat(),
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
             }
         }
     }
@@ -317,10 +378,8 @@ impl InferenceWorker {
         self.metrics.inference_phase(Phase::Inference, t.inference.as_secs_f64());
         self.metrics.inference_phase(Phase::Postprocess, t.postprocess.as_secs_f64());
         self.metrics.batch_size.observe(batch.len() as f64);
-        for ((mut frame, slot), (_lb, boxes)) in batch.into_iter().zip(results) {
+        for ((frame, slot), (_lb, boxes)) in batch.into_iter().zip(results) {
             frame.counters.frame_detected();
-            // the detector is done with it: its camera may convert the next frame
-            frame.in_flight = None;
             self.sequencer.done(slot, Some(Detected { frame, boxes }));
         }
     }
