@@ -44,12 +44,25 @@ fn health_ok(addr: SocketAddr) {
     assert_eq!(r.status, 200, "health stopped answering: {}", r.body);
 }
 
+/// Some tests measure the whole test process (RSS, threads), which another test's service
+/// starting or stopping beside them would move: those run alone, the others side by side.
+static PROCESS: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn exclusive() -> std::sync::RwLockWriteGuard<'static, ()> {
+    PROCESS.write().unwrap_or_else(|e| e.into_inner())
+}
+
+fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    PROCESS.read().unwrap_or_else(|e| e.into_inner())
+}
+
 fn service() -> analytics_service::service::Service {
     start_service(test_config("hostile"))
 }
 
 #[test]
 fn absurd_content_lengths_are_refused_and_nothing_dies() {
+    let _process = exclusive();
     let svc = service();
     let addr = svc.api_addr();
     let rss0 = rss_kib();
@@ -85,6 +98,7 @@ fn absurd_content_lengths_are_refused_and_nothing_dies() {
 
 #[test]
 fn chunked_bodies_are_decoded_within_the_limit() {
+    let _process = shared();
     let svc = service();
     let addr = svc.api_addr();
     let body = serde_json::to_vec(&json!({"camera_id": "chunky", "stream_url": "rtsp://127.0.0.1:9/x", "status": "inactive"})).unwrap();
@@ -115,6 +129,7 @@ fn chunked_bodies_are_decoded_within_the_limit() {
 
 #[test]
 fn huge_and_numerous_headers_get_431_without_being_kept() {
+    let _process = exclusive();
     let svc = service();
     let addr = svc.api_addr();
     let rss0 = rss_kib();
@@ -145,6 +160,7 @@ fn huge_and_numerous_headers_get_431_without_being_kept() {
 
 #[test]
 fn http2_request_lines_are_answered_and_leak_nothing() {
+    let _process = exclusive();
     let svc = service();
     let addr = svc.api_addr();
     let open = |svc: &analytics_service::service::Service| {
@@ -185,6 +201,7 @@ fn thread_count() -> usize {
 
 #[test]
 fn trickling_clients_hold_only_their_own_connection() {
+    let _process = exclusive();
     let svc = service();
     let addr = svc.api_addr();
     let mut held = Vec::new();
@@ -234,6 +251,7 @@ fn trickling_clients_hold_only_their_own_connection() {
 
 #[test]
 fn the_connection_cap_refuses_with_503_and_recovers() {
+    let _process = shared();
     let mut cfg = test_config("hostile-cap");
     cfg.api_max_connections = 4;
     let svc = start_service(cfg);
@@ -250,6 +268,7 @@ fn the_connection_cap_refuses_with_503_and_recovers() {
 
 #[test]
 fn the_bearer_token_guards_every_route_but_health() {
+    let _process = shared();
     let mut cfg = test_config("hostile-token");
     cfg.api_token = Some("0123456789abcdef-token".into());
     let svc = start_service(cfg);
@@ -286,6 +305,7 @@ fn the_bearer_token_guards_every_route_but_health() {
 
 #[test]
 fn file_sources_only_inside_stream_file_root() {
+    let _process = shared();
     let dir = std::env::temp_dir().join(format!("hostile-root-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("media")).unwrap();
     std::fs::write(dir.join("media/ok.mp4"), b"not really a video").unwrap();
@@ -316,6 +336,7 @@ fn file_sources_only_inside_stream_file_root() {
 
 #[test]
 fn bad_values_at_scale_get_a_small_fast_reply() {
+    let _process = shared();
     let svc = service();
     let addr = svc.api_addr();
     // ~1 MiB of bad cameras: each with a bad id, a bad fps and an unknown class
@@ -347,6 +368,7 @@ fn bad_values_at_scale_get_a_small_fast_reply() {
 
 #[test]
 fn duplicate_keys_and_subnormal_numbers_are_refused() {
+    let _process = shared();
     let svc = service();
     let addr = svc.api_addr();
     let r = http(
@@ -367,6 +389,7 @@ fn duplicate_keys_and_subnormal_numbers_are_refused() {
 
 #[test]
 fn credentials_never_leave_the_process() {
+    let _process = shared();
     let svc = service();
     let addr = svc.api_addr();
     let urls = [
@@ -395,6 +418,7 @@ fn credentials_never_leave_the_process() {
 
 #[test]
 fn a_stage_killed_on_purpose_shows_in_health() {
+    let _process = shared();
     let svc = service();
     let addr = svc.api_addr();
     let h = get(addr, "/api/health").json();
@@ -424,6 +448,7 @@ fn a_stage_killed_on_purpose_shows_in_health() {
 
 #[test]
 fn oversized_frames_put_the_camera_in_error() {
+    let _process = shared();
     let mut cfg = test_config("hostile-frames");
     cfg.max_frame_pixels = 1024; // the sample video is 768x576
     let svc = start_service(cfg);

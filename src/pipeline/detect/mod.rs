@@ -3,8 +3,8 @@
 //! ```text
 //! frames from motion (DETECT_CAP, try_send; full -> dropped{stage="motion"})
 //!   -> [batcher: per-camera queues of DETECT_PER_CAMERA_CAP, newest wins -> dropped{stage="detect"},
-//!       round-robin up to BATCH_SIZE frames, one from every live camera, or BATCH_TIMEOUT_MS]
-//!   -> (rendezvous: a batch goes when a worker is free)
+//!       a batch is made when a worker is free: round-robin, that worker's share of the live
+//!       cameras (up to BATCH_SIZE), or what is queued after BATCH_TIMEOUT_MS]
 //!   -> [INFERENCE_WORKERS x: letterbox -> own ort session -> decode + class-aware NMS, down to TRACK_LOW_THRESH]
 //!   -> [sequencer: each camera's results back in capture order]
 //!   -> Detected{frame, every box} (TRACK_CAP, Block) -> track
@@ -106,7 +106,8 @@ type Slot = ((Arc<str>, u64), u64);
 
 /// Puts results back into each camera's order before the track stage: with several workers a
 /// camera's next frame may finish before the one in the other worker, and the tracker needs
-/// them in order. Holds only what is in flight (at most `capture::MAX_IN_FLIGHT` per camera).
+/// them in order. Holds only what is in the workers' hands (a batch each) and their results
+/// waiting for an earlier frame.
 struct Sequencer {
     /// Per camera and generation: the sequence numbers handed out and not yet passed on, in
     /// order, with the result once known (`None`: the frame failed and was dropped).
@@ -131,7 +132,7 @@ impl Sequencer {
         let (key, seq) = slot;
         let mut open = self.open.lock();
         let Some(queue) = open.get_mut(&key) else { return };
-        if let Some(entry) = queue.iter_mut().find(|(s, _)| *s == seq) {
+        if let Some(entry) = queue.iter_mut().find(|(s, r)| *s == seq && r.is_none()) {
             entry.1 = Some(result);
         }
         // Block policy to the track stage (cheap, never waits on anything slow); sending under
@@ -321,7 +322,16 @@ impl InferenceWorker {
             loop {
                 match jobs.recv_timeout(BEAT_EVERY) {
                     Ok(job) => {
-                        self.process(job.frames);
+                        // a panic must not leave its frames unaccounted for: the sequencer would
+                        // hold every later frame of those cameras waiting for them
+                        let slots: Vec<Slot> = job.frames.iter().map(|(_, s)| s.clone()).collect();
+                        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.process(job.frames)));
+                        if run.is_err() {
+                            log::error!("detect: an inference worker panicked on a batch of {}; its frames are dropped", slots.len());
+                            for slot in slots {
+                                self.sequencer.done(slot, None);
+                            }
+                        }
                         break;
                     }
                     Err(RecvTimeoutError::Timeout) => beat(),
