@@ -102,8 +102,8 @@ impl Coordinator {
 
         // 2. desired state
         let mut rev = self.store.rev()?;
-        let (cached_rev, cached) = self.registry.configs();
-        if rev < cached_rev {
+        if rev < self.registry.rev() {
+            let (cached_rev, cached) = self.registry.configs();
             let snap = Snapshot {
                 rev: cached_rev,
                 cameras: cached.iter().map(|(id, v, cfg)| (id.clone(), (*v, super::store::stored_json(cfg)))).collect(),
