@@ -28,7 +28,9 @@ fn seed_design_runs_briefly_and_reports_json() {
     let f = |k: &str| v[k].as_f64().unwrap_or_else(|| panic!("{k} missing: {v}"));
     // the file plays at its own 10 fps: whatever the machine, some frames get through in 3 s
     assert!(f("processed_fps") > 0.0 && f("processed_fps") <= 12.0, "{v}");
-    assert!(f("captured_fps") >= f("processed_fps"), "{v}");
+    // frames read just before the window may be processed inside it (seen: 30 read, 31
+    // processed in 3 s): two frames' worth of slack
+    assert!(f("captured_fps") + 2.0 / f("seconds") >= f("processed_fps"), "{v}");
     assert!((f("seconds") - 3.0).abs() < 1.0, "{v}");
     let (p50, p99) = (v["latency_ms"]["p50"].as_f64().unwrap(), v["latency_ms"]["p99"].as_f64().unwrap());
     assert!(p50 > 0.0 && p99 >= p50, "{v}");
