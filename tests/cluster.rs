@@ -83,7 +83,12 @@ impl Site {
                 continue;
             }
             let at = analytics_service::time::parse_rfc3339_millis(p["timestamp"].as_str().unwrap()).unwrap();
-            out.push((p["camera_id"].as_str().unwrap().to_string(), p["instance_id"].as_str().unwrap().to_string(), at, p["event_id"].as_str().unwrap().to_string()));
+            out.push((
+                p["camera_id"].as_str().unwrap().to_string(),
+                p["instance_id"].as_str().unwrap().to_string(),
+                at,
+                p["event_id"].as_str().unwrap().to_string(),
+            ));
         }
         out
     }
@@ -99,11 +104,7 @@ impl Instance {
 
     /// Cameras this instance runs itself, with frames flowing.
     fn running_here(&self) -> BTreeSet<String> {
-        self.cameras()
-            .into_iter()
-            .filter(|(_, c)| c["owner"] == self.id.as_str() && c["state"] == "running")
-            .map(|(id, _)| id)
-            .collect()
+        self.cameras().into_iter().filter(|(_, c)| c["owner"] == self.id.as_str() && c["state"] == "running").map(|(id, _)| id).collect()
     }
 
     fn kill9(&mut self) {
@@ -212,7 +213,10 @@ fn a_restarted_instance_resumes_its_cameras_without_a_post() {
     let t = Instant::now();
     let a2 = site.start("a");
     let (_, took) = wait_spread(&[&a2], 2, Duration::from_secs(20), "cameras resumed after restart");
-    println!("restart (SIGTERM, same INSTANCE_ID): cameras running again {:?} after the new process started ({took:?} after its API opened)", t.elapsed());
+    println!(
+        "restart (SIGTERM, same INSTANCE_ID): cameras running again {:?} after the new process started ({took:?} after its API opened)",
+        t.elapsed()
+    );
     let again: BTreeMap<String, Value> = a2.cameras().into_iter().map(|(id, c)| (id, c["version"].clone())).collect();
     assert_eq!(again, versions, "same configuration versions: nothing re-registered");
 
@@ -266,7 +270,10 @@ fn three_instances_share_nine_cameras_hand_over_and_rebalance() {
     b.kill9();
     let (owners, _) = wait_spread(&[&a, &c], 9, Duration::from_secs(30), "b's cameras taken over");
     let handover = t.elapsed();
-    println!("kill -9 of b ({orphans:?}): all 9 running on a and c {handover:?} later (LEASE_TTL_S={TTL_S}); spread {:?}", per_instance(&owners));
+    println!(
+        "kill -9 of b ({orphans:?}): all 9 running on a and c {handover:?} later (LEASE_TTL_S={TTL_S}); spread {:?}",
+        per_instance(&owners)
+    );
     assert!(handover <= Duration::from_secs_f64(TTL_S + 5.0), "hand-over took {handover:?}");
     assert!(per_instance(&owners).values().all(|&n| n == 4 || n == 5));
 
@@ -314,7 +321,7 @@ fn redis_killed_and_restarted_mid_run_loses_nothing() {
     redis.kill();
     let down_at = SystemTime::now();
     std::thread::sleep(Duration::from_secs_f64(TTL_S * 2.0)); // longer than a lease
-    // reads answer from the last known state; writes say why they cannot
+                                                              // reads answer from the last known state; writes say why they cannot
     assert_eq!(a.cameras().len(), 4);
     let r = post(&b, &json!([camera("r5")]));
     assert_eq!(r.status, 503, "{}", r.body);
@@ -339,7 +346,10 @@ fn redis_killed_and_restarted_mid_run_loses_nothing() {
     assert_eq!(after, owners, "each owner re-took its own leases");
     let events = site.events();
     let during = events.iter().filter(|e| e.2 > down_at && e.2 < up_at).count();
-    println!("Redis down {:?}: {during} detection events captured meanwhile reached the stream after it returned", up_at.duration_since(down_at).unwrap());
+    println!(
+        "Redis down {:?}: {during} detection events captured meanwhile reached the stream after it returned",
+        up_at.duration_since(down_at).unwrap()
+    );
     assert!(during >= 4 * 2, "events captured while Redis was down were buffered and delivered: {during}");
     let ids: BTreeSet<&str> = events.iter().map(|e| e.3.as_str()).collect();
     assert_eq!(ids.len(), events.len(), "no event delivered twice");
@@ -391,7 +401,11 @@ fn two_writers_updating_one_camera_at_once_lose_nothing() {
             (c["version"] == last_version && (c["parameters"]["confidence_threshold"].as_f64()? - last_conf).abs() < 1e-6).then_some(())
         });
     }
-    println!("{} concurrent updates through two instances: versions {:?}..={last_version}, all distinct; both instances show the last", 2 * N, versions.first());
+    println!(
+        "{} concurrent updates through two instances: versions {:?}..={last_version}, all distinct; both instances show the last",
+        2 * N,
+        versions.first()
+    );
 }
 
 /// The ANPR dedupe window is kept in Redis, so a camera that moves to another instance does not

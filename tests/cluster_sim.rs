@@ -167,7 +167,10 @@ fn thousand_cameras_over_twenty_instances_with_deaths_and_joins() {
         sim.crash(v);
     }
     let (handover, max_held, even) = sim.settle("after 10 deaths", TTL * 10);
-    println!("10 of 20 killed: all running again after {handover:?}, even after {even:?}; most held {max_held} (fair share {})", CAMERAS / 10);
+    println!(
+        "10 of 20 killed: all running again after {handover:?}, even after {even:?}; most held {max_held} (fair share {})",
+        CAMERAS / 10
+    );
     assert!(handover <= TTL + Duration::from_secs(3), "hand-over took {handover:?}");
     report.push(("10 deaths", handover, max_held));
 

@@ -27,11 +27,12 @@
 //! (127.0.0.1:6379), streams `bench:<pid>` and `bench:seed:<pid>`, and the service's keys under
 //! `bench:<pid>:` (its own cluster), all deleted afterwards.
 
+// `--capacity`
+#[path = "bench_modes/capacity.rs"]
+mod capacity;
 // The test fixtures' `media()`: one way to find the sample media for tests, benches and tools.
 #[path = "../../tests/common/mod.rs"]
 mod common;
-#[path = "bench_modes/capacity.rs"]
-mod capacity;
 
 use analytics_service::config::{Config, InferenceDevice};
 use analytics_service::metrics::{process_cpu_seconds, process_rss_bytes};
@@ -229,7 +230,9 @@ fn run_service(a: &Args, cfg: &Config, video: &std::path::Path) -> anyhow::Resul
         })
         .collect();
     stream_ms.sort_by(f64::total_cmp);
-    let pct = |q: f64| stream_ms.get(((stream_ms.len() as f64 * q).ceil() as usize).saturating_sub(1).min(stream_ms.len().saturating_sub(1))).copied();
+    let pct = |q: f64| {
+        stream_ms.get(((stream_ms.len() as f64 * q).ceil() as usize).saturating_sub(1).min(stream_ms.len().saturating_sub(1))).copied()
+    };
     let (s50, s99) = (pct(0.5), pct(0.99));
     println!(
         "capture-to-stream p50 {} ms, p99 {} ms  (exact, {} detection events: Redis entry time - capture time)",

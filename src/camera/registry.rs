@@ -286,7 +286,15 @@ impl Registry {
             .iter()
             .filter(|(_, s)| s.leased)
             .map(|(id, s)| {
-                (id.clone(), RemoteStatus { owner: self.instance_id.clone(), status: s.runtime.status(), counters: s.runtime.counters.snapshot(), at_ms: 0 })
+                (
+                    id.clone(),
+                    RemoteStatus {
+                        owner: self.instance_id.clone(),
+                        status: s.runtime.status(),
+                        counters: s.runtime.counters.snapshot(),
+                        at_ms: 0,
+                    },
+                )
             })
             .collect()
     }
@@ -315,11 +323,17 @@ impl Registry {
     fn view(&self, s: &Slot) -> CameraView {
         let (config, version) = (s.config.clone(), s.version);
         if s.leased {
-            return CameraView { config, version, owner: Some(self.instance_id.clone()), status: s.runtime.status(), counters: s.runtime.counters.snapshot() };
+            return CameraView {
+                config,
+                version,
+                owner: Some(self.instance_id.clone()),
+                status: s.runtime.status(),
+                counters: s.runtime.counters.snapshot(),
+            };
         }
         match (&s.remote, s.config.status) {
             (Some(r), DesiredStatus::Active) => {
-                CameraView { config, version, owner: Some(r.owner.clone()), status: r.status.clone(), counters: r.counters.clone() }
+                CameraView { config, version, owner: Some(r.owner.clone()), status: r.status.clone(), counters: r.counters }
             }
             (_, status) => {
                 let mut st = s.runtime.status();

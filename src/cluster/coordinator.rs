@@ -70,7 +70,9 @@ impl Coordinator {
             }
             Err(e) => {
                 if self.reachable != Some(false) {
-                    log::warn!("cluster: Redis unreachable ({e}); cameras keep running here, the registry is served from the last known state");
+                    log::warn!(
+                        "cluster: Redis unreachable ({e}); cameras keep running here, the registry is served from the last known state"
+                    );
                 }
                 if self.reachable == Some(true) || self.reachable.is_none() {
                     // when it returns, let the other instances re-take their own leases first
@@ -149,7 +151,12 @@ impl Coordinator {
                 self.registry.drop_lease(id);
             }
             self.store.release(&s.instance_id, &excess)?;
-            log::info!("cluster: holding {} cameras, fair share {target} of {} on {} instances; gave up {excess:?}", owned.len() + excess.len(), active.len(), caps.len());
+            log::info!(
+                "cluster: holding {} cameras, fair share {target} of {} on {} instances; gave up {excess:?}",
+                owned.len() + excess.len(),
+                active.len(),
+                caps.len()
+            );
         } else if owned.len() < target && Instant::now() >= self.acquire_after {
             let mut candidates: Vec<String> = active.into_iter().filter(|c| !owned.contains(c)).collect();
             let owners = self.store.owners(&candidates)?;
@@ -190,7 +197,9 @@ impl Coordinator {
                 .into_iter()
                 .zip(remote)
                 .map(|(id, json)| {
-                    let r = json.and_then(|j| serde_json::from_str::<RemoteStatus>(&j).ok()).filter(|r| now_ms.saturating_sub(r.at_ms) <= stale_ms);
+                    let r = json
+                        .and_then(|j| serde_json::from_str::<RemoteStatus>(&j).ok())
+                        .filter(|r| now_ms.saturating_sub(r.at_ms) <= stale_ms);
                     (id, r)
                 })
                 .collect();
@@ -209,9 +218,9 @@ impl Coordinator {
         let mut out = BTreeMap::new();
         let mut bad = Vec::new();
         for (id, (version, json)) in &snap.cameras {
-            let parsed = serde_json::from_str::<serde_json::Value>(json)
-                .map_err(|e| e.to_string())
-                .and_then(|v| validate_cameras(&v, &self.settings.validate).map_err(|i| format!("{:?}", i.issues.first().map(|x| &x.message))));
+            let parsed = serde_json::from_str::<serde_json::Value>(json).map_err(|e| e.to_string()).and_then(|v| {
+                validate_cameras(&v, &self.settings.validate).map_err(|i| format!("{:?}", i.issues.first().map(|x| &x.message)))
+            });
             match parsed {
                 Ok(mut v) if v.cameras.len() == 1 && v.cameras[0].camera_id == *id => {
                     out.insert(id.clone(), (*version, v.cameras.remove(0)));

@@ -119,8 +119,16 @@ pub struct Cluster {
 impl Cluster {
     /// Runs the first tick inline (so a restarted instance lists and resumes its cameras
     /// before the API opens), then starts the coordinator thread.
-    pub fn start(settings: ClusterSettings, target: RedisTarget, registry: Arc<Registry>, supervisor: &Supervisor) -> std::io::Result<Arc<Cluster>> {
-        let state = Arc::new(Mutex::new(ClusterState { instances: BTreeMap::from([(settings.instance_id.clone(), settings.max_cameras)]), ..Default::default() }));
+    pub fn start(
+        settings: ClusterSettings,
+        target: RedisTarget,
+        registry: Arc<Registry>,
+        supervisor: &Supervisor,
+    ) -> std::io::Result<Arc<Cluster>> {
+        let state = Arc::new(Mutex::new(ClusterState {
+            instances: BTreeMap::from([(settings.instance_id.clone(), settings.max_cameras)]),
+            ..Default::default()
+        }));
         let coordinator = Arc::new(Mutex::new(Coordinator::new(
             settings.clone(),
             registry.clone(),

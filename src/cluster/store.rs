@@ -211,11 +211,9 @@ impl Store {
         let reply: Vec<String> = self.with(|c| Self::eval(APPLY, &keys, &args).query(c)).map_err(|e| StoreError::Redis(e.to_string()))?;
         let num = |s: Option<&String>| s.and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
         match reply.first().map(String::as_str) {
-            Some("capacity") => Err(StoreError::Capacity {
-                current: num(reply.get(1)) as usize,
-                new: num(reply.get(2)) as usize,
-                capacity,
-            }),
+            Some("capacity") => {
+                Err(StoreError::Capacity { current: num(reply.get(1)) as usize, new: num(reply.get(2)) as usize, capacity })
+            }
             Some("ok") => {
                 let out: Vec<(Written, u64)> = reply[1..]
                     .chunks(2)
@@ -238,7 +236,8 @@ impl Store {
     /// Deletes a camera; the new revision, or `None` if it was not registered.
     pub fn delete(&mut self, camera_id: &str) -> Result<Option<u64>, StoreError> {
         let keys = [self.key("cameras"), self.key("versions"), self.key("rev"), self.key("status")];
-        let rev: u64 = self.with(|c| Self::eval(DELETE, &keys, &[camera_id.to_string()]).query(c)).map_err(|e| StoreError::Redis(e.to_string()))?;
+        let rev: u64 =
+            self.with(|c| Self::eval(DELETE, &keys, &[camera_id.to_string()]).query(c)).map_err(|e| StoreError::Redis(e.to_string()))?;
         Ok((rev > 0).then_some(rev))
     }
 

@@ -21,13 +21,13 @@ use crate::camera::url::SourceKind;
 use crate::camera::worker::StopSignal;
 use crate::camera::StreamUrl;
 use crate::logging::RateLimit;
-use crate::pipeline::PipelineInputs;
 use crate::metrics::Stage;
+use crate::pipeline::PipelineInputs;
 use crossbeam_channel::{RecvTimeoutError, TryRecvError};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use opencv::core::{Mat, Vector};
 use opencv::prelude::*;
 use opencv::videoio::{self, VideoCapture};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 

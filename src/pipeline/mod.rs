@@ -161,8 +161,15 @@ impl Pipeline {
                     plate_provider: Some(models.plate.provider()),
                     ocr_provider: Some(models.reader.provider()),
                 };
-                let h = anpr::spawn(models, anpr::AnprSettings::from_config(config).shared_in_redis(config), rx, events_tx.clone(), metrics.clone(), supervisor)
-                    .map_err(StartError::Threads)?;
+                let h = anpr::spawn(
+                    models,
+                    anpr::AnprSettings::from_config(config).shared_in_redis(config),
+                    rx,
+                    events_tx.clone(),
+                    metrics.clone(),
+                    supervisor,
+                )
+                .map_err(StartError::Threads)?;
                 (Some(h), Some(tx), status)
             }
             Err(e) => {

@@ -90,13 +90,24 @@ fn visits_clip(video: &Path) -> anyhow::Result<(PathBuf, Vec<u64>)> {
             let from = VISIT_SOURCES[(s / 2) as usize];
             args.extend(["-ss".to_string(), from.to_string(), "-t".into(), "5".into(), "-i".into(), video.to_string_lossy().into_owned()]);
         }
-        filter.push_str(&format!("[{s}:v]fps={FPS},scale=768:576,setsar=1,format=yuv420p,trim=end_frame={SEGMENT},setpts=PTS-STARTPTS[v{s}];"));
+        filter.push_str(&format!(
+            "[{s}:v]fps={FPS},scale=768:576,setsar=1,format=yuv420p,trim=end_frame={SEGMENT},setpts=PTS-STARTPTS[v{s}];"
+        ));
     }
     for s in 0..SEGMENTS {
         filter.push_str(&format!("[v{s}]"));
     }
     filter.push_str(&format!("concat=n={SEGMENTS}:v=1:a=0[out]"));
-    args.extend(["-filter_complex".to_string(), filter, "-map".into(), "[out]".into(), "-c:v".into(), "libx264".into(), "-g".into(), "10".into()]);
+    args.extend([
+        "-filter_complex".to_string(),
+        filter,
+        "-map".into(),
+        "[out]".into(),
+        "-c:v".into(),
+        "libx264".into(),
+        "-g".into(),
+        "10".into(),
+    ]);
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let clip = common::ffmpeg_fixture("visits_10fps_30s.mp4", &refs);
     let visits = (0..SEGMENTS).filter(|s| s % 2 == 1).map(|s| s * SEGMENT).collect();
@@ -227,10 +238,7 @@ pub fn run(cfg: &Config, video: &Path, a: &CapacityArgs) -> anyhow::Result<Value
         best = n;
         n += 2;
     }
-    println!(
-        "capacity: {best} cameras under the SLO on {cores} cores = {:.1} cameras per core",
-        best as f64 / cores as f64
-    );
+    println!("capacity: {best} cameras under the SLO on {cores} cores = {:.1} cameras per core", best as f64 / cores as f64);
     Ok(json!({"cameras_sustained": best, "cores": cores, "cameras_per_core": best as f64 / cores as f64, "slo_p99_ms": a.slo_p99_ms,
         "window_s": a.seconds, "runs": runs, "clip": clip.display().to_string(), "visit_first_frames": visits, "frames_per_loop": frames_per_loop}))
 }

@@ -104,6 +104,13 @@ struct Job {
 /// number the batcher gave it.
 type Slot = ((Arc<str>, u64), u64);
 
+/// A frame handed out with its slot.
+type Dispatched = (Frame, Slot);
+
+/// A camera's open slots in order: sequence number and, once known, the result (`Some(None)`:
+/// the frame failed and was dropped).
+type OpenSlots = VecDeque<(u64, Option<Option<Detected>>)>;
+
 /// Puts results back into each camera's order before the track stage: with several workers a
 /// camera's next frame may finish before the one in the other worker, and the tracker needs
 /// them in order. Holds only what is in the workers' hands (a batch each) and their results
@@ -111,7 +118,7 @@ type Slot = ((Arc<str>, u64), u64);
 struct Sequencer {
     /// Per camera and generation: the sequence numbers handed out and not yet passed on, in
     /// order, with the result once known (`None`: the frame failed and was dropped).
-    open: Mutex<HashMap<(Arc<str>, u64), VecDeque<(u64, Option<Option<Detected>>)>>>,
+    open: Mutex<HashMap<(Arc<str>, u64), OpenSlots>>,
     /// Sequence numbers, one counter for every camera: unique, so a camera's entry can go with
     /// its last frame in flight and memory stays bounded by the frames in flight.
     next: std::sync::atomic::AtomicU64,
@@ -169,8 +176,12 @@ pub fn spawn(
     let (ready_tx, ready_rx) = crossbeam_channel::bounded::<()>(n);
     let mut threads = Vec::with_capacity(n);
     for (i, yolo) in workers.into_iter().enumerate() {
-        let mut worker =
-            InferenceWorker { yolo, sequencer: sequencer.clone(), metrics: metrics.clone(), error_log: RateLimit::new(Duration::from_secs(10)) };
+        let mut worker = InferenceWorker {
+            yolo,
+            sequencer: sequencer.clone(),
+            metrics: metrics.clone(),
+            error_log: RateLimit::new(Duration::from_secs(10)),
+        };
         let (jobs, ready) = (job_rx.clone(), ready_tx.clone());
         threads.push(StageThread::spawn(&format!("detect-infer-{i}"), supervisor, move || worker.run(jobs, ready))?);
     }
@@ -344,7 +355,7 @@ impl InferenceWorker {
     fn process(&mut self, batch: Vec<(Frame, Slot)>) {
         // A frame the letterbox cannot take (empty, not 8-bit BGR, tiny) goes alone; the rest
         // of the batch, other cameras' frames, goes on.
-        let (batch, unusable): (Vec<(Frame, Slot)>, Vec<(Frame, Slot)>) = batch.into_iter().partition(|(f, _)| usable(&f.image));
+        let (batch, unusable): (Vec<Dispatched>, Vec<Dispatched>) = batch.into_iter().partition(|(f, _)| usable(&f.image));
         for (f, slot) in unusable {
             f.counters.frame_dropped(Stage::Detect);
             if let Some(held) = self.error_log.allow() {
