@@ -217,8 +217,9 @@ fn post_cameras(state: &AppState, req: &Request) -> Result<Response, ApiError> {
 /// states. `degraded` (still 200) names what is wrong in `problems`.
 fn health(state: &AppState) -> Value {
     let ping = state.redis.ping(Duration::from_millis(500));
-    let registry = state.cluster.registry();
-    let cameras = registry.state_counts();
+    // one listing serves the counts and the per-camera problems
+    let list: Vec<CameraView> = state.cluster.registry().list();
+    let cameras = crate::camera::Registry::state_counts(&list);
     let cluster = state.cluster.state();
     let total: usize = cameras.values().sum();
     let stages = state.supervisor.report();
@@ -230,7 +231,6 @@ fn health(state: &AppState) -> Value {
         problems.push(format!("stage {} is {} (last beat {:.0} s ago)", s.name, s.state, s.last_beat_s));
     }
     let now = SystemTime::now();
-    let list: Vec<CameraView> = registry.list();
     let me = state.cluster.instance_id();
     let pending = list.iter().filter(|c| c.status.state == CameraState::Pending).count();
     if pending > 0 {

@@ -18,7 +18,7 @@ use super::worker::{CameraWorker, CaptureLoop};
 use crate::metrics::{CameraCountersSnapshot, Metrics};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// What a write did to one camera (the POST reply's `result`).
@@ -94,10 +94,6 @@ impl Registry {
             capture,
             metrics,
         }
-    }
-
-    pub fn instance_id(&self) -> &str {
-        &self.instance_id
     }
 
     /// The newest revision this cache holds.
@@ -396,17 +392,12 @@ impl Registry {
         leased
     }
 
-    /// Number of cameras in each state (as listed), for `/api/health`.
-    pub fn state_counts(&self) -> BTreeMap<&'static str, usize> {
+    /// Number of cameras in each state in a listing, for `/api/health`.
+    pub fn state_counts(views: &[CameraView]) -> BTreeMap<&'static str, usize> {
         let mut counts: BTreeMap<&'static str, usize> = CameraState::ALL.iter().map(|s| (s.as_str(), 0)).collect();
-        for v in self.list() {
+        for v in views {
             *counts.entry(v.status.state.as_str()).or_default() += 1;
         }
         counts
-    }
-
-    /// Cameras known to this cache, as a set (tests and the coordinator).
-    pub fn ids(&self) -> BTreeSet<String> {
-        self.slots.lock().cameras.keys().cloned().collect()
     }
 }

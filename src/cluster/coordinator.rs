@@ -90,7 +90,7 @@ impl Coordinator {
         let s = &self.settings;
         let ttl = s.lease_ttl;
         let info = serde_json::json!({"max_cameras": s.max_cameras, "version": env!("CARGO_PKG_VERSION")}).to_string();
-        let live = self.store.heartbeat(&s.instance_id, ttl, &info)?;
+        let (now_ms, live) = self.store.heartbeat(&s.instance_id, ttl, &info)?;
         if self.reachable == Some(false) {
             self.acquire_after = Instant::now() + Self::period(ttl) * 2 + Duration::from_millis(200);
         }
@@ -158,7 +158,7 @@ impl Coordinator {
                 caps.len()
             );
         } else if owned.len() < target && Instant::now() >= self.acquire_after {
-            let mut candidates: Vec<String> = active.into_iter().filter(|c| !owned.contains(c)).collect();
+            let mut candidates: Vec<String> = active.iter().filter(|c| !owned.contains(c)).cloned().collect();
             let owners = self.store.owners(&candidates)?;
             let mut free: Vec<String> = candidates.drain(..).zip(owners).filter(|(_, o)| o.is_none()).map(|(c, _)| c).collect();
             free.sort_by_key(|c| std::cmp::Reverse(preference(&s.instance_id, c)));
@@ -178,7 +178,6 @@ impl Coordinator {
         }
 
         // 5. live state for listings
-        let now_ms = self.store.now_ms()?;
         let mine: Vec<(String, String)> = self
             .registry
             .leased_status()
@@ -190,7 +189,7 @@ impl Coordinator {
             .collect();
         self.store.publish_status(&mine)?;
         if self.ticks % READ_REMOTE_EVERY == 1 {
-            let others: Vec<String> = self.registry.active().into_iter().filter(|c| !owned.contains(c)).collect();
+            let others: Vec<String> = active.into_iter().filter(|c| !owned.contains(c)).collect();
             let stale_ms = ttl.as_millis() as u64;
             let remote = self.store.statuses(&others)?;
             let remote = others

@@ -266,13 +266,16 @@ impl Store {
         self.with(|c| Self::eval(SEED, &keys, &args).query::<i64>(c)).map(|n| n == 1)
     }
 
-    /// Records this instance as alive and returns the live instances with their info JSON,
-    /// dropping those silent for longer than `ttl`.
-    pub fn heartbeat(&mut self, me: &str, ttl: Duration, info: &str) -> RedisResult<BTreeMap<String, String>> {
+    /// Records this instance as alive and returns Redis's clock (ms: the clock statuses are aged
+    /// with) and the live instances with their info JSON, dropping those silent for longer than
+    /// `ttl`.
+    pub fn heartbeat(&mut self, me: &str, ttl: Duration, info: &str) -> RedisResult<(u64, BTreeMap<String, String>)> {
         let keys = [self.key("instances"), self.key("instance_info")];
         let args = [me.to_string(), ttl.as_millis().to_string(), info.to_string()];
         let reply: Vec<String> = self.with(|c| Self::eval(HEARTBEAT, &keys, &args).query(c))?;
-        Ok(reply[1.min(reply.len())..].chunks(2).filter(|p| p.len() == 2).map(|p| (p[0].clone(), p[1].clone())).collect())
+        let now_ms = reply.first().and_then(|t| t.parse().ok()).unwrap_or(0);
+        let live = reply[1.min(reply.len())..].chunks(2).filter(|p| p.len() == 2).map(|p| (p[0].clone(), p[1].clone())).collect();
+        Ok((now_ms, live))
     }
 
     /// Removes this instance from the live set (clean shutdown).
@@ -339,11 +342,5 @@ impl Store {
         }
         let key = self.key("status");
         self.with(|c| redis::cmd("HMGET").arg(&key).arg(cameras).query(c))
-    }
-
-    /// Redis's clock in milliseconds (the heartbeats' clock; statuses are aged with it).
-    pub fn now_ms(&mut self) -> RedisResult<u64> {
-        let (s, us): (u64, u64) = self.with(|c| redis::cmd("TIME").query(c))?;
-        Ok(s * 1000 + us / 1000)
     }
 }
