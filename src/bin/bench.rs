@@ -135,6 +135,38 @@ fn other_cores(sys0: f64, sys1: f64, own_cpu: f64, secs: f64) -> f64 {
 /// Above this many cores used by other processes during a phase, its figures are skewed.
 const BUSY_MACHINE: f64 = 0.25;
 
+/// A stream entry: its id and fields.
+type Entry = (String, std::collections::HashMap<String, String>);
+
+/// The entries of `stream` added since `since` (Redis's clock and ours are this machine's).
+fn stream_since(conn: &mut redis::Connection, stream: &str, since: SystemTime) -> anyhow::Result<Vec<Entry>> {
+    let start_ms = since.duration_since(SystemTime::UNIX_EPOCH)?.as_millis();
+    Ok(redis::cmd("XRANGE").arg(stream).arg(start_ms.to_string()).arg("+").query(conn)?)
+}
+
+/// Capture-to-stream latency of one entry (ms): Redis's clock when the XADD landed (the entry
+/// id) minus the event's capture `timestamp` field.
+fn capture_to_stream_ms((id, fields): &Entry) -> Option<f64> {
+    let added: u64 = id.split('-').next()?.parse().ok()?;
+    let captured = analytics_service::time::parse_rfc3339_millis(fields.get("timestamp")?)?;
+    let captured_ms = captured.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_millis() as u64;
+    Some(added.saturating_sub(captured_ms) as f64)
+}
+
+/// The `q` quantile (nearest rank) of sorted values; `None` for none.
+fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
+    let rank = ((sorted.len() as f64 * q).ceil() as usize).saturating_sub(1);
+    sorted.get(rank.min(sorted.len().saturating_sub(1))).copied()
+}
+
+/// Deletes what a service of the bench left in Redis: its keys and its stream.
+fn drop_service_keys(conn: &mut redis::Connection, cfg: &Config) -> anyhow::Result<()> {
+    let mut keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}*", cfg.redis_key_prefix)).query(conn)?;
+    keys.push(cfg.redis_stream.clone());
+    let _: () = redis::cmd("DEL").arg(&keys).query(conn)?;
+    Ok(())
+}
+
 fn rss_mib() -> f64 {
     process_rss_bytes() as f64 / (1024.0 * 1024.0)
 }
@@ -216,24 +248,11 @@ fn run_service(a: &Args, cfg: &Config, video: &std::path::Path) -> anyhow::Resul
     let mut conn = analytics_service::pipeline::publish::RedisTarget::from_config(cfg).connect(Duration::from_secs(2))?;
     // exact capture-to-stream latency of the window's detection events: the entry id is Redis's
     // clock when the XADD landed, the payload's timestamp the capture (same machine, same clock)
-    let start_ms = (SystemTime::now() - Duration::from_secs_f64(secs)).duration_since(SystemTime::UNIX_EPOCH)?.as_millis();
-    let entries: Vec<(String, std::collections::HashMap<String, String>)> =
-        redis::cmd("XRANGE").arg(&cfg.redis_stream).arg(start_ms.to_string()).arg("+").query(&mut conn)?;
-    let mut stream_ms: Vec<f64> = entries
-        .iter()
-        .filter(|(_, f)| f.get("event_type").is_some_and(|t| t == "detection"))
-        .filter_map(|(id, f)| {
-            let added: u64 = id.split('-').next()?.parse().ok()?;
-            let captured = analytics_service::time::parse_rfc3339_millis(f.get("timestamp")?)?;
-            let captured_ms = captured.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_millis() as u64;
-            Some(added.saturating_sub(captured_ms) as f64)
-        })
-        .collect();
+    let entries = stream_since(&mut conn, &cfg.redis_stream, SystemTime::now() - Duration::from_secs_f64(secs))?;
+    let mut stream_ms: Vec<f64> =
+        entries.iter().filter(|(_, f)| f.get("event_type").is_some_and(|t| t == "detection")).filter_map(capture_to_stream_ms).collect();
     stream_ms.sort_by(f64::total_cmp);
-    let pct = |q: f64| {
-        stream_ms.get(((stream_ms.len() as f64 * q).ceil() as usize).saturating_sub(1).min(stream_ms.len().saturating_sub(1))).copied()
-    };
-    let (s50, s99) = (pct(0.5), pct(0.99));
+    let (s50, s99) = (percentile(&stream_ms, 0.5), percentile(&stream_ms, 0.99));
     println!(
         "capture-to-stream p50 {} ms, p99 {} ms  (exact, {} detection events: Redis entry time - capture time)",
         s50.map_or("-".into(), |v| format!("{v:.0}")),
@@ -241,9 +260,7 @@ fn run_service(a: &Args, cfg: &Config, video: &std::path::Path) -> anyhow::Resul
         stream_ms.len()
     );
     svc.shutdown();
-    let mut keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}*", cfg.redis_key_prefix)).query(&mut conn)?;
-    keys.push(cfg.redis_stream.clone());
-    let _: () = redis::cmd("DEL").arg(&keys).query(&mut conn)?;
+    drop_service_keys(&mut conn, cfg)?;
     Ok(json!({
         "seconds": secs,
         "captured_fps": per(c1.captured, c0.captured),

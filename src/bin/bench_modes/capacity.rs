@@ -152,25 +152,19 @@ fn run_count(cfg: &Config, clip: &Path, visits: &[u64], frames_per_loop: u64, n:
     // the events of visits that began just before the end get 2 s to arrive
     std::thread::sleep(Duration::from_secs(3));
     let mut conn = analytics_service::pipeline::publish::RedisTarget::from_config(&cfg).connect(Duration::from_secs(2))?;
-    let start_ms = wall0.duration_since(SystemTime::UNIX_EPOCH)?.as_millis();
-    let entries: Vec<(String, HashMap<String, String>)> =
-        redis::cmd("XRANGE").arg(&cfg.redis_stream).arg(start_ms.to_string()).arg("+").query(&mut conn)?;
+    let entries = super::stream_since(&mut conn, &cfg.redis_stream, wall0)?;
     svc.shutdown();
-    let mut keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}*", cfg.redis_key_prefix)).query(&mut conn)?;
-    keys.push(cfg.redis_stream.clone());
-    let _: () = redis::cmd("DEL").arg(&keys).query(&mut conn)?;
+    super::drop_service_keys(&mut conn, &cfg)?;
 
     let mut latencies = Vec::new();
     let mut starts: HashMap<String, Vec<u64>> = HashMap::new();
-    for (id, f) in &entries {
-        let Some(payload) = f.get("payload").and_then(|p| serde_json::from_str::<Value>(p).ok()) else { continue };
-        let added: u64 = id.split('-').next().and_then(|x| x.parse().ok()).unwrap_or(0);
+    for entry in &entries {
+        let Some(payload) = entry.1.get("payload").and_then(|p| serde_json::from_str::<Value>(p).ok()) else { continue };
         // per-frame results only: an object's `end` is stamped with its last sighting and comes
         // TRACK_LOST_S later by design
         let per_frame = payload["event_type"] == "detection" || payload["event_type"] == "motion";
-        if let Some(t) = payload["timestamp"].as_str().and_then(analytics_service::time::parse_rfc3339_millis).filter(|_| per_frame) {
-            let captured = t.duration_since(SystemTime::UNIX_EPOCH)?.as_millis() as u64;
-            latencies.push(added.saturating_sub(captured) as f64);
+        if per_frame {
+            latencies.extend(super::capture_to_stream_ms(entry));
         }
         if payload["event_type"] == "object" && payload["lifecycle"] == "start" && payload["class_name"] == "person" {
             let cam = payload["camera_id"].as_str().unwrap_or("").to_string();
@@ -178,7 +172,7 @@ fn run_count(cfg: &Config, clip: &Path, visits: &[u64], frames_per_loop: u64, n:
         }
     }
     latencies.sort_by(f64::total_cmp);
-    let p99 = latencies.get(((latencies.len() as f64 * 0.99).ceil() as usize).saturating_sub(1)).copied().unwrap_or(0.0);
+    let p99 = super::percentile(&latencies, 0.99).unwrap_or(0.0);
     // every visit that began (first frame captured) inside the window, at least 2 s before its end
     let (mut expected, mut missed, mut worst) = (0u64, Vec::new(), 0u64);
     for (cam, &f_end) in &end {
