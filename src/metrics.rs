@@ -237,6 +237,8 @@ pub struct Metrics {
     pub frame_to_event_seconds: Histogram,
     /// Detect queue depth (frames waiting for a batch), sampled per batch.
     detect_queue_depth: AtomicU64,
+    /// Batches run on the shared session on every core (one camera alone, every worker idle).
+    wide_batches: AtomicU64,
     /// Seconds per vehicle in ANPR (plate detector + OCR).
     pub anpr_seconds: Histogram,
     /// ANPR jobs dropped because the ANPR queue was full.
@@ -265,6 +267,7 @@ impl Default for Metrics {
             batch_size: Histogram::new(BATCH_BUCKETS),
             frame_to_event_seconds: Histogram::new(SECONDS_BUCKETS),
             detect_queue_depth: AtomicU64::new(0),
+            wide_batches: AtomicU64::new(0),
             anpr_seconds: Histogram::new(SECONDS_BUCKETS),
             anpr_jobs_dropped: AtomicU64::new(0),
             cameras: RwLock::default(),
@@ -285,6 +288,16 @@ impl Metrics {
     /// One phase of an inference batch took `seconds`.
     pub fn inference_phase(&self, phase: Phase, seconds: f64) {
         self.inference_seconds[phase as usize].observe(seconds);
+    }
+
+    /// A batch ran on the shared session on every core.
+    pub fn wide_batch(&self) {
+        self.wide_batches.fetch_add(1, Relaxed);
+    }
+
+    /// Batches run so far on the shared session on every core.
+    pub fn wide_batches(&self) -> u64 {
+        self.wide_batches.load(Relaxed)
     }
 
     /// ANPR's queue was full: a frame's vehicles were not read.
@@ -399,6 +412,13 @@ impl Metrics {
         }
         let n = family_line(&mut out, "analytics_batch_size", "histogram", "Frames per inference batch.");
         self.batch_size.render(&mut out, n, "");
+        let n = family_line(
+            &mut out,
+            "analytics_inference_wide_batches_total",
+            "counter",
+            "Batches run on the session on every core: one camera alone while every inference worker was idle.",
+        );
+        let _ = writeln!(out, "{n} {}", self.wide_batches.load(Relaxed));
         let n = family_line(&mut out, "analytics_frame_to_event_seconds", "histogram", "From frame capture to its detection result.");
         self.frame_to_event_seconds.render(&mut out, n, "");
         per_camera(&mut out, &cams, "analytics_plates_searched_total", "Vehicles the ANPR plate detector ran on.", |c| &c.plates_searched);

@@ -75,6 +75,11 @@ impl Service {
         Ok(Service { api, cluster, pipeline, metrics, supervisor })
     }
 
+    /// The detection model as loaded: provider, batch, I/O binding.
+    pub fn model(&self) -> &crate::pipeline::detect::yolo::YoloInfo {
+        &self.pipeline.model
+    }
+
     /// Where the API listens (useful with `API_PORT=0`).
     pub fn api_addr(&self) -> SocketAddr {
         self.api.addr()

@@ -129,6 +129,7 @@ print(json.dumps(fams))
         ("analytics_detect_queue_depth", "gauge"),
         ("analytics_inference_seconds", "histogram"),
         ("analytics_batch_size", "histogram"),
+        ("analytics_inference_wide_batches", "counter"),
         ("analytics_frame_to_event_seconds", "histogram"),
         ("process_resident_memory_bytes", "gauge"),
         ("process_cpu_seconds", "counter"),

@@ -17,7 +17,7 @@
 //! Options: `--cameras N` (4), `--seconds S` (30, the measured window of the service and the
 //! seed design), `--warmup S` (5), `--video PATH` (the pedestrian sample), `--max-fps F` (per
 //! camera, 30), `--fast` (files decode as fast as they can, capped by --max-fps, instead of
-//! playing at their own frame rate), `--batch B` (BATCH_SIZE, 8), `--device auto|cpu|cuda|tensorrt`,
+//! playing at their own frame rate), `--batch B` (BATCH_SIZE, 0: the service's auto, 1 on the CPU), `--device auto|cpu|cuda|tensorrt`,
 //! `--bare-seconds S` (per batch size, min(--seconds, 15)), `--skip-service`, `--skip-bare`,
 //! `--skip-baseline` (the seed design), `--json PATH`. `--capacity` runs the capacity search
 //! instead (`bench_modes/capacity.rs`: cameras of a scene where people come and go, 2, 4, 6, ...
@@ -76,7 +76,7 @@ fn args() -> Args {
         video: String::new(),
         max_fps: 30.0,
         fast: false,
-        batch: 8,
+        batch: 0,
         device: "auto".into(),
         bare_seconds: None,
         skip_service: false,
@@ -107,7 +107,15 @@ fn args() -> Args {
             "--capacity" => a.capacity = true,
             "--slo-p99-ms" => a.slo_p99_ms = v().parse().expect("--slo-p99-ms MS"),
             "--max-cameras" => a.max_cameras = v().parse().expect("--max-cameras N"),
-            other => panic!("unknown option {other}; see the doc comment of src/bin/bench.rs"),
+            "--help" | "-h" => {
+                // the usage is this file's doc comment
+                include_str!("bench.rs").lines().map_while(|l| l.strip_prefix("//!")).for_each(|l| println!("{}", l.trim_start()));
+                std::process::exit(0);
+            }
+            other => {
+                eprintln!("bench: unknown option {other}; --help lists them");
+                std::process::exit(2);
+            }
         }
     }
     if a.video.is_empty() {
@@ -231,7 +239,7 @@ fn run_service(a: &Args, cfg: &Config, video: &std::path::Path) -> anyhow::Resul
         if a.fast { "fast decode" } else { "real time" },
         secs,
         a.warmup,
-        a.batch
+        svc.model().max_batch
     );
     println!("captured        {:8.1} frames/s", per(c1.captured, c0.captured));
     println!("skipped (pace)  {:8.1} frames/s", per(c1.skipped, c0.skipped));
@@ -285,7 +293,7 @@ fn run_service(a: &Args, cfg: &Config, video: &std::path::Path) -> anyhow::Resul
 /// Phase 2: `session.run` in a loop on preprocessed frames, for each batch size. Returns
 /// `{"b1": {...}, "b8": {...}, ...}` and the ONNX Runtime version and provider.
 fn run_bare(a: &Args, cfg: &Config) -> anyhow::Result<(Value, String, String)> {
-    let mut sizes = vec![1, 8, a.batch.max(1)];
+    let mut sizes = vec![1, 8, cfg.batch_size_to_load()];
     sizes.sort_unstable();
     sizes.dedup();
     let max = *sizes.last().unwrap();

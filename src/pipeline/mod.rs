@@ -136,16 +136,31 @@ impl Pipeline {
                 config.yolo_model_name(),
                 config.inference_device,
                 config.ort_dylib_path.as_deref(),
-                config.batch_size,
+                config.batch_size_to_load(),
                 config.nms_iou,
                 threads,
             )
             .map_err(StartError::Model)
         };
-        let yolo = load()?;
+        let mut yolo = load()?;
         let mut yolos = Vec::with_capacity(workers);
         for _ in 1..workers {
             yolos.push(load()?);
+        }
+        // BATCH_SIZE auto: 1 on the CPU (the config's doc says why), so the batch tensor shrinks
+        let batch_size = config.batch_size_on(yolo.info.provider);
+        for y in std::iter::once(&mut yolo).chain(&mut yolos) {
+            y.cap_batch(batch_size);
+        }
+        // several single-core workers on a CPU share one session on every core, for a batch one
+        // of them runs while the rest are idle (one camera alone: the light-load latency)
+        if workers > 1 {
+            if let Some(wide) = yolo.load_wide_session(config.ort_dylib_path.as_deref()).map_err(StartError::Model)? {
+                for y in &mut yolos {
+                    y.share_wide_session(wide.clone());
+                }
+                yolo.share_wide_session(wide);
+            }
         }
         log::info!("detect: {workers} inference worker(s) of {threads} ONNX Runtime thread(s) each");
         let model_info = yolo.model_info();
@@ -184,7 +199,7 @@ impl Pipeline {
         let track = track::stage::spawn(track_settings, detected_rx, ended_rx, outputs, metrics.clone(), supervisor)
             .map_err(StartError::Threads)?;
         let (detect_tx, detect_rx) = crossbeam_channel::bounded(detect::DETECT_CAP);
-        let settings = detect::DetectSettings { batch_size: config.batch_size, batch_timeout: config.batch_timeout };
+        let settings = detect::DetectSettings { batch_size, batch_timeout: config.batch_timeout };
         yolos.insert(0, yolo);
         let detect = detect::spawn(yolos, settings, detect_rx, detected_tx, metrics.clone(), supervisor).map_err(StartError::Threads)?;
         let (motion, motion_threads) = motion::MotionPool::spawn(

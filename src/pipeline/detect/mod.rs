@@ -98,6 +98,8 @@ impl DetectHandle {
 /// A batch handed to an inference worker: each frame with its place in its camera's order.
 struct Job {
     frames: Vec<(Frame, Slot)>,
+    /// Run on the wide session: one frame of the only live camera, every worker idle.
+    wide: bool,
 }
 
 /// Where a frame stands in its camera's order: (camera, worker generation) and a sequence
@@ -281,12 +283,18 @@ impl Batcher {
             for f in frames.try_iter() {
                 live = push(&mut queues, f);
             }
+            // workers that came free meanwhile (their `ready` is read only while none is idle)
+            idle += self.ready.try_iter().count();
             let batch = queues.take_batch(share);
             self.metrics.set_detect_queue_depth(queues.len());
             if batch.is_empty() {
                 continue;
             }
+            // one camera alone, every worker idle: this frame may use every core (the wide
+            // session), which roughly halves its latency on two cores
+            let wide = self.workers > 1 && idle == self.workers && live <= 1 && batch.len() == 1;
             let job = Job {
+                wide,
                 frames: batch
                     .into_iter()
                     .map(|mut f| {
@@ -336,6 +344,9 @@ impl InferenceWorker {
                         // a panic must not leave its frames unaccounted for: the sequencer would
                         // hold every later frame of those cameras waiting for them
                         let slots: Vec<Slot> = job.frames.iter().map(|(_, s)| s.clone()).collect();
+                        if self.yolo.set_wide(job.wide) {
+                            self.metrics.wide_batch();
+                        }
                         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.process(job.frames)));
                         if run.is_err() {
                             log::error!("detect: an inference worker panicked on a batch of {}; its frames are dropped", slots.len());

@@ -14,10 +14,11 @@
 //! apart from a library of the GPU recipe that is missing (docs/gpu.md).
 
 use crate::config::InferenceDevice;
-use ndarray::{ArrayView, ArrayViewD};
+use ndarray::{ArrayView, ArrayViewD, ArrayViewMut4, Ix4};
+use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType};
 use ort::session::builder::GraphOptimizationLevel;
-use ort::session::Session;
-use ort::value::{PrimitiveTensorElementType, TensorRef};
+use ort::session::{IoBinding, Session};
+use ort::value::{PrimitiveTensorElementType, Tensor, TensorRef};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -259,6 +260,23 @@ impl ModelSession {
         dylib: Option<&Path>,
         intra_threads: usize,
     ) -> Result<Self, InferenceError> {
+        Self::load_inner(var, path, device, dylib, intra_threads, true)
+    }
+
+    /// A CPU session whose intra-op pool (one thread per core) sleeps between runs instead of
+    /// spinning: for runs now and then beside other sessions, whose cores it must not keep busy.
+    pub fn load_quiet(var: &'static str, path: &Path, dylib: Option<&Path>) -> Result<Self, InferenceError> {
+        Self::load_inner(var, path, InferenceDevice::Cpu, dylib, 0, false)
+    }
+
+    fn load_inner(
+        var: &'static str,
+        path: &Path,
+        device: InferenceDevice,
+        dylib: Option<&Path>,
+        intra_threads: usize,
+        spin: bool,
+    ) -> Result<Self, InferenceError> {
         let shown = path.display().to_string();
         if path.extension().is_some_and(|e| e == "pt" || e == "pth") {
             return Err(InferenceError::PyTorch { var, path: shown });
@@ -273,6 +291,9 @@ impl ModelSession {
             let mut b = Session::builder(env)?.with_optimization_level(GraphOptimizationLevel::Level3).map_err(Into::<ort::Error>::into)?;
             if intra_threads > 0 {
                 b = b.with_intra_threads(intra_threads).map_err(Into::<ort::Error>::into)?;
+            }
+            if !spin {
+                b = b.with_intra_op_spinning(false).map_err(Into::<ort::Error>::into)?;
             }
             let mut b = match provider {
                 Provider::Cpu => b,
@@ -355,6 +376,119 @@ impl ModelSession {
     ) -> Result<R, InferenceError> {
         let half = input.mapv(half::f16::from_f32).into_dyn();
         self.run_typed(half.view(), output, |o| f(o.mapv(half::f16::to_f32).view()))
+    }
+}
+
+/// ONNX Runtime's I/O binding for a float32 model with one batch input: the buffers are made
+/// where the provider wants them and reused by every run.
+///
+/// On a GPU provider the batch is written (letterboxed) straight into page-locked host memory
+/// (`CudaPinned`), which ORT uploads into a device buffer from its arena with an asynchronous
+/// DMA copy instead of first staging pageable memory, and the output is bound to page-locked
+/// memory too, so the device writes the result where the decoder reads it. On the CPU the
+/// buffers are ordinary host memory (nothing to gain there: [`ModelSession::run_f32`] already
+/// runs on a view without a copy), which is how tests prove the bound path without a GPU.
+///
+/// A tensor's shape is fixed when it is made, and a view of part of one cannot be bound
+/// without ORT copying it, so there is one staging tensor per batch size in use, made on first
+/// use; the least recently used ones go once they hold more than two full batches' worth.
+pub struct BoundIo {
+    binding: IoBinding,
+    allocator: Allocator,
+    /// `[max_batch, C, H, W]`.
+    shape: [usize; 4],
+    /// Staging tensors by batch size, the most recently used last.
+    staging: Vec<(usize, Tensor<f32>)>,
+    input: String,
+    output: String,
+    /// Where ORT puts the output: it allocates it on a run, then reuses it while the batch
+    /// size stays the same ([`ModelSession::run_bound`] binds it afresh when the size changes).
+    output_memory: MemoryInfo<'static>,
+    /// The batch size of the last run: the shape of the output the binding holds now.
+    output_batch: usize,
+}
+
+impl BoundIo {
+    /// The staging tensor for a batch of `n` (made if need be), to write `n` images into.
+    pub fn batch_mut(&mut self, n: usize) -> Result<ArrayViewMut4<'_, f32>, InferenceError> {
+        let tensor = self.staging(n)?;
+        Ok(tensor.extract_array_mut().into_dimensionality::<Ix4>().expect("invariant: staging tensors have 4 axes"))
+    }
+
+    /// Caps the batch at `n` images, dropping larger staging tensors.
+    pub fn cap_batch(&mut self, n: usize) {
+        self.shape[0] = n.clamp(1, self.shape[0]);
+        let max = self.shape[0];
+        self.staging.retain(|(size, _)| *size <= max);
+    }
+
+    fn staging(&mut self, n: usize) -> Result<&mut Tensor<f32>, InferenceError> {
+        let n = n.clamp(1, self.shape[0]);
+        if let Some(i) = self.staging.iter().position(|(size, _)| *size == n) {
+            let entry = self.staging.remove(i);
+            self.staging.push(entry);
+        } else {
+            let [_, c, h, w] = self.shape;
+            let tensor = Tensor::<f32>::new(&self.allocator, [n, c, h, w]).map_err(|e| InferenceError::Run(format!("I/O binding: {e}")))?;
+            self.staging.push((n, tensor));
+            // keep at most two full batches' worth of images (the newest entry always stays)
+            while self.staging.iter().map(|(size, _)| size).sum::<usize>() > 2 * self.shape[0] && self.staging.len() > 1 {
+                self.staging.remove(0);
+            }
+        }
+        Ok(&mut self.staging.last_mut().expect("invariant: just pushed").1)
+    }
+}
+
+/// The memory a bound session's input is written into and its output read from: page-locked
+/// host memory for a GPU provider, plain host memory for the CPU.
+fn bound_memory(provider: Provider, kind: MemoryType) -> Result<MemoryInfo<'static>, ort::Error> {
+    let device = if provider == Provider::Cpu { AllocationDevice::CPU } else { AllocationDevice::CUDA_PINNED };
+    let kind = if provider == Provider::Cpu { MemoryType::Default } else { kind };
+    MemoryInfo::new(device, 0, AllocatorType::Device, kind)
+}
+
+impl ModelSession {
+    /// Binds input 0 (float32, at most `shape` = `[max_batch, C, H, W]`) and output `output` to
+    /// buffers made for this session ([`BoundIo`]).
+    pub fn bind_io(&self, shape: [usize; 4], output: usize) -> Result<BoundIo, InferenceError> {
+        let err = |e: ort::Error| InferenceError::Run(format!("I/O binding: {e}"));
+        let input = self.inputs.first().ok_or_else(|| InferenceError::Run("I/O binding: the model has no input".into()))?.name.clone();
+        let output = self
+            .outputs
+            .get(output)
+            .ok_or_else(|| InferenceError::Run(format!("I/O binding: the model has no output {output}")))?
+            .name
+            .clone();
+        let allocator = match self.provider {
+            Provider::Cpu => Allocator::default(),
+            _ => Allocator::new(&self.session, bound_memory(self.provider, MemoryType::CPUInput).map_err(err)?).map_err(err)?,
+        };
+        let binding = self.session.create_binding().map_err(err)?;
+        let output_memory = bound_memory(self.provider, MemoryType::CPUOutput).map_err(err)?;
+        Ok(BoundIo { binding, allocator, shape, staging: Vec::new(), input, output, output_memory, output_batch: 0 })
+    }
+
+    /// Runs the model on `io`'s staging tensor for a batch of `n` (what
+    /// [`BoundIo::batch_mut`] gave) and hands the bound output to `f` as a view.
+    pub fn run_bound<R>(&mut self, io: &mut BoundIo, n: usize, f: impl FnOnce(ArrayViewD<'_, f32>) -> R) -> Result<R, InferenceError> {
+        let err = |e: ort::Error| InferenceError::Run(e.to_string());
+        io.staging(n)?;
+        let n = n.clamp(1, io.shape[0]);
+        if io.output_batch != n {
+            // the output's shape follows the batch: ORT allocates it in the bound memory on
+            // this run, and the binding keeps that buffer for the next runs of the same size
+            io.binding.bind_output_to_device(&io.output, &io.output_memory).map_err(err)?;
+            io.output_batch = n;
+        }
+        let BoundIo { binding, input, output, staging, .. } = io;
+        // an owned tensor: bound without a copy (ORT uploads it when the session is on a GPU)
+        let value = &staging.last().expect("invariant: staging(n) made it the last").1;
+        binding.bind_input(input.as_str(), value).map_err(err)?;
+        let outputs = self.session.run_binding(binding).map_err(err)?;
+        let out = outputs.get(output.as_str()).ok_or_else(|| InferenceError::Run(format!("output {output} missing from the bound run")))?;
+        let view = out.try_extract_array::<f32>().map_err(err)?;
+        Ok(f(view))
     }
 }
 

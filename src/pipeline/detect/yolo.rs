@@ -7,15 +7,17 @@
 
 use super::postprocess::{decode, RawDetection};
 use super::preprocess::{letterbox_into, Letterbox};
-use super::session::{InferenceError, ModelSession, Provider, RuntimeInfo};
+use super::session::{BoundIo, InferenceError, ModelSession, Provider, RuntimeInfo};
 use crate::coco::COCO_CLASSES;
 use crate::config::InferenceDevice;
 use crate::events::ModelInfo;
-use ndarray::{s, Array4, Axis, Ix3};
+use ndarray::{s, Array4, ArrayViewD, ArrayViewMut4, Axis, Ix3};
 use opencv::core::Mat;
+use parking_lot::Mutex;
 use rayon::prelude::*;
 use serde::Serialize;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What `/api/health` shows about the model.
@@ -31,7 +33,12 @@ pub struct YoloInfo {
     pub fixed_batch: Option<usize>,
     pub max_batch: usize,
     pub classes: usize,
+    /// Whether runs go through ONNX Runtime's I/O binding ([`BoundIo`]): on by itself on a GPU.
+    pub io_binding: bool,
 }
+
+/// A session on every core that the inference workers share ([`Yolo::load_wide_session`]).
+pub type WideSession = Arc<Mutex<ModelSession>>;
 
 /// One image's result: how it was letterboxed, and its detections in source pixels.
 pub type ImageDetections = (Letterbox, Vec<RawDetection>);
@@ -48,8 +55,21 @@ pub struct Yolo {
     session: ModelSession,
     pub info: YoloInfo,
     pub class_names: Vec<String>,
-    batch: Array4<f32>,
+    input: BatchInput,
     iou: f32,
+    /// A session on every core, shared by the workers, for a batch one runs alone
+    /// ([`Yolo::load_wide_session`]).
+    wide: Option<WideSession>,
+    /// Whether the next batches run on `wide`.
+    use_wide: bool,
+}
+
+/// Where the batch is letterboxed and how the session gets it.
+enum BatchInput {
+    /// A host array the session reads through a view (no copy): the CPU's best path.
+    Host(Array4<f32>),
+    /// Buffers bound once with ONNX Runtime's I/O binding: page-locked memory on a GPU.
+    Bound(Box<BoundIo>),
 }
 
 /// Parses Ultralytics' `names` metadata, `{0: 'person', 1: 'bicycle', ...}`.
@@ -126,6 +146,7 @@ impl Yolo {
             fixed_batch,
             max_batch,
             classes,
+            io_binding: false,
         };
         log::info!(
             "detect: {} ready on {:?}: input {w}x{h}, batch {}, {classes} classes",
@@ -133,7 +154,109 @@ impl Yolo {
             info.provider,
             fixed_batch.map_or_else(|| format!("dynamic (up to {max_batch})"), |b| b.to_string())
         );
-        Ok(Yolo { batch: Array4::zeros((max_batch, 3, h, w)), session, info, class_names, iou })
+        let mut yolo = Yolo {
+            input: BatchInput::Host(Array4::zeros((max_batch, 3, h, w))),
+            session,
+            info,
+            class_names,
+            iou,
+            wide: None,
+            use_wide: false,
+        };
+        if yolo.info.provider != Provider::Cpu {
+            if let Err(e) = yolo.use_io_binding() {
+                log::warn!("detect: {}: I/O binding unavailable on {:?}, running without it: {e}", yolo.info.name, yolo.info.provider);
+            }
+        }
+        Ok(yolo)
+    }
+
+    /// Switches to ONNX Runtime's I/O binding ([`BoundIo`]), after one trial run through it;
+    /// on failure nothing changes. Done by itself on a GPU provider; public so tests and the
+    /// bench can take the bound path on the CPU.
+    pub fn use_io_binding(&mut self) -> Result<(), InferenceError> {
+        let (max, h, w) = (self.info.max_batch, self.info.input_height, self.info.input_width);
+        let mut io = self.session.bind_io([max, 3, h, w], 0)?;
+        let n = self.run_size(1);
+        io.batch_mut(n)?.fill(0.0);
+        self.session.run_bound(&mut io, n, |o| o.len())?;
+        self.input = BatchInput::Bound(Box::new(io));
+        self.info.io_binding = true;
+        Ok(())
+    }
+
+    /// Caps the batch at `n` images (a dynamic batch axis only; a fixed one stays), shrinking
+    /// the batch tensor.
+    pub fn cap_batch(&mut self, n: usize) {
+        let n = n.max(1);
+        if self.info.fixed_batch.is_some() || n >= self.info.max_batch {
+            return;
+        }
+        self.info.max_batch = n;
+        let (h, w) = (self.info.input_height, self.info.input_width);
+        match &mut self.input {
+            BatchInput::Host(a) => *a = Array4::zeros((n, 3, h, w)),
+            BatchInput::Bound(io) => io.cap_batch(n),
+        }
+    }
+
+    /// The batch a run of `n` images takes: a fixed batch axis needs a full tensor, a dynamic
+    /// one takes exactly `n`.
+    fn run_size(&self, n: usize) -> usize {
+        if self.info.fixed_batch.is_some() {
+            self.info.max_batch
+        } else {
+            n.clamp(1, self.info.max_batch)
+        }
+    }
+
+    /// Loads a second session of the model on every core (a quiet pool: it sleeps between
+    /// runs), for the workers to share ([`Yolo::share_wide_session`]): a worker that runs a
+    /// batch while the others are idle uses it, so one camera alone is detected at the speed of
+    /// the whole CPU, not of the one core each worker's own session has (the light-load
+    /// latency). `None` off the CPU: a GPU runs every batch whole.
+    pub fn load_wide_session(&self, dylib: Option<&Path>) -> Result<Option<WideSession>, InferenceError> {
+        if self.info.provider != Provider::Cpu {
+            return Ok(None);
+        }
+        let session = ModelSession::load_quiet("YOLO_MODEL", Path::new(&self.info.path), dylib)?;
+        Ok(Some(Arc::new(Mutex::new(session))))
+    }
+
+    /// Gives this worker the shared wide session.
+    pub fn share_wide_session(&mut self, wide: WideSession) {
+        self.wide = Some(wide);
+    }
+
+    /// Runs the next batches on the wide session (when there is one) or on the worker's own;
+    /// says whether they will run on the wide one.
+    pub fn set_wide(&mut self, on: bool) -> bool {
+        self.use_wide = on && self.wide.is_some() && matches!(self.input, BatchInput::Host(_));
+        self.use_wide
+    }
+
+    /// The batch tensor of a run of `n` images (see [`Yolo::run_size`]), to letterbox into.
+    fn batch_mut(&mut self, n: usize) -> Result<ArrayViewMut4<'_, f32>, InferenceError> {
+        let n = self.run_size(n);
+        match &mut self.input {
+            BatchInput::Host(a) => Ok(a.slice_mut(s![..n, .., .., ..])),
+            BatchInput::Bound(io) => io.batch_mut(n),
+        }
+    }
+
+    /// One `session.run` on a batch of `n` images; `f` reads the output.
+    fn run_batch<R>(&mut self, n: usize, f: impl FnOnce(ArrayViewD<'_, f32>) -> R) -> Result<R, InferenceError> {
+        let n = self.run_size(n);
+        match &mut self.input {
+            BatchInput::Host(a) => {
+                let input = a.slice(s![..n, .., .., ..]);
+                match &self.wide {
+                    Some(wide) if self.use_wide => wide.lock().run_f32(input, 0, f),
+                    _ => self.session.run_f32(input, 0, f),
+                }
+            }
+            BatchInput::Bound(io) => self.session.run_bound(io, n, f),
+        }
     }
 
     pub fn model_info(&self) -> ModelInfo {
@@ -144,7 +267,8 @@ impl Yolo {
     /// [`Yolo::run_preprocessed`], the bare inference loop without the service around it).
     pub fn preprocess(&mut self, images: &[&Mat]) -> Result<Vec<Letterbox>, InferenceError> {
         let n = images.len().min(self.info.max_batch);
-        let mut view = self.batch.slice_mut(s![..n, .., .., ..]);
+        let mut batch = self.batch_mut(n)?;
+        let mut view = batch.slice_mut(s![..n, .., .., ..]);
         let slots: Vec<_> = view.axis_iter_mut(Axis(0)).collect();
         slots
             .into_par_iter()
@@ -154,10 +278,10 @@ impl Yolo {
             .map_err(|e| InferenceError::Run(format!("preprocess: {e}")))
     }
 
-    /// One `session.run` on the first `n` preprocessed images; returns the output's element count.
+    /// One `session.run` on the `n` images [`Yolo::preprocess`] wrote; returns the output's
+    /// element count.
     pub fn run_preprocessed(&mut self, n: usize) -> Result<usize, InferenceError> {
-        let n = if self.info.fixed_batch.is_some() { self.info.max_batch } else { n.clamp(1, self.info.max_batch) };
-        self.session.run_f32(self.batch.slice(s![..n, .., .., ..]), 0, |o| o.len())
+        self.run_batch(n, |o| o.len())
     }
 
     /// Detects objects in each image (8-bit BGR) with the confidence threshold of its camera.
@@ -167,8 +291,6 @@ impl Yolo {
         let max = self.info.max_batch;
         for (chunk_i, chunk) in images.chunks(max).enumerate() {
             let n = chunk.len();
-            // a fixed batch axis needs a full tensor; a dynamic one takes exactly n
-            let run_n = if self.info.fixed_batch.is_some() { max } else { n };
             let t0 = Instant::now();
             let boxes = self.preprocess(chunk)?;
             let t1 = Instant::now();
@@ -176,7 +298,7 @@ impl Yolo {
             let iou = self.iou;
             let conf = &conf[chunk_i * max..chunk_i * max + n];
             let mut post = Duration::ZERO;
-            let dets = self.session.run_f32(self.batch.slice(s![..run_n, .., .., ..]), 0, |o| {
+            let dets = self.run_batch(n, |o| {
                 let tp = Instant::now();
                 let o = o.into_dimensionality::<Ix3>();
                 let r = o
