@@ -147,11 +147,12 @@ impl Pipeline {
         for _ in 1..workers {
             yolos.push(load()?);
         }
-        // BATCH_SIZE auto: 1 on the CPU (the config's doc says why), so the batch tensor shrinks
-        let batch_size = config.batch_size_on(yolo.info.provider);
+        // BATCH_SIZE auto: 1 on the CPU (the config's doc says why), so the batch tensor
+        // shrinks; a model with a fixed batch axis keeps it, and gets that many frames a run
         for y in std::iter::once(&mut yolo).chain(&mut yolos) {
-            y.cap_batch(batch_size);
+            y.cap_batch(config.batch_size_on(y.info.provider));
         }
+        let batch_size = yolo.info.max_batch;
         // several single-core workers on a CPU share one session on every core, for a batch one
         // of them runs while the rest are idle (one camera alone: the light-load latency)
         if workers > 1 {

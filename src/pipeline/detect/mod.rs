@@ -10,10 +10,13 @@
 //!   -> Detected{frame, every box} (TRACK_CAP, Block) -> track
 //! ```
 //! Each inference worker owns a session (`Session::run` takes `&mut self`). Several workers
-//! run batches side by side: on a CPU, two sessions of one thread each detect ~10 % more frames
-//! per second than one session spreading each frame over both cores (measured in the README's
-//! performance section), and on a GPU one worker's letterbox and NMS overlap the other's
-//! inference. A camera's frames can then finish out of order; the sequencer passes them on in
+//! run batches side by side: on a CPU, two sessions of one thread each detect ~10-30 % more
+//! frames per second than one session spreading each frame over both cores (measured in the
+//! README's performance section), and on a GPU one worker's letterbox and NMS overlap the
+//! other's inference. On a CPU the batch is one frame (`BATCH_SIZE` auto: one-thread sessions
+//! are slower per frame in batches), and the workers share one more session on every core for
+//! a frame of the only live camera while they are all idle, so light load keeps the latency of
+//! the whole CPU. A camera's frames can then finish out of order; the sequencer passes them on in
 //! order, since the tracker needs that. This stage only
 //! detects: the camera's threshold, classes and zones, the events and the ANPR requests are
 //! the track stage's business, because the tracker needs the low-score boxes the events leave

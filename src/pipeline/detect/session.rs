@@ -389,9 +389,11 @@ impl ModelSession {
 /// buffers are ordinary host memory (nothing to gain there: [`ModelSession::run_f32`] already
 /// runs on a view without a copy), which is how tests prove the bound path without a GPU.
 ///
-/// A tensor's shape is fixed when it is made, and a view of part of one cannot be bound
-/// without ORT copying it, so there is one staging tensor per batch size in use, made on first
-/// use; the least recently used ones go once they hold more than two full batches' worth.
+/// A tensor's shape is fixed when it is made, and `ort` clones a borrowed view of part of one
+/// before binding it (on the CPU that clone deadlocks in ort 2.0.0-rc.15: it binds a borrowed
+/// view again, inside the lock it holds), so there is one owned staging tensor per batch size
+/// in use, made on first use; the least recently used go once they hold more than two full
+/// batches' worth of images.
 pub struct BoundIo {
     binding: IoBinding,
     allocator: Allocator,
