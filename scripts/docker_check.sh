@@ -188,7 +188,7 @@ echo "$health" | python3 -c '
 import json, sys
 h = json.load(sys.stdin)
 y = h["model"]["yolo"]
-assert y["fixed_batch"] is None and y["max_batch"] > 1, "yolov8n batch axis is fixed: %s" % y
+assert y["fixed_batch"] is None, "yolov8n batch axis is fixed: %s" % y  # max_batch: 1 on the CPU (BATCH_SIZE auto)
 print("[docker-check] model %s on %s, batch %s" % (y["name"], y["provider"], "dynamic, max_batch %d" % y["max_batch"]), file=sys.stderr)
 ' || { log "FAILED: health does not show a loaded model with a dynamic batch"; exit 1; }
 # the image's own HEALTHCHECK command, run inside it (curl is there, the command answers)
