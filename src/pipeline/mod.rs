@@ -142,30 +142,25 @@ impl Pipeline {
             )
             .map_err(StartError::Model)
         };
-        let mut yolo = load()?;
-        let mut yolos = Vec::with_capacity(workers);
-        for _ in 1..workers {
-            yolos.push(load()?);
-        }
+        let mut yolos = (0..workers).map(|_| load()).collect::<Result<Vec<_>, _>>()?;
         // BATCH_SIZE auto: 1 on the CPU (the config's doc says why), so the batch tensor
         // shrinks; a model with a fixed batch axis keeps it, and gets that many frames a run
-        for y in std::iter::once(&mut yolo).chain(&mut yolos) {
+        for y in &mut yolos {
             y.cap_batch(config.batch_size_on(y.info.provider));
         }
+        let yolo = &yolos[0];
         let batch_size = yolo.info.max_batch;
         // several single-core workers on a CPU share one session on every core, for a batch one
         // of them runs while the rest are idle (one camera alone: the light-load latency)
-        if workers > 1 {
-            if let Some(wide) = yolo.load_wide_session(config.ort_dylib_path.as_deref()).map_err(StartError::Model)? {
-                for y in &mut yolos {
-                    y.share_wide_session(wide.clone());
-                }
-                yolo.share_wide_session(wide);
-            }
-        }
+        let wide = if workers > 1 { yolo.load_wide_session(config.ort_dylib_path.as_deref()).map_err(StartError::Model)? } else { None };
         log::info!("detect: {workers} inference worker(s) of {threads} ONNX Runtime thread(s) each");
         let model_info = yolo.model_info();
         let class_names = std::sync::Arc::new(yolo.class_names.clone());
+        if let Some(wide) = wide {
+            for y in &mut yolos {
+                y.share_wide_session(wide.clone());
+            }
+        }
         // ANPR is optional: without its model files the service runs, says why in /api/health,
         // and refuses cameras that ask for it.
         let (anpr, anpr_tx, anpr_status) = match anpr::AnprModels::load(config) {
@@ -201,7 +196,6 @@ impl Pipeline {
             .map_err(StartError::Threads)?;
         let (detect_tx, detect_rx) = crossbeam_channel::bounded(detect::DETECT_CAP);
         let settings = detect::DetectSettings { batch_size, batch_timeout: config.batch_timeout };
-        yolos.insert(0, yolo);
         let detect = detect::spawn(yolos, settings, detect_rx, detected_tx, metrics.clone(), supervisor).map_err(StartError::Threads)?;
         let (motion, motion_threads) = motion::MotionPool::spawn(
             config.motion_worker_count(),
