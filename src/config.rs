@@ -1,4 +1,4 @@
-//! Configuration from the environment and an optional `.env` file (DESIGN.md section 4).
+//! Configuration from the environment and an optional `.env` file (docs/architecture.md, "Configuration").
 //!
 //! Two layers, in ripgrep's manner: [`RawConfig`] is what `envy` reads (every field typed, every
 //! default here), and [`Config::from_env`] checks ranges and forms on top of it. Any invalid value

@@ -1,4 +1,4 @@
-//! The events the service publishes (DESIGN.md section 2), as serde types.
+//! The events the service publishes (docs/events.md), as serde types.
 //!
 //! `Event` is internally tagged by `event_type`, and every variant flattens [`EventCommon`], so the
 //! JSON of an event is exactly the contract's flat object: `{"event_id", "event_type",
@@ -55,7 +55,7 @@ pub struct Detection {
     /// Names of the camera's ROI zones that hold the box's bottom-centre (empty: no zones set).
     #[serde(default)]
     pub zones: Vec<String>,
-    /// The object this box belongs to (DESIGN.md section 7): `<camera_id>/<start ms>-<n>`,
+    /// The object this box belongs to (docs/events.md): `<camera_id>/<start ms>-<n>`,
     /// unique across cameras, instances and restarts. Null for a box the tracker has not
     /// confirmed yet (its first frames).
     #[serde(default)]
@@ -118,7 +118,7 @@ pub struct AnprEvent {
     pub track_id: Option<String>,
 }
 
-/// Where an object is in its life (DESIGN.md section 7).
+/// Where an object is in its life (docs/events.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Lifecycle {

@@ -97,7 +97,7 @@ fn events_reach_the_stream_in_order_with_four_fields() {
     let mut conn = redis_conn();
     let entries = xrange(&mut conn, &stream);
     let back: Vec<Event> = entries.iter().map(|(_, f)| serde_json::from_str(&f["payload"]).unwrap()).collect();
-    // the publisher stamps its INSTANCE_ID on every payload (DESIGN.md section 9)
+    // the publisher stamps its INSTANCE_ID on every payload (docs/architecture.md, "Events")
     let stamped: Vec<Event> = sent
         .into_iter()
         .map(|mut e| {

@@ -1,4 +1,4 @@
-//! The camera object of the REST API (DESIGN.md section 1), validated and with defaults filled.
+//! The camera object of the REST API (docs/architecture.md, "REST API"), validated and with defaults filled.
 //!
 //! These types are the output of `validate`; they serialize back to the same shape for
 //! responses, with the stream URL masked.

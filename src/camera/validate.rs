@@ -1,4 +1,4 @@
-//! Validation of `POST /api/cameras` bodies (DESIGN.md section 1).
+//! Validation of `POST /api/cameras` bodies (docs/architecture.md, "REST API").
 //!
 //! The body is walked as a `serde_json::Value` rather than derived, so that every bad field gets
 //! its own entry with its JSON path (`[0].parameters.max_fps`), unknown fields become warnings
@@ -29,7 +29,7 @@ pub struct Validated {
 
 /// Most cameras one request may carry; beyond, MAX_CAMERAS decides anyway.
 const MAX_ITEMS: usize = 1024;
-/// DESIGN.md section 8 limits. Each is checked before the list is walked, so a huge list costs
+/// Limits (docs/architecture.md, "REST API"). Each is checked before the list is walked, so a huge list costs
 /// one error, not one per element.
 pub const MAX_ZONES: usize = 16;
 pub const MAX_ZONE_POINTS: usize = 64;

@@ -1,4 +1,4 @@
-//! Many instances, one service (DESIGN.md section 9): the camera registry's desired state
+//! Many instances, one service (docs/architecture.md, "The contract in one page"): the camera registry's desired state
 //! lives in Redis, and each active camera is run by exactly one instance holding its lease.
 //!
 //! [`Cluster`] is what the API calls: writes go to Redis first (a Lua script: all or nothing,
@@ -8,7 +8,7 @@
 //!
 //! Redis is the only coordination: no instance talks to another. The lease is the truth about
 //! who runs a camera; an instance that cannot renew a lease because *Redis* is unreachable
-//! keeps running its cameras (DESIGN.md: running cameras keep running), so during a network
+//! keeps running its cameras (the contract: running cameras keep running), so during a network
 //! partition that isolates one instance from Redis for longer than `LEASE_TTL_S`, another
 //! instance may take its cameras and both run them until the isolated one reaches Redis again
 //! and stops at its first renewal.

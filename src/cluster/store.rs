@@ -1,4 +1,4 @@
-//! The service's state in Redis (DESIGN.md section 9): every key the service owns, and the
+//! The service's state in Redis (docs/architecture.md, "Redis keys"): every key the service owns, and the
 //! Lua scripts that change several of them at once.
 //!
 //! | key (after `REDIS_KEY_PREFIX`, default `analytics:`) | type | holds |

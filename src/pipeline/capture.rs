@@ -287,7 +287,7 @@ fn read_frames(
 /// Smallest frame side the stages accept (the motion detector downscales; YOLO letterboxes).
 pub const MIN_FRAME_SIDE: i32 = 32;
 
-/// Why a `w` x `h` frame may not enter the pipeline, if it may not (DESIGN.md section 8).
+/// Why a `w` x `h` frame may not enter the pipeline, if it may not (docs/architecture.md, "The contract in one page").
 pub fn frame_size_problem(w: i32, h: i32, max_pixels: u64) -> Option<String> {
     if w < MIN_FRAME_SIDE || h < MIN_FRAME_SIDE {
         return Some(format!("frames of {w}x{h} are smaller than {MIN_FRAME_SIDE}x{MIN_FRAME_SIDE}"));

@@ -1,4 +1,4 @@
-//! The processing pipeline (DESIGN.md sections 5 and 7): OS-thread stages joined by bounded
+//! The processing pipeline (docs/architecture.md, "Stage graph"): OS-thread stages joined by bounded
 //! channels, all made here, in [`Pipeline::start`], and stopped by [`Pipeline::shutdown`].
 //!
 //! ```text

@@ -1,4 +1,4 @@
-//! Publisher: the one thread that writes events to the Redis Stream (DESIGN.md section 3).
+//! Publisher: the one thread that writes events to the Redis Stream (docs/architecture.md, "Stage graph").
 //!
 //! ```text
 //! events(cap EVENTS_CAP, Block) -> [publisher] -> buffer(PUBLISH_BUFFER_MAX, DropOldest, counted)

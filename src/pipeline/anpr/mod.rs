@@ -1,4 +1,4 @@
-//! ANPR: licence plates of the vehicles the detector found (DESIGN.md section 2, anpr).
+//! ANPR: licence plates of the vehicles the detector found (docs/architecture.md, "Events").
 //!
 //! ```text
 //! track -> AnprInput (ANPR_CAP, Block) -> [anpr]
@@ -8,7 +8,7 @@
 //!   -> vehicle guards -> crop + margin -> plate detector -> plate guards -> crop -> OCR (CTC)
 //!   -> normalise -> read threshold -> votes per track -> one Event::Anpr per track -> events
 //! ```
-//! ANPR works per vehicle *track* (DESIGN.md section 7): the track stage asks for a few reads
+//! ANPR works per vehicle *track* (docs/architecture.md, "Events"): the track stage asks for a few reads
 //! of each vehicle track on its best frames ([`requests::Requests`], the policy); here the
 //! reads of one track are voted (clustered by edit distance, the most confident member of the
 //! largest cluster, as Frigate does) and published once, with the `track_id`, as soon as
@@ -511,7 +511,7 @@ impl<C: Clock> AnprStage<C> {
 
     /// Decides track `t`'s plate from its votes (the most confident read of the largest
     /// cluster) and publishes it once: the `anpr` event, and an object `update` (reason
-    /// `plate`) when the object has started. The window dedupe of DESIGN.md section 2 still
+    /// `plate`) when the object has started. The window dedupe (ANPR_DEDUPE_WINDOW_S) still
     /// applies across tracks (a vehicle whose track was split is not read out twice).
     fn decide(&mut self, t: &str) -> Vec<Event> {
         let Some(entry) = self.tracks.get_mut(t) else { return Vec::new() };

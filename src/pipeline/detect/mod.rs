@@ -1,4 +1,4 @@
-//! Object detection with YOLOv8 (DESIGN.md section 5, detection).
+//! Object detection with YOLOv8 (docs/architecture.md, "Stage graph").
 //!
 //! ```text
 //! frames from motion (DETECT_CAP, try_send; full -> dropped{stage="motion"})

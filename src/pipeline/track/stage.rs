@@ -1,4 +1,4 @@
-//! The track stage: detected frames become objects (DESIGN.md section 7).
+//! The track stage: detected frames become objects (docs/architecture.md, "Events").
 //!
 //! ```text
 //! detect -> Detected{frame, every box >= 0.1} (TRACK_CAP, Block) -> [track]
