@@ -543,6 +543,20 @@ impl Config {
         })
     }
 
+    /// Where the models run: `INFERENCE_DEVICE`, with `TENSORRT_CACHE_DIR` and `TENSORRT_FP16`
+    /// for `tensorrt` (the inference module takes it at every load: no global settings).
+    pub fn device(&self) -> crate::infer::Device {
+        use crate::infer::{Device, TensorRtOptions};
+        match self.inference_device {
+            InferenceDevice::Auto => Device::Auto,
+            InferenceDevice::Cpu => Device::Cpu,
+            InferenceDevice::Cuda => Device::Cuda,
+            InferenceDevice::TensorRt => {
+                Device::TensorRt(TensorRtOptions { cache_dir: self.tensorrt_cache_dir.clone(), fp16: self.tensorrt_fp16 })
+            }
+        }
+    }
+
     /// The batch size the model is loaded for: `BATCH_SIZE`, or [`GPU_BATCH_SIZE`] when auto
     /// (the provider is known only once it loads; [`Config::batch_size_on`] then says).
     pub fn batch_size_to_load(&self) -> usize {
@@ -555,9 +569,9 @@ impl Config {
 
     /// The batch size on `provider`: `BATCH_SIZE`, or when auto 1 on the CPU and
     /// [`GPU_BATCH_SIZE`] on a GPU.
-    pub fn batch_size_on(&self, provider: crate::pipeline::detect::session::Provider) -> usize {
+    pub fn batch_size_on(&self, provider: crate::infer::Provider) -> usize {
         match (self.batch_size, provider) {
-            (0, crate::pipeline::detect::session::Provider::Cpu) => 1,
+            (0, crate::infer::Provider::Cpu) => 1,
             (0, _) => GPU_BATCH_SIZE,
             (n, _) => n,
         }

@@ -76,7 +76,7 @@ impl Service {
     }
 
     /// The detection model as loaded: provider, batch, I/O binding.
-    pub fn model(&self) -> &crate::pipeline::detect::yolo::YoloInfo {
+    pub fn model(&self) -> &crate::infer::YoloInfo {
         &self.pipeline.model
     }
 

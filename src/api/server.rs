@@ -22,7 +22,7 @@ pub struct AppState {
     pub redis: RedisTarget,
     pub config: crate::config::Config,
     /// The loaded detection model (name, provider, runtime, shapes).
-    pub model: crate::pipeline::detect::yolo::YoloInfo,
+    pub model: crate::infer::YoloInfo,
     /// Whether ANPR's models loaded, and on what.
     pub anpr: AnprStatus,
     /// The stage threads' heartbeats.

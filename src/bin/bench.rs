@@ -35,8 +35,8 @@ mod capacity;
 mod common;
 
 use analytics_service::config::{Config, InferenceDevice};
+use analytics_service::infer::Yolo;
 use analytics_service::metrics::{process_cpu_seconds, process_rss_bytes};
-use analytics_service::pipeline::detect::yolo::Yolo;
 use analytics_service::service::Service;
 use opencv::core::Mat;
 use opencv::prelude::*;
@@ -304,8 +304,7 @@ fn run_bare(a: &Args, cfg: &Config) -> anyhow::Result<(Value, String, String)> {
         frames.push(m.try_clone()?);
     }
     anyhow::ensure!(!frames.is_empty(), "{}: no frames", a.video);
-    let mut yolo =
-        Yolo::load(&cfg.yolo_model, cfg.yolo_model_name(), cfg.inference_device, cfg.ort_dylib_path.as_deref(), max, cfg.nms_iou)?;
+    let mut yolo = Yolo::load(&cfg.yolo_model, cfg.yolo_model_name(), &cfg.device(), cfg.ort_dylib_path.as_deref(), max, cfg.nms_iou)?;
     if let Some(fixed) = yolo.info.fixed_batch {
         sizes = vec![fixed]; // the model takes only its own batch size
     }
@@ -350,7 +349,7 @@ fn run_bare(a: &Args, cfg: &Config) -> anyhow::Result<(Value, String, String)> {
             let mut y = Yolo::load_with_threads(
                 &cfg.yolo_model,
                 cfg.yolo_model_name(),
-                cfg.inference_device,
+                &cfg.device(),
                 cfg.ort_dylib_path.as_deref(),
                 1,
                 cfg.nms_iou,

@@ -85,7 +85,7 @@ pub enum StartError {
     #[error("cannot start pipeline threads: {0}")]
     Threads(std::io::Error),
     #[error("{0}")]
-    Model(detect::session::InferenceError),
+    Model(crate::infer::InferenceError),
 }
 
 /// Whether ANPR's models loaded, and on what (for health, and to refuse `enable_anpr`).
@@ -93,8 +93,8 @@ pub enum StartError {
 pub struct AnprStatus {
     pub loaded: bool,
     pub error: Option<String>,
-    pub plate_provider: Option<detect::session::Provider>,
-    pub ocr_provider: Option<detect::session::Provider>,
+    pub plate_provider: Option<crate::infer::Provider>,
+    pub ocr_provider: Option<crate::infer::Provider>,
 }
 
 /// Every stage thread of the service, and what the rest of the service needs of them.
@@ -102,7 +102,7 @@ pub struct Pipeline {
     /// For the registry: how a camera worker hands on its frames.
     pub inputs: PipelineInputs,
     /// The loaded detection model.
-    pub model: detect::yolo::YoloInfo,
+    pub model: crate::infer::YoloInfo,
     pub anpr_status: AnprStatus,
     pub publisher_health: std::sync::Arc<publish::PublisherHealth>,
     motion: motion::MotionPoolThreads,
@@ -124,17 +124,14 @@ impl Pipeline {
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
         let publisher = publish::spawn(publish::PublisherConfig::from_config(config), events_rx, stop_rx, metrics.clone(), supervisor)
             .map_err(StartError::Publisher)?;
-        detect::session::set_tensorrt_options(detect::session::TensorRtOptions {
-            cache_dir: config.tensorrt_cache_dir.clone(),
-            fp16: config.tensorrt_fp16,
-        });
+        let device = config.device();
         // one model instance per inference worker (each owns its session)
         let (workers, threads) = config.inference_worker_count();
         let load = || {
-            detect::yolo::Yolo::load_with_threads(
+            crate::infer::Yolo::load_with_threads(
                 &config.yolo_model,
                 config.yolo_model_name(),
-                config.inference_device,
+                &device,
                 config.ort_dylib_path.as_deref(),
                 config.batch_size_to_load(),
                 config.nms_iou,

@@ -152,11 +152,11 @@ pub struct AnprModels {
 
 impl AnprModels {
     /// Loads the plate detector and the recogniser from the configured paths.
-    pub fn load(c: &crate::config::Config) -> Result<Self, crate::pipeline::detect::session::InferenceError> {
+    pub fn load(c: &crate::config::Config) -> Result<Self, crate::infer::InferenceError> {
         let dylib = c.ort_dylib_path.as_deref();
         Ok(AnprModels {
-            plate: PlateDetector::load(&c.anpr_plate_model, c.inference_device, dylib)?,
-            reader: PlateReader::load(&c.anpr_ocr_model, &c.anpr_ocr_dict, c.inference_device, dylib)?,
+            plate: PlateDetector::load(&c.anpr_plate_model, &c.device(), dylib)?,
+            reader: PlateReader::load(&c.anpr_ocr_model, &c.anpr_ocr_dict, &c.device(), dylib)?,
         })
     }
 }

@@ -23,11 +23,9 @@
 //! out (ByteTrack's second association).
 
 pub mod batcher; // RoundRobin: fair per-camera batching
-pub mod postprocess; // decode, NMS, un-letterbox, per-camera filter
-pub mod preprocess; // Letterbox
-pub mod session; // the only file that uses ort
-pub mod yolo; // the YOLOv8 model: shapes, names, batch tensor
+pub mod filter; // a camera's threshold, classes and zones over the detector's boxes
 
+use crate::infer::{Yolo, YoloInfo};
 use crate::logging::RateLimit;
 use crate::metrics::{Metrics, Phase, Stage};
 use crate::pipeline::frame::Frame;
@@ -39,7 +37,6 @@ use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use yolo::{Yolo, YoloInfo};
 
 /// Frames between the motion pool and the batcher. Policy: the motion stage `try_send`s and
 /// counts a full channel as a drop; the batcher drains it into its per-camera queues at once,
@@ -62,7 +59,7 @@ pub const TRACK_LOW_THRESH: f32 = 0.1;
 /// pixels, on its way to the track stage.
 pub struct Detected {
     pub frame: Frame,
-    pub boxes: Vec<postprocess::RawDetection>,
+    pub boxes: Vec<crate::infer::RawDetection>,
 }
 
 /// Whether the letterbox can take `image`: 8-bit, 3 channels, at least 2x2.

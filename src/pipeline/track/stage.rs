@@ -21,10 +21,11 @@
 use super::{EndedTrack, FrameStamp, Track, TrackInput, Tracker, TrackerConfig};
 use crate::camera::CameraParams;
 use crate::events::{BestSighting, Detection, DetectionEvent, Event, EventCommon, Lifecycle, ModelInfo, ObjectEvent, UpdateReason};
+use crate::infer::decode::normalise;
 use crate::metrics::Metrics;
 use crate::pipeline::anpr::requests::{Requests, VehicleSighting};
 use crate::pipeline::anpr::{AnprInput, AnprJob, VEHICLE_CLASSES};
-use crate::pipeline::detect::postprocess::{camera_filter, normalise, zones_of};
+use crate::pipeline::detect::filter::{camera_filter, zones_of};
 use crate::pipeline::detect::Detected;
 use crate::pipeline::frame::CameraEnded;
 use crate::pipeline::supervise::{beat, Supervisor, BEAT_EVERY};
@@ -478,8 +479,8 @@ fn object_event(
 mod tests {
     use super::*;
     use crate::camera::RoiZone;
+    use crate::infer::RawDetection;
     use crate::metrics::CameraCounters;
-    use crate::pipeline::detect::postprocess::RawDetection;
     use crate::pipeline::frame::Frame;
     use crossbeam_channel::Receiver;
     use opencv::core::{Mat, Scalar, CV_8UC3};
