@@ -298,7 +298,7 @@ fn a_bad_frame_costs_only_itself() {
     use analytics_service::metrics::{CameraCounters, Metrics};
     use analytics_service::pipeline::detect::{self, DetectSettings};
     use analytics_service::pipeline::frame::Frame;
-    use analytics_service::pipeline::supervise::Supervisor;
+    use analytics_service::stage::supervise::Supervisor;
     use std::sync::Arc;
     let good = read(&media("bus.jpg"));
     let bad = [Mat::default(), Mat::new_rows_cols_with_default(64, 64, opencv::core::CV_8UC1, 0.into()).unwrap()];
@@ -330,7 +330,7 @@ fn two_workers_keep_each_cameras_order() {
     use analytics_service::metrics::{CameraCounters, Metrics};
     use analytics_service::pipeline::detect::{self, DetectSettings};
     use analytics_service::pipeline::frame::Frame;
-    use analytics_service::pipeline::supervise::Supervisor;
+    use analytics_service::stage::supervise::Supervisor;
     use std::sync::Arc;
     let big = read(&media("bus.jpg"));
     // a tiny frame letterboxes and runs faster than the full photo: the other worker's
@@ -370,7 +370,7 @@ fn one_camera_alone_runs_on_every_core() {
     use analytics_service::metrics::{CameraCounters, Metrics};
     use analytics_service::pipeline::detect::{self, DetectSettings};
     use analytics_service::pipeline::frame::Frame;
-    use analytics_service::pipeline::supervise::Supervisor;
+    use analytics_service::stage::supervise::Supervisor;
     use std::sync::Arc;
     let image = read(&media("bus.jpg"));
     let workers = || {

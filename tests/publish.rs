@@ -6,6 +6,8 @@ use analytics_service::events::*;
 use analytics_service::metrics::{DropReason, Metrics};
 use analytics_service::pipeline::events_channel;
 use analytics_service::pipeline::publish::{self, PublisherConfig, RedisTarget};
+use analytics_service::stage::supervise::Supervisor;
+use analytics_service::stage::StopSender;
 use common::*;
 use std::time::{Duration, SystemTime};
 
@@ -79,15 +81,9 @@ fn events_reach_the_stream_in_order_with_four_fields() {
     let stream = unique_stream("publish-order");
     let metrics = Metrics::new();
     let (tx, rx) = events_channel();
-    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
-    let h = publish::spawn(
-        cfg(redis_port(), &stream, 10_000),
-        rx,
-        stop_rx,
-        metrics.clone(),
-        &analytics_service::pipeline::supervise::Supervisor::new(),
-    )
-    .unwrap();
+    let stop_tx = StopSender::new();
+    let stop_rx = stop_tx.subscribe();
+    let (h, _) = publish::spawn(cfg(redis_port(), &stream, 10_000), rx, stop_rx, metrics.clone(), &Supervisor::new()).unwrap();
     let sent: Vec<Event> = (0..1000).map(event).collect();
     for e in &sent {
         tx.send(e.clone()).unwrap();
@@ -120,8 +116,9 @@ fn maxlen_trims_the_stream() {
     let mut c = cfg(redis_port(), &stream, 10_000);
     c.maxlen = 100;
     let (tx, rx) = events_channel();
-    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
-    let h = publish::spawn(c, rx, stop_rx, Metrics::new(), &analytics_service::pipeline::supervise::Supervisor::new()).unwrap();
+    let stop_tx = StopSender::new();
+    let stop_rx = stop_tx.subscribe();
+    let (h, _) = publish::spawn(c, rx, stop_rx, Metrics::new(), &Supervisor::new()).unwrap();
     for n in 0..2000 {
         tx.send(event(n)).unwrap();
     }
@@ -142,10 +139,9 @@ fn redis_restart_loses_nothing_while_the_buffer_has_room() {
     let stream = unique_stream("publish-restart");
     let metrics = Metrics::new();
     let (tx, rx) = events_channel();
-    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
-    let h =
-        publish::spawn(cfg(port, &stream, 1000), rx, stop_rx, metrics.clone(), &analytics_service::pipeline::supervise::Supervisor::new())
-            .unwrap();
+    let stop_tx = StopSender::new();
+    let stop_rx = stop_tx.subscribe();
+    let (h, _) = publish::spawn(cfg(port, &stream, 1000), rx, stop_rx, metrics.clone(), &Supervisor::new()).unwrap();
     for n in 0..100 {
         tx.send(event(n)).unwrap();
     }
@@ -177,10 +173,9 @@ fn a_full_buffer_drops_the_oldest_and_counts_exactly() {
     let stream = unique_stream("publish-full");
     let metrics = Metrics::new();
     let (tx, rx) = events_channel();
-    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
-    let h =
-        publish::spawn(cfg(port, &stream, 50), rx, stop_rx, metrics.clone(), &analytics_service::pipeline::supervise::Supervisor::new())
-            .unwrap();
+    let stop_tx = StopSender::new();
+    let stop_rx = stop_tx.subscribe();
+    let (h, _) = publish::spawn(cfg(port, &stream, 50), rx, stop_rx, metrics.clone(), &Supervisor::new()).unwrap();
     for n in 0..120 {
         tx.send(event(n)).unwrap();
     }
@@ -203,10 +198,11 @@ fn shutdown_without_redis_counts_the_unsent() {
     let port = free_port();
     let metrics = Metrics::new();
     let (tx, rx) = events_channel();
-    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
+    let stop_tx = StopSender::new();
+    let stop_rx = stop_tx.subscribe();
     let mut c = cfg(port, &unique_stream("publish-shutdown"), 1000);
     c.shutdown_flush = Duration::from_millis(500);
-    let h = publish::spawn(c, rx, stop_rx, metrics.clone(), &analytics_service::pipeline::supervise::Supervisor::new()).unwrap();
+    let (h, _) = publish::spawn(c, rx, stop_rx, metrics.clone(), &Supervisor::new()).unwrap();
     for n in 0..30 {
         tx.send(event(n)).unwrap();
     }

@@ -8,7 +8,7 @@ use super::routes;
 use crate::camera::validate;
 use crate::metrics::Metrics;
 use crate::pipeline::publish::{PublisherHealth, RedisTarget};
-use crate::pipeline::supervise::Supervisor;
+use crate::stage::supervise::Supervisor;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;

@@ -253,7 +253,7 @@ fn run_service(a: &Args, cfg: &Config, video: &std::path::Path) -> anyhow::Resul
     );
     println!("frame-to-event  p50 {p50:.1} ms, p99 {p99:.1} ms  (capture to detection result)");
     println!("cpu             {cpu:.2} cores;  rss max {rss_max:.0} MiB;  other processes {other:.2} cores");
-    let mut conn = analytics_service::pipeline::publish::RedisTarget::from_config(cfg).connect(Duration::from_secs(2))?;
+    let mut conn = analytics_service::redis_target::RedisTarget::from_config(cfg).connect(Duration::from_secs(2))?;
     // exact capture-to-stream latency of the window's detection events: the entry id is Redis's
     // clock when the XADD landed, the payload's timestamp the capture (same machine, same clock)
     let entries = stream_since(&mut conn, &cfg.redis_stream, SystemTime::now() - Duration::from_secs_f64(secs))?;

@@ -18,7 +18,7 @@
 //! whose clocks disagree still agree on who is alive.
 
 use crate::camera::CameraConfig;
-use crate::pipeline::publish::RedisTarget;
+use crate::redis_target::RedisTarget;
 use redis::{Connection, RedisResult};
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -18,12 +18,11 @@ use super::frame::{CameraEnded, Frame, InFlight};
 use super::motion::FrameSender;
 use crate::camera::runtime::{CameraState, StatusWriter};
 use crate::camera::url::SourceKind;
-use crate::camera::worker::StopSignal;
 use crate::camera::StreamUrl;
 use crate::logging::RateLimit;
 use crate::metrics::Stage;
 use crate::pipeline::PipelineInputs;
-use crossbeam_channel::{RecvTimeoutError, TryRecvError};
+use crate::stage::Stop;
 use opencv::core::{Mat, Vector};
 use opencv::prelude::*;
 use opencv::videoio::{self, VideoCapture};
@@ -62,8 +61,8 @@ enum End {
     Refused(String),
 }
 
-/// The camera thread's body. Returns when `stop` disconnects.
-pub fn run(status: StatusWriter, url: StreamUrl, inputs: PipelineInputs, stop: StopSignal, stall_timeout: Duration) {
+/// The camera thread's body. Returns when `stop` fires.
+pub fn run(status: StatusWriter, url: StreamUrl, inputs: PipelineInputs, stop: Stop, stall_timeout: Duration) {
     let rt = status.runtime().clone();
     let id = rt.camera_id.clone();
     let frames = inputs.motion.attach(rt.clone());
@@ -93,7 +92,7 @@ pub fn run(status: StatusWriter, url: StreamUrl, inputs: PipelineInputs, stop: S
                 status.set_error(CameraState::Error, msg);
                 status.set_rates(0.0, 0.0);
                 // wait for stop only: retrying would decode the same refused frames again
-                let _ = stop.recv();
+                stop.wait();
                 break;
             }
             End::Failed(msg) => {
@@ -107,9 +106,8 @@ pub fn run(status: StatusWriter, url: StreamUrl, inputs: PipelineInputs, stop: S
                 }
             }
         }
-        match stop.recv_timeout(backoff) {
-            Err(RecvTimeoutError::Timeout) => {}
-            _ => break,
+        if stop.wait_timeout(backoff) {
+            break;
         }
         backoff = (backoff * 2).min(BACKOFF_MAX);
     }
@@ -117,7 +115,7 @@ pub fn run(status: StatusWriter, url: StreamUrl, inputs: PipelineInputs, stop: S
 }
 
 impl crate::camera::worker::CaptureLoop for PipelineInputs {
-    fn run(&self, status: StatusWriter, url: StreamUrl, stop: StopSignal) {
+    fn run(&self, status: StatusWriter, url: StreamUrl, stop: Stop) {
         run(status, url, self.clone(), stop, self.stall_timeout)
     }
 }
@@ -190,7 +188,7 @@ fn read_frames(
     url: &StreamUrl,
     status: &StatusWriter,
     frames: &FrameSender,
-    stop: &StopSignal,
+    stop: &Stop,
     frame_number: &mut u64,
     max_frame_pixels: u64,
 ) -> End {
@@ -210,7 +208,7 @@ fn read_frames(
     let mut got_frame = false;
     let in_flight = Arc::new(AtomicUsize::new(0));
     loop {
-        if stop.try_recv() == Err(TryRecvError::Disconnected) {
+        if stop.is_stopped() {
             return End::Stopped;
         }
         let params = rt.params();

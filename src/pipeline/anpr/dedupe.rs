@@ -12,7 +12,7 @@
 //! for 5 s.
 
 use super::text::edit_distance;
-use crate::pipeline::publish::RedisTarget;
+use crate::redis_target::RedisTarget;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 

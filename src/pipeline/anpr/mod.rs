@@ -35,8 +35,8 @@ use crate::events::{AnprEvent, AnprResult, BoundingBox, Event, EventCommon, Life
 use crate::logging::RateLimit;
 use crate::metrics::Metrics;
 use crate::pipeline::frame::Frame;
-use crate::pipeline::supervise::{beat, Supervisor, BEAT_EVERY};
-use crate::pipeline::StageThread;
+use crate::stage::supervise::{beat, Supervisor, BEAT_EVERY};
+use crate::stage::{StageHandle, StageThread, Stop};
 use crossbeam_channel::{Receiver, Sender};
 use dedupe::{Clock, Dedupe, SystemClock};
 use ocr::PlateReader;
@@ -44,7 +44,6 @@ use opencv::core::{Mat, Rect};
 use opencv::prelude::*;
 use plate::PlateDetector;
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use text::PlateRules;
@@ -106,7 +105,7 @@ pub struct AnprSettings {
     pub dedupe_window: Duration,
     /// Where the window is also kept across instances: Redis, `REDIS_KEY_PREFIX`, `INSTANCE_ID`
     /// (the service sets it; `None` keeps it in this process only, as the unit tests do).
-    pub shared_dedupe: Option<(crate::pipeline::publish::RedisTarget, String, String)>,
+    pub shared_dedupe: Option<(crate::redis_target::RedisTarget, String, String)>,
     pub rules: PlateRules,
     /// Least vehicle confidence considered (0.3: ANPR looks at vehicles below the camera's
     /// event threshold too, since a plate read confirms them).
@@ -124,7 +123,7 @@ pub struct AnprSettings {
 impl AnprSettings {
     /// Keeps the dedupe window in Redis too (the running service; see `dedupe::SharedDedupe`).
     pub fn shared_in_redis(mut self, c: &crate::config::Config) -> Self {
-        let target = crate::pipeline::publish::RedisTarget::from_config(c);
+        let target = crate::redis_target::RedisTarget::from_config(c);
         self.shared_dedupe = Some((target, c.redis_key_prefix.clone(), c.instance_id.clone()));
         self
     }
@@ -161,34 +160,19 @@ impl AnprModels {
     }
 }
 
-pub struct AnprHandle {
-    thread: StageThread,
-    stopping: Arc<AtomicBool>,
-}
-
-impl AnprHandle {
-    /// Shutdown has begun: jobs still queued are abandoned (counted as dropped), not read.
-    /// A plate read costs hundreds of milliseconds on a CPU; shutdown should not wait for them.
-    pub fn begin_stop(&self) {
-        self.stopping.store(true, Ordering::SeqCst);
-    }
-
-    pub fn join(self) {
-        self.thread.join();
-    }
-}
-
-/// Starts the ANPR thread; it ends when every sender of `inputs` is gone.
+/// Starts the ANPR thread; it ends when every sender of `inputs` is gone. Once `stop` fires
+/// (shutdown has begun), jobs still queued are abandoned (counted as dropped), not read: a
+/// plate read costs hundreds of milliseconds on a CPU, and shutdown should not wait for them;
+/// object events still pass through until the input closes.
 pub fn spawn(
     models: AnprModels,
     settings: AnprSettings,
     inputs: Receiver<AnprInput>,
     events: Sender<Event>,
+    stop: Stop,
     metrics: Arc<Metrics>,
     supervisor: &Supervisor,
-) -> std::io::Result<AnprHandle> {
-    let stopping = Arc::new(AtomicBool::new(false));
-    let stop = stopping.clone();
+) -> std::io::Result<StageHandle> {
     let thread = StageThread::spawn("anpr", supervisor, move || {
         let mut stage = AnprStage::new(models, settings, SystemClock, metrics.clone());
         let mut queue = FairJobs::default();
@@ -227,7 +211,7 @@ pub fn spawn(
                     }
                 }
             }
-            if stop.load(Ordering::SeqCst) {
+            if stop.is_stopped() {
                 for _ in queue.drain() {
                     metrics.anpr_job_dropped();
                 }
@@ -241,7 +225,7 @@ pub fn spawn(
         }
         log::debug!("anpr: stopped");
     })?;
-    Ok(AnprHandle { thread, stopping })
+    Ok(StageHandle::new("anpr", vec![thread]))
 }
 
 /// The fair queue of plate jobs: one small queue per camera, served round-robin, and within a

@@ -28,8 +28,8 @@ use crate::pipeline::anpr::{AnprInput, AnprJob, VEHICLE_CLASSES};
 use crate::pipeline::detect::filter::{camera_filter, zones_of};
 use crate::pipeline::detect::Detected;
 use crate::pipeline::frame::CameraEnded;
-use crate::pipeline::supervise::{beat, Supervisor, BEAT_EVERY};
-use crate::pipeline::StageThread;
+use crate::stage::supervise::{beat, Supervisor, BEAT_EVERY};
+use crate::stage::{StageHandle, StageThread};
 use crate::time::rfc3339_millis;
 use crossbeam_channel::{select, Receiver, Sender};
 use opencv::prelude::MatTraitConst;
@@ -67,25 +67,13 @@ pub struct TrackSettings {
     pub model_info: ModelInfo,
 }
 
-/// The running track stage.
-pub struct TrackHandle {
-    thread: StageThread,
-}
-
-impl TrackHandle {
-    /// Waits for the stage, which ends (ending every track) once detection has ended.
-    pub fn join(self) {
-        self.thread.join();
-    }
-}
-
 /// Where objects go: through ANPR (to carry plates) when it runs, else to the publisher.
 pub struct Outputs {
     pub events: Sender<Event>,
     pub anpr: Option<Sender<AnprInput>>,
 }
 
-/// Starts the track thread.
+/// Starts the track thread; it ends (ending every track) once detection has ended.
 pub fn spawn(
     settings: TrackSettings,
     detected: Receiver<Detected>,
@@ -93,12 +81,12 @@ pub fn spawn(
     out: Outputs,
     metrics: Arc<Metrics>,
     supervisor: &Supervisor,
-) -> std::io::Result<TrackHandle> {
+) -> std::io::Result<StageHandle> {
     let thread = StageThread::spawn("track", supervisor, move || {
         let mut stage = TrackStage::new(settings, out, metrics);
         stage.run(&detected, &ended);
     })?;
-    Ok(TrackHandle { thread })
+    Ok(StageHandle::new("track", vec![thread]))
 }
 
 /// Lifecycle state of one object (a confirmed track) beyond what the tracker keeps.
