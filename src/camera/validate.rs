@@ -5,7 +5,7 @@
 //! instead of errors, and a known field with a wrong type is reported as such. All cameras are
 //! checked before any is applied: one invalid camera means nothing changes.
 
-use super::payload::{CameraConfig, CameraParams, DesiredStatus, DetectOn, RoiZone};
+use super::payload::{CameraConfig, CameraParams, DecodeMode, DesiredStatus, DetectOn, RoiZone};
 use super::url::{SourceKind, StreamUrl};
 use crate::coco::{coco_class_id, COCO_CLASSES};
 use serde::Serialize;
@@ -71,6 +71,7 @@ const PARAM_FIELDS: &[&str] = &[
     "loop_file",
     "file_realtime",
     "frame_detections",
+    "decode",
 ];
 
 /// Collects issues while walking.
@@ -327,6 +328,12 @@ fn params(w: &mut Walk, p: &Map<String, Value>, path: &str) -> Option<CameraPara
             w.err(&format!("{path}anpr_region"), format!("must be 1 to {MAX_REGION_CHARS} characters, not only spaces, e.g. \"CZ\""))
         }
         None => {}
+    }
+    match w.string(p, "decode", path) {
+        None | Some("auto") => {}
+        Some("all") => out.decode = DecodeMode::All,
+        Some("keyframes") => out.decode = DecodeMode::Keyframes,
+        Some(other) => w.err(&format!("{path}decode"), format!("must be 'auto', 'all' or 'keyframes', got '{}'", truncate(other))),
     }
     match w.string(p, "detect_on", path) {
         None | Some("every_frame") => {}
