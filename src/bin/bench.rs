@@ -24,7 +24,7 @@
 //! until a visit is missed or p99 passes `--slo-p99-ms` (1000); `--seconds` per count, up to
 //! `--max-cameras` (32)), and prints cameras per core. `--decode-budget` measures keyframes-only
 //! decoding instead (`bench_modes/decode.rs`: `--cameras` 1080p25 cameras at `max_fps` 1, cores
-//! with `decode` `all` vs `keyframes`). The seed design runs with the setup's
+//! with `decode` `all` vs `keyframes`, and a substream; `--phases all,keyframes,...` runs some). The seed design runs with the setup's
 //! venv Python (`ANALYTICS_PYTHON` overrides it). Redis: REDIS_HOST/REDIS_PORT
 //! (127.0.0.1:6379), streams `bench:<pid>` and `bench:seed:<pid>`, and the service's keys under
 //! `bench:<pid>:` (its own cluster), all deleted afterwards.
@@ -70,6 +70,7 @@ struct Args {
     json: Option<String>,
     capacity: bool,
     decode_budget: bool,
+    phases: Vec<String>,
     slo_p99_ms: f64,
     max_cameras: usize,
 }
@@ -91,6 +92,7 @@ fn args() -> Args {
         json: None,
         capacity: false,
         decode_budget: false,
+        phases: Vec::new(),
         slo_p99_ms: 1000.0,
         max_cameras: 32,
     };
@@ -113,6 +115,7 @@ fn args() -> Args {
             "--json" => a.json = Some(v()),
             "--capacity" => a.capacity = true,
             "--decode-budget" => a.decode_budget = true,
+            "--phases" => a.phases = v().split(',').map(str::to_string).collect(),
             "--slo-p99-ms" => a.slo_p99_ms = v().parse().expect("--slo-p99-ms MS"),
             "--max-cameras" => a.max_cameras = v().parse().expect("--max-cameras N"),
             "--help" | "-h" => {
@@ -493,7 +496,11 @@ fn main() -> anyhow::Result<()> {
     cfg.stream_file_root = video.parent().map(Into::into);
 
     if a.decode_budget {
-        let v = decode::run(&cfg, &video, &decode::DecodeArgs { cameras: a.cameras, seconds: a.seconds, warmup: a.warmup })?;
+        let v = decode::run(
+            &cfg,
+            &video,
+            &decode::DecodeArgs { cameras: a.cameras, seconds: a.seconds, warmup: a.warmup, phases: a.phases.clone() },
+        )?;
         if let Some(path) = &a.json {
             std::fs::write(
                 path,

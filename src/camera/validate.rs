@@ -534,6 +534,18 @@ mod tests {
     }
 
     #[test]
+    fn decode_is_auto_all_or_keyframes() {
+        let mut body = customer();
+        assert_eq!(validate_cameras(&body, &Context::default()).unwrap().cameras[0].parameters.decode, DecodeMode::Auto);
+        body[0]["parameters"]["decode"] = json!("keyframes");
+        assert_eq!(validate_cameras(&body, &Context::default()).unwrap().cameras[0].parameters.decode, DecodeMode::Keyframes);
+        body[0]["parameters"]["decode"] = json!("nokey");
+        assert_eq!(paths(body.clone()), ["[0].parameters.decode"]);
+        body[0]["parameters"]["decode"] = json!(1);
+        assert_eq!(paths(body), ["[0].parameters.decode"]);
+    }
+
+    #[test]
     fn duplicates_and_missing_required_fields() {
         let body = json!([{"camera_id": "a", "stream_url": "rtsp://h/x"}, {"camera_id": "a", "stream_url": "rtsp://h/y"}, {}]);
         assert_eq!(paths(body), ["[1].camera_id", "[2].camera_id", "[2].stream_url"]);
