@@ -22,7 +22,9 @@
 //! `--skip-baseline` (the seed design), `--json PATH`. `--capacity` runs the capacity search
 //! instead (`bench_modes/capacity.rs`: cameras of a scene where people come and go, 2, 4, 6, ...
 //! until a visit is missed or p99 passes `--slo-p99-ms` (1000); `--seconds` per count, up to
-//! `--max-cameras` (32)), and prints cameras per core. The seed design runs with the setup's
+//! `--max-cameras` (32)), and prints cameras per core. `--decode-budget` measures keyframes-only
+//! decoding instead (`bench_modes/decode.rs`: `--cameras` 1080p25 cameras at `max_fps` 1, cores
+//! with `decode` `all` vs `keyframes`, and a substream; `--phases all,keyframes,...` runs some). The seed design runs with the setup's
 //! venv Python (`ANALYTICS_PYTHON` overrides it). Redis: REDIS_HOST/REDIS_PORT
 //! (127.0.0.1:6379), streams `bench:<pid>` and `bench:seed:<pid>`, and the service's keys under
 //! `bench:<pid>:` (its own cluster), all deleted afterwards.
@@ -30,6 +32,9 @@
 // `--capacity`
 #[path = "bench_modes/capacity.rs"]
 mod capacity;
+// `--decode-budget`
+#[path = "bench_modes/decode.rs"]
+mod decode;
 // The test fixtures' `media()`: one way to find the sample media for tests, benches and tools.
 #[path = "../../tests/common/mod.rs"]
 mod common;
@@ -64,6 +69,8 @@ struct Args {
     skip_baseline: bool,
     json: Option<String>,
     capacity: bool,
+    decode_budget: bool,
+    phases: Vec<String>,
     slo_p99_ms: f64,
     max_cameras: usize,
 }
@@ -84,6 +91,8 @@ fn args() -> Args {
         skip_baseline: false,
         json: None,
         capacity: false,
+        decode_budget: false,
+        phases: Vec::new(),
         slo_p99_ms: 1000.0,
         max_cameras: 32,
     };
@@ -105,6 +114,8 @@ fn args() -> Args {
             "--skip-baseline" => a.skip_baseline = true,
             "--json" => a.json = Some(v()),
             "--capacity" => a.capacity = true,
+            "--decode-budget" => a.decode_budget = true,
+            "--phases" => a.phases = v().split(',').map(str::to_string).collect(),
             "--slo-p99-ms" => a.slo_p99_ms = v().parse().expect("--slo-p99-ms MS"),
             "--max-cameras" => a.max_cameras = v().parse().expect("--max-cameras N"),
             "--help" | "-h" => {
@@ -483,6 +494,20 @@ fn main() -> anyhow::Result<()> {
     // file sources must be absolute and inside STREAM_FILE_ROOT: the video's own folder
     cfg.stream_file_root = video.parent().map(Into::into);
 
+    if a.decode_budget {
+        let v = decode::run(
+            &cfg,
+            &video,
+            &decode::DecodeArgs { cameras: a.cameras, seconds: a.seconds, warmup: a.warmup, phases: a.phases.clone() },
+        )?;
+        if let Some(path) = &a.json {
+            std::fs::write(
+                path,
+                serde_json::to_string_pretty(&json!({"bench": "analytics-service src/bin/bench.rs --decode-budget", "decode_budget": v}))?,
+            )?;
+        }
+        return Ok(());
+    }
     if a.capacity {
         let ca = capacity::CapacityArgs { seconds: a.seconds, slo_p99_ms: a.slo_p99_ms, max_cameras: a.max_cameras };
         let v = capacity::run(&cfg, &video, &ca)?;

@@ -21,6 +21,7 @@
 
 pub mod anpr; // licence plates: plate detector, OCR, dedupe
 pub mod capture; // per-camera stream reading, reconnects, frame pacing
+pub mod decode; // decode budget: keyframes only when that loses nothing
 pub mod detect; // YOLOv8 object detection
 pub mod frame; // Frame: one decoded picture on its way through the stages
 pub mod motion; // the motion pool and the frame-differencing detector
