@@ -42,6 +42,9 @@ fn clip_gop25() -> std::path::PathBuf {
     )
 }
 
+/// The measured window (s): longer than the clip.
+const WINDOW: u64 = 24;
+
 fn camera(addr: std::net::SocketAddr, id: &str) -> Value {
     get(addr, &format!("/api/cameras/{id}")).json()
 }
@@ -86,12 +89,12 @@ fn keyframes_only_still_gives_motion_and_detection_events() {
     let iv = f(&auto, "keyframe_interval_s");
     assert!((0.9..=1.1).contains(&iv), "a keyframe a second: {auto}");
 
-    // 8 s of events from here on
+    // events over a window longer than the clip, so the file cameras start it over once
     let mut conn = redis_conn();
     let from = xrange(&mut conn, &stream).last().map(|(id, _)| id.clone()).unwrap_or_else(|| "0-0".into());
     let before: HashMap<&str, Value> =
         ["kf-file", "kf-rtsp", "auto-1", "auto-5", "all-1"].iter().map(|id| (*id, camera(addr, id))).collect();
-    std::thread::sleep(Duration::from_secs(8));
+    std::thread::sleep(Duration::from_secs(WINDOW));
     let entries: Vec<(String, HashMap<String, String>)> =
         redis::cmd("XRANGE").arg(&stream).arg(format!("({from}")).arg("+").query(&mut conn).unwrap();
     let mut events: HashMap<(String, String), usize> = HashMap::new();
@@ -105,7 +108,7 @@ fn keyframes_only_still_gives_motion_and_detection_events() {
         let d = |k: &str| c[k].as_u64().unwrap() - b[k].as_u64().unwrap();
         println!(
             "{id:8} decoding {:9} keyframe interval {:4} s; decoded {:5.1} fps, analysed {:4.1} fps; \
-             in 8 s: {:3} frames decoded, {:2} analysed, {:2} motion and {:2} detection events",
+             in {WINDOW} s: {:3} frames decoded, {:2} analysed, {:2} motion and {:2} detection events",
             c["decoding"].as_str().unwrap_or("-"),
             c["keyframe_interval_s"],
             f(&c, "decoded_fps"),
@@ -121,12 +124,13 @@ fn keyframes_only_still_gives_motion_and_detection_events() {
         let iv = f(&c, "keyframe_interval_s");
         assert!((0.9..=1.1).contains(&iv), "the keyframe interval is measured in every mode: {c}");
     }
-    // keyframes only: the decoder saw about one frame a second, not 25 (8 s: 8, give or take
-    // the window's edges; decoding everything: about 200, on a machine fast enough to keep up)
+    // keyframes only: the decoder saw about one frame a second, not 25 (give or take the
+    // window's edges and a restart of the clip, whose first keyframes OpenCV 4.6 stamps
+    // unreliably, so a file's pacing starts over there; decoding everything: 25 a second)
     for id in ["kf-file", "kf-rtsp", "auto-1"] {
         let (c, b) = (camera(addr, id), &before[id]);
         let decoded = c["frames_captured"].as_u64().unwrap() - b["frames_captured"].as_u64().unwrap();
-        assert!(decoded <= 8 + 3, "{id} decoded {decoded} frames in 8 s: {c}");
+        assert!(decoded <= 2 * WINDOW, "{id} decoded {decoded} frames in {WINDOW} s: {c}");
     }
     let metrics = get(addr, "/metrics").body;
     for family in ["analytics_camera_decoded_fps{camera_id=\"kf-file\"}", "analytics_camera_analysed_fps{camera_id=\"all-1\"}"] {

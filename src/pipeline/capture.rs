@@ -309,11 +309,21 @@ fn read_frames(
         if keyframes_only {
             let pos_ms = cap.get(videoio::CAP_PROP_POS_MSEC).unwrap_or(0.0);
             if is_file && params.file_realtime {
-                let from = *played_from_ms.get_or_insert(pos_ms);
-                let due = play_start + Duration::from_secs_f64(((pos_ms - from) / 1000.0).clamp(0.0, 86_400.0));
-                let now = Instant::now();
-                if due > now {
-                    std::thread::sleep(due - now);
+                // OpenCV 4.6 reports a keyframe whose pts is 0 (the first) or missing (the last,
+                // flushed at the end) by its packet's dts, which skipped frames leave wrong: a
+                // timestamp that goes back starts the clock again from that frame
+                match played_from_ms {
+                    Some(from) if pos_ms >= from => {
+                        let due = play_start + Duration::from_secs_f64(((pos_ms - from) / 1000.0).min(86_400.0));
+                        let now = Instant::now();
+                        if due > now {
+                            std::thread::sleep(due - now);
+                        }
+                    }
+                    _ => {
+                        played_from_ms = Some(pos_ms);
+                        play_start = Instant::now();
+                    }
                 }
             }
         }
