@@ -136,7 +136,7 @@ mod d {
         1 << 20
     }
     pub fn api_max_connections() -> usize {
-        128
+        10_000
     }
     pub fn max_frame_pixels() -> u64 {
         3840 * 2160
@@ -229,7 +229,7 @@ const FORMS: &[(&str, &str)] = &[
     ("API_HOST", "an IP address to bind, e.g. 0.0.0.0"),
     ("API_PORT", "a TCP port 0..65535, e.g. 8069"),
     ("API_MAX_BODY_BYTES", "a byte count 1024..67108864, e.g. 1048576"),
-    ("API_MAX_CONNECTIONS", "open HTTP connections 1..10000, e.g. 128"),
+    ("API_MAX_CONNECTIONS", "open HTTP connections 1..1000000, e.g. 10000"),
     ("API_TOKEN", "a bearer token of 16 to 256 visible ASCII characters, or empty for none"),
     ("STREAM_FILE_ROOT", "an existing directory that local file sources must be inside, or empty to refuse file sources"),
     ("MAX_FRAME_PIXELS", "pixels per frame 1024..100000000, e.g. 8294400 (3840x2160)"),
@@ -294,8 +294,8 @@ pub struct Config {
     pub api_port: u16,
     /// `API_MAX_BODY_BYTES` (1048576): larger request bodies get 413.
     pub api_max_body_bytes: usize,
-    /// `API_MAX_CONNECTIONS` (128): open HTTP connections (one thread each); past it a new
-    /// connection gets 503 and is closed.
+    /// `API_MAX_CONNECTIONS` (10000): open HTTP connections (an idle one costs a task and
+    /// ~10 KiB, no thread); past it a new connection gets 503 and is closed.
     pub api_max_connections: usize,
     /// `API_TOKEN` (none): when set, every route but `GET /api/health` needs
     /// `Authorization: Bearer <token>`. Never logged.
@@ -418,7 +418,7 @@ impl Config {
         };
         raw.api_host.parse::<std::net::IpAddr>().map_err(|e| invalid("API_HOST", &raw.api_host, e))?;
         check((1024..=64 << 20).contains(&raw.api_max_body_bytes), "API_MAX_BODY_BYTES", &raw.api_max_body_bytes, "out of range")?;
-        check((1..=10_000).contains(&raw.api_max_connections), "API_MAX_CONNECTIONS", &raw.api_max_connections, "out of range")?;
+        check((1..=1_000_000).contains(&raw.api_max_connections), "API_MAX_CONNECTIONS", &raw.api_max_connections, "out of range")?;
         let api_token = raw.api_token.filter(|t| !t.is_empty());
         if let Some(t) = &api_token {
             let ok = (16..=256).contains(&t.len()) && t.bytes().all(|b| b.is_ascii_graphic());
