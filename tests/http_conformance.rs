@@ -230,11 +230,11 @@ fn cases() -> Vec<Case> {
         ),
         case(
             "pipelined_after_error",
-            format!("GET /livez HTTP/1.1\r\nHost: x\r\n\r\nGET /livez HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n"),
+            "GET /livez HTTP/1.1\r\nHost: x\r\n\r\nGET /livez HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
             &[200, 400],
             "the reply before the error, then 400 and close",
         ),
-        case("pipelined_after_401", format!("POST /api/cameras HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n[]"), &[401], "401 without reading the body, then close"),
+        case("pipelined_after_401", "POST /api/cameras HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n[]", &[401], "401 without reading the body, then close"),
         valid(
             "http10_keep_alive",
             "GET /livez HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /livez HTTP/1.0\r\n\r\n",
@@ -430,5 +430,21 @@ fn head_has_gets_length_and_no_body() {
     assert!(head.body.is_empty());
     assert!(o.raw.contains("\r\n\r\nHTTP/1.1 200"), "the HEAD reply had a body: {}", o.raw);
     eprintln!("HEAD /livez: Content-Length {} (GET's body is {} bytes), no body", len_of(head), get.body.len());
+    f.svc.shutdown();
+}
+
+/// A keep-alive connection serves at most 1000 requests: the 1000th reply says
+/// `connection: close` and the server closes; the 1001st request is never answered.
+#[test]
+fn keep_alive_connections_have_a_request_cap() {
+    let f = fixture("conformance-cap");
+    let one = "GET /livez HTTP/1.1\r\nHost: x\r\n\r\n";
+    let o = exchange(f.addr, one.repeat(1001).as_bytes(), Duration::from_secs(10), &[]);
+    let n = o.replies.len();
+    assert_eq!(n, 1000, "replies on one connection");
+    assert!(o.replies[..999].iter().all(|r| r.status == 200 && !r.head.to_ascii_lowercase().contains("connection: close")));
+    assert!(o.replies[999].head.to_ascii_lowercase().contains("connection: close"), "{}", o.replies[999].head);
+    assert!(o.closed);
+    eprintln!("one keep-alive connection: {n} replies, the last closing");
     f.svc.shutdown();
 }

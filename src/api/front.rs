@@ -112,7 +112,8 @@ async fn answer(front: &Front, req: http::Request<Incoming>) -> Reply {
 fn check_head(front: &Front, parts: &http::request::Parts) -> Result<(), ApiError> {
     let h = &parts.headers;
     let te: Vec<&[u8]> = h.get_all(TRANSFER_ENCODING).iter().map(|v| v.as_bytes()).collect();
-    if !te.is_empty() && !(te.len() == 1 && te[0].eq_ignore_ascii_case(b"chunked")) {
+    let plain_chunked = te.len() == 1 && te[0].eq_ignore_ascii_case(b"chunked");
+    if !te.is_empty() && !plain_chunked {
         return Err(ApiError::new(501, "not_implemented", "only 'Transfer-Encoding: chunked' is supported"));
     }
     let hosts = h.get_all(HOST).iter().count();
