@@ -299,6 +299,7 @@ fn fixture(name: &str) -> Fixture {
 #[test]
 fn framing_cases_and_nothing_smuggled_runs() {
     let f = fixture("conformance");
+    let (rss0, t0) = (rss_kib(), Instant::now());
     let mut failures = Vec::new();
     let all = cases();
     for (i, c) in all.iter().enumerate() {
@@ -342,7 +343,7 @@ fn framing_cases_and_nothing_smuggled_runs() {
         // clean up what valid cases created
         let _ = f.req("DELETE", "/api/cameras/ok-cam", "");
     }
-    eprintln!("{} cases, {} failed", all.len(), failures.len());
+    eprintln!("{} cases, {} failed, in {:.1} s; RSS {rss0} -> {} KiB", all.len(), failures.len(), t0.elapsed().as_secs_f64(), rss_kib());
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     f.svc.shutdown();
 }

@@ -127,6 +127,20 @@ fn idle_and_trickling_clients_cannot_lock_out_health() {
     eprintln!("after: {left} open after {:.1} s; RSS {rss2} KiB, {threads2} threads", t1.elapsed().as_secs_f64());
     let after = probes(addr, "after");
 
+    // four more waves of idle connections: memory is reused, not grown (a leak would add about
+    // 80 MiB a wave; the allocator settles within a few tens of MiB of the first wave)
+    let mut rss_last = rss2;
+    for wave in 2..=5 {
+        let again: Vec<TcpStream> = (0..IDLE).filter_map(|_| TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()).collect();
+        std::thread::sleep(Duration::from_millis(300));
+        let held = open_connections(addr);
+        drop(again);
+        wait_for(Duration::from_secs(20), "connections to close", || (open_connections(addr) <= 1).then_some(()));
+        rss_last = rss_kib();
+        eprintln!("wave {wave}: {held} connections held, RSS after {rss_last} KiB");
+    }
+    assert!(rss_last < rss2 + 48 * 1024, "RSS grew wave after wave: {rss2} -> {rss_last} KiB");
+
     assert!(held as usize >= IDLE, "the server held only {held} connections");
     for (phase, results) in [("before", &before), ("during", &during), ("after", &after)] {
         for (path, statuses, worst) in results.iter() {
