@@ -492,3 +492,27 @@ fn oversized_frames_put_the_camera_in_error() {
     assert_eq!(h["status"], "degraded");
     svc.shutdown();
 }
+
+#[test]
+fn a_client_that_never_reads_is_dropped() {
+    let _process = shared();
+    let svc = service();
+    let addr = svc.api_addr();
+    let open = || {
+        let m = get(addr, "/metrics").body;
+        m.lines().find_map(|l| l.strip_prefix("analytics_api_open_connections ")).and_then(|v| v.trim().parse::<u64>().ok()).unwrap()
+    };
+    // 900 pipelined requests for /metrics (tens of KiB each), and never a byte read: the
+    // replies fill the socket buffers, the server's writes stall, and 10 s later it drops us
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
+    let reqs = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".repeat(900);
+    let _ = s.write_all(reqs.as_bytes());
+    let t0 = Instant::now();
+    health_ok(addr);
+    wait_for(Duration::from_secs(30), "the non-reading client dropped", || (open() <= 1).then_some(()));
+    eprintln!("a client that never reads was dropped after {:.1} s", t0.elapsed().as_secs_f64());
+    health_ok(addr);
+    drop(s);
+    svc.shutdown();
+}
