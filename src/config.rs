@@ -332,11 +332,12 @@ define_config! {
     /// Request bodies larger than this get 413.
     api_max_body_bytes: usize = "API_MAX_BODY_BYTES", default "1048576", section "REST API", plain,
         form "a byte count 1024..67108864, e.g. 1048576", parse p::int(1024, 64 << 20);
-    /// Most open HTTP connections (one thread each); past it a new connection gets 503 and is
-    /// closed.
-    api_max_connections: usize = "API_MAX_CONNECTIONS", default "128", section "REST API", plain,
-        form "open HTTP connections 1..10000, e.g. 128", parse p::int(1, 10_000);
-    /// Bearer token for every route except `GET /api/health` (`Authorization: Bearer <token>`);
+    /// Most open HTTP connections (an idle one costs a task and ~16 KiB, no thread; kept under
+    /// the open-file limit, which is raised to its hard limit at start-up); past it a new
+    /// connection gets 503 and is closed.
+    api_max_connections: usize = "API_MAX_CONNECTIONS", default "10000", section "REST API", plain,
+        form "open HTTP connections 1..1000000, e.g. 10000", parse p::int(1, 1_000_000);
+    /// Bearer token for every route except `GET /api/health`, `/livez` and `/readyz` (`Authorization: Bearer <token>`);
     /// empty = no authentication: then bind the API to a private network only. Never logged.
     /// Generate one with `openssl rand -hex 32`.
     api_token: Option<String> = "API_TOKEN", default "", section "REST API", secret,

@@ -213,7 +213,7 @@ impl CameraCounters {
     pub fn frame_dropped(&self, stage: Stage) {
         self.frames_dropped[stage as usize].fetch_add(1, Relaxed);
     }
-    /// Capture's latest decoded and analysed frame rates (DESIGN.md section 14).
+    /// Capture's latest decoded and analysed frame rates (docs/decode.md).
     pub fn set_rates(&self, decoded_fps: f32, analysed_fps: f32) {
         self.decoded_fps.store(decoded_fps.to_bits(), Relaxed);
         self.analysed_fps.store(analysed_fps.to_bits(), Relaxed);

@@ -5,7 +5,8 @@
 //! Shutdown order: the cluster stops (new POSTs get 503), joins every camera and gives its
 //! leases back; the pipeline stops stage by stage ([`Pipeline::shutdown`]); the API stops last.
 
-use crate::api::http::HttpStats;
+use crate::api::snapshot::RedisSnapshot;
+use crate::api::stats::HttpStats;
 use crate::api::{ApiServer, AppState};
 use crate::camera::validate;
 use crate::camera::Registry;
@@ -56,13 +57,14 @@ impl Service {
             cluster: cluster.clone(),
             metrics: metrics.clone(),
             publisher: pipeline.publisher_health.clone(),
-            redis: RedisTarget::from_config(&config),
+            redis: RedisSnapshot::new(RedisTarget::from_config(&config)),
             config: config.clone(),
             model: pipeline.model.clone(),
             anpr: pipeline.anpr_status.clone(),
             supervisor: supervisor.clone(),
             validate: validate::Context { file_root: config.stream_file_root.clone() },
             http: Arc::new(HttpStats::default()),
+            draining: Default::default(),
             started: Instant::now(),
         });
         if config.api_token.is_none() && !is_loopback(&config.api_host) {
@@ -107,6 +109,8 @@ impl Service {
 
     /// Stops cameras, flushes the publisher, stops the API.
     pub fn shutdown(self) {
+        // /readyz says 503 from here on, so a load balancer stops sending while cameras stop
+        self.api.begin_drain();
         self.supervisor.begin_stop();
         log::info!("shutdown: stopping cameras");
         self.cluster.shutdown();

@@ -373,3 +373,50 @@ fn config_examples_validate() {
     }
     assert!(n >= 2);
 }
+
+/// `/livez` and `/readyz` need no token; `/readyz` is 503 with the reason while the registry
+/// has never been read from Redis, and 200 once it has.
+#[test]
+fn probes_say_live_and_ready_with_reasons() {
+    let mut c = test_config("api-probes");
+    c.api_token = Some("probe-token-0123456789".into());
+    let svc = start_service(c);
+    assert_eq!(get(svc.api_addr(), "/livez").json()["status"], "ok");
+    let r = get(svc.api_addr(), "/readyz");
+    assert_eq!((r.status, r.json()["status"].clone()), (200, json!("ready")), "{}", r.body);
+    assert_eq!(http(svc.api_addr(), "HEAD", "/readyz", None, b"").status, 200);
+    svc.shutdown();
+
+    let mut c = test_config("api-probes-down");
+    c.redis_port = free_port();
+    let svc = start_service(c);
+    assert_eq!(get(svc.api_addr(), "/livez").status, 200, "live without Redis");
+    let r = get(svc.api_addr(), "/readyz");
+    let v = error_of(&r, 503, "not_ready");
+    assert!(v.iter().any(|d| d.as_str().unwrap().contains("registry has not been loaded from Redis")), "{}", r.body);
+    svc.shutdown();
+}
+
+/// `/api/health` reads Redis through one kept connection, at most one PING a second: 100 health
+/// requests open at most a couple of Redis connections (a Redis of the test's own counts them).
+#[test]
+fn health_does_not_open_a_redis_connection_per_request() {
+    let redis = OwnRedis::start(free_port());
+    let mut c = test_config("api-health-cache");
+    c.redis_port = redis.port;
+    let svc = start_service(c);
+    let received = || {
+        let mut conn = redis_conn_at(redis.port);
+        let info: String = redis::cmd("INFO").arg("stats").query(&mut conn).unwrap();
+        info.lines().find_map(|l| l.strip_prefix("total_connections_received:")).unwrap().trim().parse::<u64>().unwrap()
+    };
+    get(svc.api_addr(), "/api/health"); // the snapshot's connection
+    let before = received();
+    for _ in 0..100 {
+        assert_eq!(get(svc.api_addr(), "/api/health").json()["redis"]["reachable"], true);
+    }
+    let opened = received() - before - 1; // less the counting connection itself
+    eprintln!("100 health requests opened {opened} Redis connection(s)");
+    assert!(opened <= 2, "health opened {opened} Redis connections for 100 requests");
+    svc.shutdown();
+}

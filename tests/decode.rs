@@ -1,4 +1,4 @@
-//! Decode budget (DESIGN.md section 14) through the whole service: a made H.264 clip with one
+//! Decode budget (docs/decode.md) through the whole service: a made H.264 clip with one
 //! keyframe a second (25 fps, `-g 25`), played from a file and over the project's RTSP server,
 //! with `decode` `keyframes`, `auto` and `all`. Checks what each camera decodes (the API's
 //! `decoding`, `keyframe_interval_s`, decoded and analysed fps, `/metrics`) and that motion

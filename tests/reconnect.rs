@@ -1,4 +1,4 @@
-//! Fast reconnect over many outages (DESIGN.md section 14): the project's RTSP server killed
+//! Fast reconnect over many outages (docs/decode.md): the project's RTSP server killed
 //! and restarted again and again under several cameras. Alone in its test binary, so the
 //! threads and file descriptors it counts are the service's own.
 

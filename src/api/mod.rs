@@ -1,11 +1,29 @@
-//! The REST API (docs/architecture.md, "REST API"): `http` is a small HTTP/1.1 server built to survive
-//! any client (limits, deadlines, a connection cap; why not tiny_http is in its doc); `routes`
-//! maps requests to the registry and health; `error` is the one error shape.
+//! The REST API (docs/architecture.md, "REST API"; docs/security.md).
+//!
+//! Why hyper on tokio: the API used to run on an HTTP/1.1 layer of its own, and a parser of
+//! our own is a liability (it was found to let an HTTP/1.0 chunked request smuggle further
+//! requests, and to be locked out by idle connections, one thread each). hyper is the most
+//! used and fuzzed HTTP implementation in Rust; its HTTP/1.1 server frames messages by RFC
+//! 9112, and on tokio an idle connection costs a task instead of a thread. The runtime belongs
+//! to the API alone (two worker threads, see [`server`]); the pipeline stays OS threads and
+//! crossbeam channels, and the routes stay synchronous, run on tokio's blocking pool.
+//!
+//! Layers, outermost first: [`server`] (runtime, accept, connection cap and lifetimes) ->
+//! [`wire`] (the socket under hyper: hyper's own error replies in the error shape, write
+//! timeout) -> hyper -> [`front`] (checks on the head before any body byte, token, body
+//! limit, handler permits) -> [`routes`] -> [`health`] and the registry.
 
 pub mod error; // ApiError: {"error", "message", "details"} with its status
-pub mod http; // the hardened HTTP/1.1 layer: connections, framing, limits, timeouts
+pub mod front; // between hyper and the routes: head checks, token, body, permits
+pub mod health; // /api/health, /livez, /readyz
+pub mod reply; // Request and Reply, and the hyper response
 pub mod routes; // path + method -> handler, bearer token
-pub mod server; // AppState, start/stop
+pub mod server; // runtime, accept loop, connections, start/stop
+pub mod snapshot; // Redis as health sees it: cached, one connection
+pub mod state; // AppState
+pub mod stats; // the HTTP layer's counters
 pub mod strict_json; // JSON that refuses duplicate keys
+pub mod wire; // the socket under hyper
 
-pub use server::{ApiServer, AppState};
+pub use server::ApiServer;
+pub use state::AppState;

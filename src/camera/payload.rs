@@ -25,7 +25,7 @@ pub enum DetectOn {
     Motion,
 }
 
-/// Which frames of a camera's stream are decoded (`decode`, DESIGN.md section 14;
+/// Which frames of a camera's stream are decoded (`decode`, docs/decode.md;
 /// docs/decode.md has the trade-offs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -68,7 +68,7 @@ pub struct RuntimeStatus {
     pub input_fps: f32,
     /// Frames per second that went through the pipeline over the last few seconds.
     pub processed_fps: f32,
-    /// The same two rates under the names of DESIGN.md section 14: frames decoded per second
+    /// The same two rates under the names docs/decode.md uses: frames decoded per second
     /// (every frame, or keyframes only) and frames analysed per second.
     #[serde(default)]
     pub decoded_fps: f32,

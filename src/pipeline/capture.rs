@@ -41,7 +41,7 @@ pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
 /// Longest reconnect delay. Short on purpose: a retry is one TCP connect (or one file check),
 /// cheap even for many cameras, while every second of backoff is a second a returned stream
 /// stays dark. 5 s keeps the worst case of a stream that returns well inside the bound of
-/// DESIGN.md section 14 (`STREAM_STALL_TIMEOUT_S` + 10 s): a dead server is noticed at once (the
+/// docs/decode.md (`STREAM_STALL_TIMEOUT_S` + 10 s): a dead server is noticed at once (the
 /// connection closes) or after the stall timeout (it hangs), then the next retry is at most 5 s
 /// away. (It was 30 s, reset only after a minute of good frames: a camera that flapped a few
 /// times stayed dark up to 30 s after its stream returned.)

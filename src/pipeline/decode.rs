@@ -1,4 +1,4 @@
-//! Decode budget (DESIGN.md section 14): which frames of a camera's stream capture decodes,
+//! Decode budget (docs/decode.md): which frames of a camera's stream capture decodes,
 //! and how it asks OpenCV's FFmpeg backend for keyframes only.
 //!
 //! A camera analysed at 1 fps of a 25 fps stream decodes 25 frames to use one. H.264/H.265

@@ -67,14 +67,7 @@ pub enum StartError {
     Model(crate::infer::InferenceError),
 }
 
-/// Whether ANPR's models loaded, and on what (for health, and to refuse `enable_anpr`).
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct AnprStatus {
-    pub loaded: bool,
-    pub error: Option<String>,
-    pub plate_provider: Option<crate::infer::Provider>,
-    pub ocr_provider: Option<crate::infer::Provider>,
-}
+pub use crate::stage::health::AnprStatus;
 
 /// Every stage thread of the service, and what the rest of the service needs of them.
 pub struct Pipeline {

@@ -20,8 +20,6 @@ use crate::metrics::{DropReason, Metrics};
 use crate::stage::supervise::{beat, Supervisor};
 use crate::stage::{StageHandle, StageThread, Stop};
 use crossbeam_channel::{select, Receiver};
-use parking_lot::Mutex;
-use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -70,23 +68,9 @@ impl PublisherConfig {
     }
 }
 
-/// What `/api/health` shows of the publisher beyond its counters.
-#[derive(Debug, Default)]
-pub struct PublisherHealth {
-    last_error: Mutex<Option<String>>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct PublisherHealthSnapshot {
-    pub connected: bool,
-    pub last_error: Option<String>,
-}
-
-impl PublisherHealth {
-    pub fn snapshot(&self, metrics: &Metrics) -> PublisherHealthSnapshot {
-        PublisherHealthSnapshot { connected: metrics.redis_up(), last_error: self.last_error.lock().clone() }
-    }
-}
+/// What `/api/health` shows of the publisher beyond its counters (in `stage`, so the API reads it
+/// without importing the pipeline).
+pub use crate::stage::health::{PublisherHealth, PublisherHealthSnapshot};
 
 /// An event ready to send: the four stream fields.
 struct Pending {
@@ -169,7 +153,7 @@ impl Publisher {
             Ok(_) => self.metrics.set_redis_up(true),
             Err(e) => {
                 log::warn!("publish: Redis not reachable yet, events will be buffered until it is: {e}");
-                *self.health.last_error.lock() = Some(e.to_string());
+                self.health.set_error(e.to_string());
             }
         }
         let mut deadline: Option<Instant> = None; // set once stopping
@@ -313,7 +297,7 @@ impl Publisher {
                 Retry::NeedsOperator => log::error!("publish: Redis refuses the write, {buffered} event(s) buffered, retry in {delay:?} ({held} failures since last report): {msg}"),
             }
         }
-        *self.health.last_error.lock() = Some(msg);
+        self.health.set_error(msg);
     }
 }
 

@@ -8,6 +8,7 @@
 //! Used by `pipeline` (the stages) and `cluster` (its coordinator thread), neither of which
 //! imports the other.
 
+pub mod health; // the publisher's and ANPR's state, as health reads it
 mod stop;
 pub mod supervise; // heartbeats: dead or stalled stages show in health
 

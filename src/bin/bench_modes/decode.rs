@@ -1,4 +1,4 @@
-//! `bench --decode-budget`: what keyframes-only decoding saves (DESIGN.md section 14).
+//! `bench --decode-budget`: what keyframes-only decoding saves (docs/decode.md).
 //!
 //! The footage: the sample video scaled to 1920x1080 at 25 fps with one keyframe a second
 //! (`-g 25`, no scene-cut keyframes), like an IP camera's main stream; made once into the
