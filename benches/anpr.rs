@@ -7,11 +7,7 @@
 mod common;
 
 use analytics_service::camera::{CameraParams, CameraRuntime};
-use analytics_service::config::Config;
-use analytics_service::metrics::{CameraCounters, Metrics};
-use analytics_service::pipeline::anpr::dedupe::SystemClock;
-use analytics_service::pipeline::anpr::{AnprJob, AnprModels, AnprSettings, AnprStage, Vehicle};
-use analytics_service::pipeline::frame::Frame;
+use analytics_service::{AnprJob, AnprModels, AnprSettings, AnprStage, CameraCounters, Config, Frame, Metrics, SystemClock, Vehicle};
 use criterion::{criterion_group, criterion_main, Criterion};
 use opencv::core::{Mat, Rect};
 use opencv::imgcodecs;

@@ -6,11 +6,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use analytics_service::infer::decode::decode;
-use analytics_service::infer::letterbox::{letterbox_into, Letterbox};
-use analytics_service::infer::Device;
-use analytics_service::infer::ModelSession;
-use analytics_service::infer::Yolo;
+use analytics_service::{decode, letterbox_into, Device, Letterbox, ModelSession, Yolo};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ndarray::{Array3, Axis, Ix2};
 use opencv::core::Mat;

@@ -5,7 +5,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use analytics_service::pipeline::motion::{MotionDetector, MotionSettings};
+use analytics_service::{MotionDetector, MotionSettings};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use opencv::core::{Mat, Size};
 use opencv::prelude::*;

@@ -3,11 +3,7 @@
 //! for comparison. `cargo bench --bench publish`; criterion prints elements/s = events/s.
 
 use analytics_service::events::{BoundingBox, Event, EventCommon, MotionEvent};
-use analytics_service::metrics::Metrics;
-use analytics_service::pipeline::events_channel;
-use analytics_service::pipeline::publish::{self, PublisherConfig, RedisTarget};
-use analytics_service::stage::supervise::Supervisor;
-use analytics_service::stage::StopSender;
+use analytics_service::{events_channel, publish, Metrics, PublisherConfig, RedisTarget, StopSender, Supervisor};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::time::{Duration, SystemTime};
 

@@ -2,7 +2,7 @@
 //! in its own cell with detector jitter, one detection in seven at a low score (ByteTrack's second pass),
 //! plus a few one-frame blips. `cargo bench --bench track`; elements/s = frames/s on one core.
 
-use analytics_service::pipeline::track::{FrameStamp, TrackInput, Tracker, TrackerConfig};
+use analytics_service::{FrameStamp, TrackInput, Tracker, TrackerConfig};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::time::{Duration, Instant, SystemTime};
 

@@ -19,6 +19,25 @@ pub mod service; // start / stop of the whole service (used by main, tests and b
 pub mod stage; // stage threads: one stop signal (Stop), one handle (StageHandle), supervision
 pub mod time; // RFC 3339 timestamps without a date-time crate
 
+// The surface the benches, tests and the bench binary build with, so they need no deep paths:
+// the service, its configuration and metrics, and each stage's building blocks driven alone.
+pub use config::Config;
+pub use infer::decode::decode;
+pub use infer::letterbox::letterbox_into;
+pub use infer::{Device, Letterbox, ModelSession, Yolo};
+pub use metrics::{CameraCounters, Metrics};
+pub use pipeline::anpr::dedupe::SystemClock;
+pub use pipeline::anpr::{AnprJob, AnprModels, AnprSettings, AnprStage, Vehicle};
+pub use pipeline::events_channel;
+pub use pipeline::frame::Frame;
+pub use pipeline::motion::{MotionDetector, MotionSettings};
+pub use pipeline::publish::{self, PublisherConfig};
+pub use pipeline::track::{FrameStamp, TrackInput, Tracker, TrackerConfig};
+pub use redis_target::RedisTarget;
+pub use service::Service;
+pub use stage::supervise::Supervisor;
+pub use stage::{Stop, StopSender};
+
 /// The module graph has no cycle and only the wiring reaches into `pipeline`
 /// (docs/architecture.md, "Modules and what each may import"): `scripts/module_graph.py` reads
 /// every `crate::`/`super::` path under src/.

@@ -1,55 +1,26 @@
 //! RFC 3339 UTC timestamps with milliseconds (`2026-11-25T03:04:05.123Z`), the form every event
-//! carries. Written by hand (civil-from-days) because it is twenty lines and needs no time zone.
+//! carries, written and read with the `time` crate (one fixed format description).
 
 use std::time::{SystemTime, UNIX_EPOCH};
+use time::format_description::FormatItem;
+use time::macros::format_description;
+use time::{OffsetDateTime, PrimitiveDateTime};
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ`, always UTC.
+const FORMAT: &[FormatItem<'static>] = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
 
 /// Formats `t` as RFC 3339 UTC with milliseconds and a `Z`. Times before 1970 clamp to the epoch.
 pub fn rfc3339_millis(t: SystemTime) -> String {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
-    let millis = d.subsec_millis();
-    let (days, sod) = (secs / 86_400, secs % 86_400);
-    let (y, m, day) = civil_from_days(days as i64);
-    format!("{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z", sod / 3600, (sod / 60) % 60, sod % 60)
+    let t = t.max(UNIX_EPOCH);
+    // invariant: FORMAT has only components every UTC date-time has (years past 9999 aside)
+    OffsetDateTime::from(t).format(FORMAT).unwrap_or_else(|_| "9999-12-31T23:59:59.999Z".into())
 }
 
 /// Parses what [`rfc3339_millis`] writes (`YYYY-MM-DDTHH:MM:SS.mmmZ`); `None` for anything else.
 /// Consumers of the stream and the bench use it to measure capture-to-stream latency.
 pub fn parse_rfc3339_millis(s: &str) -> Option<SystemTime> {
-    let b = s.as_bytes();
-    if b.len() != 24 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' || b[19] != b'.' || b[23] != b'Z' {
-        return None;
-    }
-    let n = |a: usize, e: usize| s.get(a..e)?.parse::<i64>().ok();
-    let (y, m, d) = (n(0, 4)?, n(5, 7)?, n(8, 10)?);
-    let (h, mi, sec, ms) = (n(11, 13)?, n(14, 16)?, n(17, 19)?, n(20, 23)?);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
-        return None;
-    }
-    // days_from_civil (Howard Hinnant), the inverse of civil_from_days
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let millis = ((days * 86_400 + h * 3600 + mi * 60 + sec) * 1000 + ms).try_into().ok()?;
-    Some(UNIX_EPOCH + std::time::Duration::from_millis(millis))
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
-/// (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    let t = PrimitiveDateTime::parse(s, FORMAT).ok()?.assume_utc();
+    Some(SystemTime::from(t))
 }
 
 #[cfg(test)]

@@ -96,43 +96,49 @@ fn args() -> Args {
         slo_p99_ms: 1000.0,
         max_cameras: 32,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(k) = it.next() {
-        let mut v = || it.next().unwrap_or_else(|| panic!("{k} needs a value"));
-        match k.as_str() {
-            "--cameras" => a.cameras = v().parse().expect("--cameras N"),
-            "--seconds" => a.seconds = v().parse().expect("--seconds S"),
-            "--warmup" => a.warmup = v().parse().expect("--warmup S"),
-            "--video" => a.video = v(),
-            "--max-fps" => a.max_fps = v().parse().expect("--max-fps F"),
-            "--fast" => a.fast = true,
-            "--batch" => a.batch = v().parse().expect("--batch B"),
-            "--device" => a.device = v(),
-            "--bare-seconds" => a.bare_seconds = Some(v().parse().expect("--bare-seconds S")),
-            "--skip-service" => a.skip_service = true,
-            "--skip-bare" => a.skip_bare = true,
-            "--skip-baseline" => a.skip_baseline = true,
-            "--json" => a.json = Some(v()),
-            "--capacity" => a.capacity = true,
-            "--decode-budget" => a.decode_budget = true,
-            "--phases" => a.phases = v().split(',').map(str::to_string).collect(),
-            "--slo-p99-ms" => a.slo_p99_ms = v().parse().expect("--slo-p99-ms MS"),
-            "--max-cameras" => a.max_cameras = v().parse().expect("--max-cameras N"),
-            "--help" | "-h" => {
-                // the usage is this file's doc comment
-                include_str!("bench.rs").lines().map_while(|l| l.strip_prefix("//!")).for_each(|l| println!("{}", l.trim_start()));
-                std::process::exit(0);
-            }
-            other => {
-                eprintln!("bench: unknown option {other}; --help lists them");
-                std::process::exit(2);
-            }
-        }
+    if let Err(e) = parse_args(&mut a) {
+        eprintln!("bench: {e}; --help lists the options");
+        std::process::exit(2);
     }
     if a.video.is_empty() {
         a.video = common::media("vtest_pedestrians_768x576.mp4").to_string_lossy().into_owned();
     }
     a
+}
+
+/// The command line, read with `lexopt` (`--name value` and `--name=value`).
+fn parse_args(a: &mut Args) -> Result<(), lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut p = lexopt::Parser::from_env();
+    while let Some(arg) = p.next()? {
+        match arg {
+            Long("cameras") => a.cameras = p.value()?.parse()?,
+            Long("seconds") => a.seconds = p.value()?.parse()?,
+            Long("warmup") => a.warmup = p.value()?.parse()?,
+            Long("video") => a.video = p.value()?.string()?,
+            Long("max-fps") => a.max_fps = p.value()?.parse()?,
+            Long("fast") => a.fast = true,
+            Long("batch") => a.batch = p.value()?.parse()?,
+            Long("device") => a.device = p.value()?.string()?,
+            Long("bare-seconds") => a.bare_seconds = Some(p.value()?.parse()?),
+            Long("skip-service") => a.skip_service = true,
+            Long("skip-bare") => a.skip_bare = true,
+            Long("skip-baseline") => a.skip_baseline = true,
+            Long("json") => a.json = Some(p.value()?.string()?),
+            Long("capacity") => a.capacity = true,
+            Long("decode-budget") => a.decode_budget = true,
+            Long("phases") => a.phases = p.value()?.string()?.split(',').map(str::to_string).collect(),
+            Long("slo-p99-ms") => a.slo_p99_ms = p.value()?.parse()?,
+            Long("max-cameras") => a.max_cameras = p.value()?.parse()?,
+            Long("help") | Short('h') => {
+                // the usage is this file's doc comment
+                include_str!("bench.rs").lines().map_while(|l| l.strip_prefix("//!")).for_each(|l| println!("{}", l.trim_start()));
+                std::process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(())
 }
 
 /// CPU seconds the whole machine spent busy (every process: all but idle and iowait), from

@@ -16,6 +16,7 @@
 
 mod assign;
 mod kalman;
+pub mod lifecycle; // an object's start / update / end rules, pure
 pub mod stage; // the track stage thread: detected frames -> detection and object events, plate requests
 mod tracker;
 

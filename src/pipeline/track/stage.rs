@@ -18,6 +18,7 @@
 //! detector for [`QUIET_CAMERA`], `TRACK_LOST_S` after it was last seen. The `end` carries the
 //! last sighting's frame number and time.
 
+use super::lifecycle::{ObjectState, Observation};
 use super::{EndedTrack, FrameStamp, Track, TrackInput, Tracker, TrackerConfig};
 use crate::camera::CameraParams;
 use crate::events::{BestSighting, Detection, DetectionEvent, Event, EventCommon, Lifecycle, ModelInfo, ObjectEvent, UpdateReason};
@@ -33,7 +34,7 @@ use crate::stage::{StageHandle, StageThread};
 use crate::time::rfc3339_millis;
 use crossbeam_channel::{select, Receiver, Sender};
 use opencv::prelude::MatTraitConst;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -43,10 +44,6 @@ pub const TRACK_CAP: usize = 64;
 /// Camera-ended notices waiting. Policy: `Block` (a stopping capture thread waits at most for
 /// the track stage to take it).
 pub const ENDED_CAP: usize = 1024;
-/// An object whose box has moved less than [`STATIONARY_MOTION`] for this long is stationary.
-pub const STATIONARY_AFTER: Duration = Duration::from_secs(5);
-/// Movement of the box's centre, as a fraction of the box height, still counted as standing.
-pub const STATIONARY_MOTION: f32 = 0.15;
 /// A camera none of whose frames reached the detector for this long (stream down) has its
 /// tracks aged by the clock instead.
 pub const QUIET_CAMERA: Duration = Duration::from_secs(10);
@@ -87,17 +84,6 @@ pub fn spawn(
         stage.run(&detected, &ended);
     })?;
     Ok(StageHandle::new("track", vec![thread]))
-}
-
-/// Lifecycle state of one object (a confirmed track) beyond what the tracker keeps.
-struct ObjectState {
-    track_id: String,
-    started: bool,
-    zones: Vec<String>,
-    entered: Vec<String>,
-    stationary: bool,
-    /// Recent sightings (capture time, box), for the stationary test.
-    recent: VecDeque<(Instant, [f32; 4])>,
 }
 
 /// One camera worker generation's tracks.
@@ -313,83 +299,28 @@ impl TrackStage {
         }
     }
 
-    /// Updates one object seen in this frame; returns its lifecycle events.
+    /// Updates one object seen in this frame; returns its lifecycle events (the rules are
+    /// `lifecycle.rs`'s: this gathers the sighting and builds the events).
     fn observe(&self, camera_id: &str, cam: &mut CameraTracks, track: &Track, class_changed: bool) -> Vec<ObjectEvent> {
         let (w, h) = cam.size;
         let params = cam.params.clone();
-        let names = &self.settings.class_names;
-        let class_name = names.get(track.class_id()).cloned().unwrap_or_default();
+        let class_name = self.settings.class_names.get(track.class_id()).cloned().unwrap_or_default();
         let id = track.id();
         let tid = track_id(camera_id, cam.started_ms, id);
-        let st = cam.objects.entry(id).or_insert_with(|| ObjectState {
-            track_id: tid,
-            started: false,
-            zones: Vec::new(),
-            entered: Vec::new(),
-            stationary: false,
-            recent: VecDeque::new(),
-        });
+        let st = cam.objects.entry(id).or_insert_with(|| ObjectState::new(tid));
         let last = track.last();
-        let zones_now = zones_of(&last.bbox, w, h, &params);
-        // stationary: the centre stayed within STATIONARY_MOTION box heights for STATIONARY_AFTER
-        st.recent.push_back((last.stamp.captured, last.bbox));
-        while st.recent.front().is_some_and(|(t, _)| last.stamp.captured.saturating_duration_since(*t) > STATIONARY_AFTER * 2) {
-            st.recent.pop_front();
-        }
-        let covered = st.recent.front().is_some_and(|(t, _)| last.stamp.captured.saturating_duration_since(*t) >= STATIONARY_AFTER);
-        let centre = |b: &[f32; 4]| ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0);
-        let (cx, cy) = centre(&last.bbox);
-        // hysteresis: a stationary object must move twice as far to count as moving again
-        let factor = if st.stationary { 2.0 } else { 1.0 };
-        let limit = factor * STATIONARY_MOTION * (last.bbox[3] - last.bbox[1]).max(1.0);
-        let still =
-            st.recent.iter().filter(|(t, _)| last.stamp.captured.saturating_duration_since(*t) <= STATIONARY_AFTER).all(|(_, b)| {
-                let (x, y) = centre(b);
-                ((x - cx).powi(2) + (y - cy).powi(2)).sqrt() <= limit
-            });
-        let stationary_now = covered && still;
-
+        let zones = zones_of(&last.bbox, w, h, &params);
         // objects are what object detection reports: a camera with it off (ANPR only) is
         // tracked for ANPR's sake but publishes no object events
         let wanted =
             params.enable_object_detection && (params.detection_classes.is_empty() || params.detection_classes.contains(&class_name));
         let reportable =
-            wanted && track.best().confidence >= params.confidence_threshold && (params.roi_zones.is_empty() || !zones_now.is_empty());
-        let mut reasons = Vec::new();
-        if !st.started {
-            if !reportable {
-                return Vec::new();
-            }
-            st.started = true;
-            st.zones = zones_now.clone();
-            for z in &zones_now {
-                if !st.entered.contains(z) {
-                    st.entered.push(z.clone());
-                }
-            }
-            st.stationary = stationary_now;
-            return vec![object_event(&self.settings, camera_id, cam.size, track, st, Lifecycle::Start, None)];
-        }
-        if zones_now.iter().any(|z| !st.zones.contains(z)) {
-            reasons.push(UpdateReason::ZoneEnter);
-        }
-        if st.zones.iter().any(|z| !zones_now.contains(z)) {
-            reasons.push(UpdateReason::ZoneLeave);
-        }
-        st.zones = zones_now;
-        for z in st.zones.clone() {
-            if !st.entered.contains(&z) {
-                st.entered.push(z);
-            }
-        }
-        if stationary_now != st.stationary {
-            st.stationary = stationary_now;
-            reasons.push(if stationary_now { UpdateReason::Stationary } else { UpdateReason::Moving });
-        }
-        if class_changed {
-            reasons.push(UpdateReason::Class);
-        }
-        reasons.into_iter().map(|r| object_event(&self.settings, camera_id, cam.size, track, st, Lifecycle::Update, Some(r))).collect()
+            wanted && track.best().confidence >= params.confidence_threshold && (params.roi_zones.is_empty() || !zones.is_empty());
+        let sighting = Observation { captured: last.stamp.captured, bbox: last.bbox, zones, reportable, class_changed };
+        st.observe(&sighting)
+            .into_iter()
+            .map(|(lifecycle, reason)| object_event(&self.settings, camera_id, cam.size, track, st, lifecycle, reason))
+            .collect()
     }
 
     /// Ends the objects of `ended` tracks that had started; forgets every one of them.

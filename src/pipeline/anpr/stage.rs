@@ -1,0 +1,386 @@
+//! The ANPR stage: the thread ([`spawn`]) and the work on one job ([`AnprStage`]): vehicle
+//! guards, crop, plate detector, OCR, per-track votes (`vote.rs`), window dedupe, events.
+
+use super::dedupe::{self, Clock, Dedupe, SystemClock};
+use super::queue::FairJobs;
+use super::text;
+use super::vote::{largest_cluster, Vote};
+use super::{AnprInput, AnprJob, AnprModels, AnprSettings, Vehicle, FULL_FRAME_CLASS, VEHICLE_CLASSES, VOTES_NEEDED};
+use crate::events::{AnprEvent, AnprResult, BoundingBox, Event, EventCommon, Lifecycle, ObjectEvent, ObjectPlate, UpdateReason};
+use crate::logging::RateLimit;
+use crate::metrics::Metrics;
+use crate::stage::supervise::{beat, Supervisor, BEAT_EVERY};
+use crate::stage::{StageHandle, StageThread, Stop};
+use crossbeam_channel::{Receiver, Sender};
+use opencv::core::{Mat, Rect};
+use opencv::prelude::*;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Starts the ANPR thread; it ends when every sender of `inputs` is gone. Once `stop` fires
+/// (shutdown has begun), jobs still queued are abandoned (counted as dropped), not read: a
+/// plate read costs hundreds of milliseconds on a CPU, and shutdown should not wait for them;
+/// object events still pass through until the input closes.
+pub fn spawn(
+    models: AnprModels,
+    settings: AnprSettings,
+    inputs: Receiver<AnprInput>,
+    events: Sender<Event>,
+    stop: Stop,
+    metrics: Arc<Metrics>,
+    supervisor: &Supervisor,
+) -> std::io::Result<StageHandle> {
+    let thread = StageThread::spawn("anpr", supervisor, move || {
+        let mut stage = AnprStage::new(models, settings, SystemClock, metrics.clone());
+        let mut queue = FairJobs::default();
+        let mut open = true;
+        while open || !queue.is_empty() {
+            beat();
+            // Take what is waiting; wait only when there is no job to work on.
+            let first = if queue.is_empty() {
+                match inputs.recv_timeout(BEAT_EVERY) {
+                    Ok(i) => Some(i),
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                        open = false;
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            for input in first.into_iter().chain(inputs.try_iter()) {
+                match input {
+                    AnprInput::Object(ev) => {
+                        for e in stage.object(*ev) {
+                            let _ = events.send(e);
+                        }
+                    }
+                    AnprInput::TrackEnded(t) => {
+                        for e in stage.track_ended(&t) {
+                            let _ = events.send(e);
+                        }
+                    }
+                    AnprInput::Job(job) => {
+                        if queue.push(job, |t| stage.reads_of(t)) {
+                            metrics.anpr_job_dropped();
+                        }
+                    }
+                }
+            }
+            if stop.is_stopped() {
+                for _ in queue.drain() {
+                    metrics.anpr_job_dropped();
+                }
+                continue;
+            }
+            if let Some(job) = queue.pop(|t| stage.reads_of(t)) {
+                for ev in stage.handle(&job) {
+                    let _ = events.send(ev);
+                }
+            }
+        }
+        log::debug!("anpr: stopped");
+    })?;
+    Ok(StageHandle::new("anpr", vec![thread]))
+}
+
+/// What ANPR knows of one vehicle track.
+#[derive(Default)]
+struct TrackPlate {
+    votes: Vec<Vote>,
+    /// The plate decided (published once), if any.
+    decided: Option<ObjectPlate>,
+    /// Reads tried (with or without a result).
+    reads: usize,
+    /// The last object event seen for the track (for the `plate` update).
+    last_object: Option<ObjectEvent>,
+    touched: Option<Instant>,
+    /// The track has ended: jobs of it still queued are skipped (the entry stays as a
+    /// tombstone until the sweep, so a late job cannot start a second vote).
+    ended: bool,
+}
+
+/// The ANPR work on one job at a time; public so tests can drive it directly.
+pub struct AnprStage<C: Clock> {
+    models: AnprModels,
+    settings: AnprSettings,
+    dedupe: Dedupe<C>,
+    /// Per vehicle track: votes, the decided plate, the last object event. An entry goes when
+    /// its track's `end` passes; entries of tracks whose end never came here (jobs that
+    /// outlived their track) are swept after a minute.
+    tracks: HashMap<String, TrackPlate>,
+    /// When memory was last swept.
+    swept: Instant,
+    metrics: Arc<Metrics>,
+    error_log: RateLimit,
+}
+
+impl TrackPlate {
+    /// What is left of an ended track: enough to skip its late jobs.
+    fn tombstone() -> Self {
+        TrackPlate { ended: true, touched: Some(Instant::now()), ..Default::default() }
+    }
+
+    fn end(&mut self) {
+        self.ended = true;
+        self.votes.clear();
+        self.last_object = None;
+        self.touched = Some(Instant::now());
+    }
+}
+
+/// Grows `b` by `margin` of its size on each side, clipped to `w` x `h`, as an OpenCV rect.
+fn crop_rect(b: [f32; 4], margin: f32, w: i32, h: i32) -> Option<Rect> {
+    let (bw, bh) = (b[2] - b[0], b[3] - b[1]);
+    let x1 = (b[0] - bw * margin).floor().max(0.0) as i32;
+    let y1 = (b[1] - bh * margin).floor().max(0.0) as i32;
+    let x2 = ((b[2] + bw * margin).ceil() as i32).min(w);
+    let y2 = ((b[3] + bh * margin).ceil() as i32).min(h);
+    (x2 - x1 >= 2 && y2 - y1 >= 2).then(|| Rect::new(x1, y1, x2 - x1, y2 - y1))
+}
+
+fn normalised(b: [f32; 4], w: f32, h: f32) -> BoundingBox {
+    BoundingBox { x: b[0] / w, y: b[1] / h, width: (b[2] - b[0]) / w, height: (b[3] - b[1]) / h }
+}
+
+impl<C: Clock> AnprStage<C> {
+    pub fn new(models: AnprModels, settings: AnprSettings, clock: C, metrics: Arc<Metrics>) -> Self {
+        let mut dedupe = Dedupe::new(settings.dedupe_window, clock);
+        if let Some(shared) = &settings.shared_dedupe {
+            dedupe = dedupe.with_shared(dedupe::SharedDedupe::new(shared.0.clone(), &shared.1, &shared.2));
+        }
+        AnprStage {
+            models,
+            settings,
+            dedupe,
+            tracks: HashMap::new(),
+            swept: Instant::now(),
+            metrics,
+            error_log: RateLimit::new(Duration::from_secs(10)),
+        }
+    }
+
+    /// Reads the plates of one job's vehicles; returns the events to publish.
+    pub fn process(&mut self, job: &AnprJob) -> Vec<Event> {
+        let cam_id = job.frame.camera_id.clone();
+        let counters = job.frame.counters.clone();
+        let params = job.frame.params.clone();
+        let s = self.settings.clone();
+        let img = &job.frame.image;
+        let (w, h) = (img.cols(), img.rows());
+        let candidates: Vec<&Vehicle> = job
+            .vehicles
+            .iter()
+            .filter(|v| VEHICLE_CLASSES.contains(&v.class_name.as_str()) && v.confidence >= s.min_vehicle_confidence)
+            .filter(|v| (v.bbox[2] - v.bbox[0]) * (v.bbox[3] - v.bbox[1]) >= s.min_vehicle_area)
+            .collect();
+        self.sweep();
+        let mut searches: Vec<Vehicle> = candidates.into_iter().cloned().collect();
+        if job.vehicles.is_empty() {
+            // no vehicle found (a close-up gate camera, say): search the whole frame
+            searches.push(Vehicle {
+                class_name: FULL_FRAME_CLASS.into(),
+                confidence: 0.0,
+                bbox: [0.0, 0.0, w as f32, h as f32],
+                track_id: None,
+            });
+        }
+        let mut events = Vec::new();
+        for v in &searches {
+            if let Some(t) = &v.track_id {
+                let entry = self.tracks.entry(t.clone()).or_default();
+                entry.touched = Some(Instant::now());
+                if entry.decided.is_some() || entry.ended {
+                    continue; // read already, or gone: never again
+                }
+                entry.reads += 1;
+            }
+            counters.plate_searched();
+            match self.read_vehicle(img, v, w, h) {
+                Ok(Some((plate_box, read))) => {
+                    let confidence = text::confidence(&read);
+                    if confidence < s.min_read_confidence {
+                        continue;
+                    }
+                    let region = params.anpr_region.clone().or_else(|| text::region_of(&read.text).map(str::to_string));
+                    if let Some(t) = &v.track_id {
+                        let vote = Vote {
+                            text: read.text.clone(),
+                            confidence,
+                            region,
+                            camera_id: cam_id.clone(),
+                            frame_number: job.frame.frame_number,
+                            captured_at: job.frame.captured_at,
+                            plate_box: normalised(plate_box, w as f32, h as f32),
+                            vehicle_box: normalised(v.bbox, w as f32, h as f32),
+                            vehicle_class: v.class_name.clone(),
+                        };
+                        let entry = self.tracks.entry(t.clone()).or_default();
+                        entry.votes.push(vote);
+                        if largest_cluster(&entry.votes).len() >= VOTES_NEEDED {
+                            events.extend(self.decide(t));
+                        }
+                        continue;
+                    }
+                    if !self.dedupe.should_publish(&cam_id, &read.text, confidence) {
+                        continue;
+                    }
+                    // plate texts are personal data: only at DEBUG (the event carries them anyway)
+                    log::debug!(
+                        "anpr cam={} frame={}: plate {} ({confidence:.2}, region {}) on {}",
+                        cam_id,
+                        job.frame.frame_number,
+                        read.text,
+                        region.as_deref().unwrap_or("unknown"),
+                        v.class_name
+                    );
+                    events.push(Event::Anpr(AnprEvent {
+                        common: EventCommon::new(&cam_id, job.frame.captured_at, job.frame.frame_number),
+                        anpr_result: AnprResult { license_plate: read.text, confidence, region },
+                        plate_box: normalised(plate_box, w as f32, h as f32),
+                        vehicle_box: normalised(v.bbox, w as f32, h as f32),
+                        vehicle_class: v.class_name.clone(),
+                        track_id: None,
+                    }));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    if let Some(held) = self.error_log.allow() {
+                        log::warn!("anpr cam={cam_id}: vehicle skipped ({held} more since last report): {e}");
+                    }
+                }
+            }
+        }
+        events
+    }
+
+    /// A job as the running stage handles it ([`process`](Self::process) plus the sweep).
+    pub fn handle(&mut self, job: &AnprJob) -> Vec<Event> {
+        self.process(job)
+    }
+
+    /// Reads tried so far on track `track_id` (the fair queue serves unread vehicles first).
+    pub fn reads_of(&self, track_id: &str) -> usize {
+        self.tracks.get(track_id).map_or(0, |t| if t.decided.is_some() || t.ended { usize::MAX / 2 } else { t.reads })
+    }
+
+    /// Decides track `t`'s plate from its votes (the most confident read of the largest
+    /// cluster) and publishes it once: the `anpr` event, and an object `update` (reason
+    /// `plate`) when the object has started. The window dedupe (ANPR_DEDUPE_WINDOW_S) still
+    /// applies across tracks (a vehicle whose track was split is not read out twice).
+    fn decide(&mut self, t: &str) -> Vec<Event> {
+        let Some(entry) = self.tracks.get_mut(t) else { return Vec::new() };
+        if entry.decided.is_some() || entry.votes.is_empty() {
+            return Vec::new();
+        }
+        let cluster = largest_cluster(&entry.votes);
+        let Some(best_i) = cluster.into_iter().max_by(|&a, &b| entry.votes[a].confidence.total_cmp(&entry.votes[b].confidence)) else {
+            return Vec::new();
+        };
+        let best = entry.votes.swap_remove(best_i);
+        let plate = ObjectPlate { text: best.text.clone(), confidence: best.confidence, region: best.region.clone() };
+        entry.decided = Some(plate.clone());
+        let mut out = Vec::new();
+        if self.dedupe.should_publish(&best.camera_id, &best.text, best.confidence) {
+            log::debug!(
+                "anpr cam={} track {t}: plate {} ({:.2}) from {} read(s)",
+                best.camera_id,
+                best.text,
+                best.confidence,
+                entry.votes.len()
+            );
+            out.push(Event::Anpr(AnprEvent {
+                common: EventCommon::new(&best.camera_id, best.captured_at, best.frame_number),
+                anpr_result: AnprResult { license_plate: best.text.clone(), confidence: best.confidence, region: best.region.clone() },
+                plate_box: best.plate_box,
+                vehicle_box: best.vehicle_box,
+                vehicle_class: best.vehicle_class,
+                track_id: Some(t.to_string()),
+            }));
+        }
+        entry.votes.clear();
+        if let Some(mut ev) = entry.last_object.clone() {
+            ev.common = EventCommon::new(&ev.common.camera_id, best.captured_at, best.frame_number);
+            ev.lifecycle = Lifecycle::Update;
+            ev.update_reason = Some(UpdateReason::Plate);
+            ev.license_plate = Some(plate);
+            entry.last_object = Some(ev.clone());
+            out.push(Event::Object(ev));
+        }
+        out
+    }
+
+    /// An object event on its way to the publisher: it carries the track's plate when known;
+    /// an `end` first decides the plate from whatever reads the track got, then forgets it.
+    pub fn object(&mut self, mut ev: ObjectEvent) -> Vec<Event> {
+        self.sweep();
+        let mut out = Vec::new();
+        let t = ev.track_id.clone();
+        if ev.lifecycle == Lifecycle::End {
+            out.extend(self.decide(&t));
+            if let Some(entry) = self.tracks.get_mut(&t) {
+                ev.license_plate = entry.decided.clone();
+                entry.end();
+            } else if VEHICLE_CLASSES.contains(&ev.class_name.as_str()) {
+                // jobs of it may still be queued
+                self.tracks.insert(t, TrackPlate::tombstone());
+            }
+        } else if let Some(entry) = self.tracks.get_mut(&t) {
+            ev.license_plate = entry.decided.clone();
+            entry.last_object = Some(ev.clone());
+            entry.touched = Some(Instant::now());
+        } else if VEHICLE_CLASSES.contains(&ev.class_name.as_str()) {
+            self.tracks.insert(t, TrackPlate { last_object: Some(ev.clone()), touched: Some(Instant::now()), ..Default::default() });
+        }
+        out.push(Event::Object(ev));
+        out
+    }
+
+    /// A vehicle track ended without an object event: its plate is decided now, then forgotten.
+    pub fn track_ended(&mut self, t: &str) -> Vec<Event> {
+        self.sweep();
+        let out = self.decide(t);
+        match self.tracks.get_mut(t) {
+            Some(entry) => entry.end(),
+            None => {
+                self.tracks.insert(t.to_string(), TrackPlate::tombstone());
+            }
+        }
+        out
+    }
+
+    /// Once a minute, forgets tracks untouched for a minute (their end never came this way), so
+    /// memory is bounded by the vehicles seen recently.
+    fn sweep(&mut self) {
+        if self.swept.elapsed() < Duration::from_secs(60) {
+            return;
+        }
+        self.swept = Instant::now();
+        self.tracks.retain(|_, t| t.touched.is_some_and(|at| at.elapsed() < Duration::from_secs(60)));
+        self.dedupe.sweep();
+    }
+
+    /// Plate box (frame pixels) and normalised read of one vehicle, or `None` when a guard says no.
+    fn read_vehicle(&mut self, img: &Mat, v: &Vehicle, w: i32, h: i32) -> Result<Option<([f32; 4], text::Read)>, String> {
+        let s = &self.settings;
+        let Some(vr) = crop_rect(v.bbox, 0.1, w, h) else { return Ok(None) };
+        let crop = Mat::roi(img, vr).and_then(|m| m.try_clone()).map_err(|e| e.to_string())?;
+        let t = Instant::now();
+        let found = self.models.plate.detect(&crop, s.min_plate_score).map_err(|e| e.to_string())?;
+        let Some(plate) = found else {
+            self.metrics.anpr_seconds.observe(t.elapsed().as_secs_f64());
+            return Ok(None);
+        };
+        let pb = [plate.bbox[0] + vr.x as f32, plate.bbox[1] + vr.y as f32, plate.bbox[2] + vr.x as f32, plate.bbox[3] + vr.y as f32];
+        if (pb[2] - pb[0]) * (pb[3] - pb[1]) < s.min_plate_area {
+            return Ok(None);
+        }
+        let Some(pr) = crop_rect(pb, 0.05, w, h) else { return Ok(None) };
+        let plate_img = Mat::roi(img, pr).and_then(|m| m.try_clone()).map_err(|e| e.to_string())?;
+        let raw = self.models.reader.read(&plate_img).map_err(|e| e.to_string())?;
+        self.metrics.anpr_seconds.observe(t.elapsed().as_secs_f64());
+        Ok(text::normalise(&raw, &s.rules).map(|r| (pb, r)))
+    }
+}
