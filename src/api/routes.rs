@@ -148,16 +148,16 @@ fn truncate_path(p: &str) -> String {
 
 /// The service's metrics plus the HTTP layer's counters and the stages' liveness.
 fn render_metrics(state: &AppState) -> String {
-    use std::fmt::Write;
     let mut out = state.metrics.render_prometheus();
     state.http.render(&mut out);
-    // TODO(metrics): `analytics_stage_up` belongs in src/metrics.rs (rendered from the
-    // supervisor's report there); it stays here until metrics.rs takes a `&Supervisor`.
-    let _ = writeln!(out, "# HELP analytics_stage_up Whether a stage thread is alive and beating (1) or dead or stalled (0).");
-    let _ = writeln!(out, "# TYPE analytics_stage_up gauge");
-    for s in state.supervisor.report() {
-        let _ = writeln!(out, "analytics_stage_up{{stage=\"{}\"}} {}", s.name, u8::from(s.state == "ok"));
-    }
+    crate::metrics::render::labelled(
+        &mut out,
+        "analytics_stage_up",
+        "gauge",
+        "Whether a stage thread is alive and beating (1) or dead or stalled (0).",
+        "stage",
+        state.supervisor.report().into_iter().map(|s| (s.name.to_string(), u64::from(s.state == "ok"))),
+    );
     out
 }
 

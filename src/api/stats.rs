@@ -1,6 +1,5 @@
 //! The HTTP layer's counters (exported on `/metrics` as `analytics_api_*`).
 
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 /// Counters the front door keeps; every field is a plain atomic so that any thread can bump it.
@@ -22,16 +21,21 @@ impl HttpStats {
     /// Appends the counters in Prometheus text format.
     pub fn render(&self, out: &mut String) {
         for (name, kind, help, v) in [
-            ("api_requests_total", "counter", "HTTP requests handled by a route.", self.requests.load(Relaxed)),
-            ("api_server_errors_total", "counter", "HTTP replies with a 5xx status.", self.server_errors.load(Relaxed)),
-            ("api_open_connections", "gauge", "Open HTTP connections.", self.open_connections.load(Relaxed) as u64),
+            ("analytics_api_requests_total", "counter", "HTTP requests handled by a route.", self.requests.load(Relaxed)),
+            ("analytics_api_server_errors_total", "counter", "HTTP replies with a 5xx status.", self.server_errors.load(Relaxed)),
+            ("analytics_api_open_connections", "gauge", "Open HTTP connections.", self.open_connections.load(Relaxed) as u64),
             (
                 "api_refused_connections_total",
                 "counter",
                 "Connections refused past API_MAX_CONNECTIONS.",
                 self.refused_connections.load(Relaxed),
             ),
-            ("api_handler_panics_total", "counter", "Requests whose handler panicked (answered 500).", self.handler_panics.load(Relaxed)),
+            (
+                "analytics_api_handler_panics_total",
+                "counter",
+                "Requests whose handler panicked (answered 500).",
+                self.handler_panics.load(Relaxed),
+            ),
             (
                 "api_rejected_requests_total",
                 "counter",
@@ -39,7 +43,7 @@ impl HttpStats {
                 self.rejected_requests.load(Relaxed),
             ),
         ] {
-            let _ = writeln!(out, "# HELP analytics_{name} {help}\n# TYPE analytics_{name} {kind}\nanalytics_{name} {v}");
+            crate::metrics::render::single(out, name, kind, help, v);
         }
     }
 }

@@ -115,6 +115,28 @@ pub fn family_line(out: &mut String, name: &'static str, kind: &str, help: &str)
     name
 }
 
+/// A family of one sample with no labels, for figures kept outside [`Metrics`] (the HTTP
+/// layer's counters), so that every family of `/metrics` is written here.
+pub fn single(out: &mut String, name: &'static str, kind: &str, help: &str, value: u64) {
+    let n = family_line(out, name, kind, help);
+    let _ = writeln!(out, "{n} {value}");
+}
+
+/// A family with one label, for figures kept outside [`Metrics`] (the supervisor's stages).
+pub fn labelled(
+    out: &mut String,
+    name: &'static str,
+    kind: &str,
+    help: &str,
+    label: &str,
+    samples: impl IntoIterator<Item = (String, u64)>,
+) {
+    let n = family_line(out, name, kind, help);
+    for (value_of_label, v) in samples {
+        let _ = writeln!(out, "{n}{{{label}=\"{}\"}} {v}", escape(&value_of_label));
+    }
+}
+
 /// Escapes a label value (backslash, quote, newline) per the exposition format.
 pub fn escape(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
