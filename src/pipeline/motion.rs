@@ -588,7 +588,12 @@ impl Worker {
                         r.boxes.len()
                     );
                     let ev = Event::Motion(MotionEvent {
-                        common: EventCommon::new(&cam.camera.camera_id, frame.captured_at, frame.frame_number),
+                        common: EventCommon::new(
+                            &cam.camera.camera_id,
+                            frame.captured_at,
+                            frame.frame_number,
+                            (frame.image.cols() as u32, frame.image.rows() as u32),
+                        ),
                         motion_intensity: r.intensity,
                         affected_area_percentage: r.area,
                         motion_boxes: r.boxes,
