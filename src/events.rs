@@ -80,7 +80,7 @@ pub struct Detection {
     /// Names of the camera's ROI zones that hold the box's bottom-centre (empty: no zones set).
     #[serde(default)]
     pub zones: Vec<String>,
-    /// The object this box belongs to (DESIGN.md section 7): `<camera_id>/<start ms>-<n>`,
+    /// The object this box belongs to: `<camera_id>/<start ms>-<n>`,
     /// unique across cameras, instances and restarts. Null for a box the tracker has not
     /// confirmed yet (its first frames).
     #[serde(default)]
@@ -187,7 +187,7 @@ pub struct AnprEvent {
     pub track_id: Option<String>,
 }
 
-/// Where an object is in its life (DESIGN.md section 7).
+/// Where an object is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Lifecycle {
