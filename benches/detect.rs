@@ -6,11 +6,11 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use analytics_service::config::InferenceDevice;
-use analytics_service::pipeline::detect::postprocess::decode;
-use analytics_service::pipeline::detect::preprocess::{letterbox_into, Letterbox};
-use analytics_service::pipeline::detect::session::ModelSession;
-use analytics_service::pipeline::detect::yolo::Yolo;
+use analytics_service::infer::decode::decode;
+use analytics_service::infer::letterbox::{letterbox_into, Letterbox};
+use analytics_service::infer::Device;
+use analytics_service::infer::ModelSession;
+use analytics_service::infer::Yolo;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ndarray::{Array3, Axis, Ix2};
 use opencv::core::Mat;
@@ -36,8 +36,7 @@ fn dylib() -> Option<std::path::PathBuf> {
 }
 
 fn yolo(batch: usize) -> Yolo {
-    Yolo::load(MODEL.as_ref(), "yolov8n".into(), InferenceDevice::Cpu, dylib().as_deref(), batch, 0.45)
-        .expect("model (run scripts/setup.sh)")
+    Yolo::load(MODEL.as_ref(), "yolov8n".into(), &Device::Cpu, dylib().as_deref(), batch, 0.45).expect("model (run scripts/setup.sh)")
 }
 
 fn detect(c: &mut Criterion) {
@@ -47,7 +46,7 @@ fn detect(c: &mut Criterion) {
 
     // a real output to decode: the model's [84, 8400] for the first frame
     let (lb, _) = Letterbox::fit(768, 576, 640, 640);
-    let mut session = ModelSession::load("YOLO_MODEL", MODEL.as_ref(), InferenceDevice::Cpu, dylib().as_deref()).unwrap();
+    let mut session = ModelSession::load("YOLO_MODEL", MODEL.as_ref(), &Device::Cpu, dylib().as_deref()).unwrap();
     let mut input = ndarray::Array4::<f32>::zeros((1, 3, 640, 640));
     letterbox_into(&f[0], input.index_axis_mut(Axis(0), 0)).unwrap();
     let out = session.run_f32(input.view(), 0, |o| o.index_axis(Axis(0), 0).to_owned().into_dimensionality::<Ix2>().unwrap()).unwrap();

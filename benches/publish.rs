@@ -6,6 +6,8 @@ use analytics_service::events::{BoundingBox, Event, EventCommon, MotionEvent};
 use analytics_service::metrics::Metrics;
 use analytics_service::pipeline::events_channel;
 use analytics_service::pipeline::publish::{self, PublisherConfig, RedisTarget};
+use analytics_service::stage::supervise::Supervisor;
+use analytics_service::stage::StopSender;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::time::{Duration, SystemTime};
 
@@ -38,7 +40,8 @@ fn publisher(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::new("pipelined_xadd_batch", batch), &batch, |b, &batch| {
             let metrics = Metrics::new();
             let (tx, rx) = events_channel();
-            let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
+            let stop_tx = StopSender::new();
+            let stop_rx = stop_tx.subscribe();
             let cfg = PublisherConfig {
                 target: target(),
                 stream: stream.into(),
@@ -51,8 +54,7 @@ fn publisher(c: &mut Criterion) {
                 backoff_max: Duration::from_secs(1),
                 shutdown_flush: Duration::from_secs(5),
             };
-            let h = publish::spawn(cfg, rx, stop_rx, metrics.clone(), &analytics_service::pipeline::supervise::Supervisor::new())
-                .expect("publisher starts");
+            let (h, _) = publish::spawn(cfg, rx, stop_rx, metrics.clone(), &Supervisor::new()).expect("publisher starts");
             let events: Vec<Event> = (0..EVENTS).map(motion).collect();
             b.iter(|| {
                 let start = metrics.publisher_snapshot().published;

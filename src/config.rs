@@ -1,25 +1,61 @@
-//! Configuration from the environment and an optional `.env` file (DESIGN.md section 4).
+//! Configuration from the environment and an optional `.env` file (docs/architecture.md,
+//! "Configuration").
 //!
-//! Two layers, in ripgrep's manner: [`RawConfig`] is what `envy` reads (every field typed, every
-//! default here), and [`Config::from_env`] checks ranges and forms on top of it. Any invalid value
-//! stops start-up with one line that names the variable, the bad value and the expected form.
-//! Each field's doc gives its variable, default and an example; `.env.example` mirrors them.
+//! Every variable is defined once, in the [`define_config!`] table below, in ripgrep's manner
+//! (`flags/defs.rs`): its field, type, name, default, section, the form a value must have, the
+//! parser that checks it, and what it does. From that one table come the typed [`Config`], the
+//! parsing with defaults ([`Config::from_vars`]), [`VARS`] (what the service reads), and the
+//! generated `docs/configuration.md` and `.env.example` (a unit test fails when either differs
+//! from the table; `UPDATE_CONFIG_DOCS=1 cargo test --lib config` rewrites them).
+//!
+//! Every variable is read and checked before start-up goes on, and every bad one is reported in
+//! the one error: a line per variable naming it, the bad value and the expected form.
 
-use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// A configuration error: always names the variable and says what form it expects.
-#[derive(Debug, thiserror::Error)]
+/// One bad variable: always names it and says what form it expects.
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{var}={value:?} is invalid: {reason} (expected {expected})")]
-pub struct ConfigError {
+pub struct VarError {
     pub var: String,
     pub value: String,
     pub reason: String,
     pub expected: String,
 }
 
-/// Where inference runs (`INFERENCE_DEVICE`).
+/// Every bad variable of one start-up, in the table's order (never empty).
+#[derive(Debug, Clone)]
+pub struct ConfigError {
+    pub errors: Vec<VarError>,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.errors.len() > 1 {
+            write!(f, "{} variables are invalid: ", self.errors.len())?;
+        }
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl ConfigError {
+    /// The names of the bad variables, in order.
+    pub fn vars(&self) -> Vec<&str> {
+        self.errors.iter().map(|e| e.var.as_str()).collect()
+    }
+}
+
+/// Where inference runs (`INFERENCE_DEVICE`): the plain choice; [`Config::device`] turns it into
+/// the [`crate::infer::Device`] a model is loaded on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum InferenceDevice {
@@ -36,356 +72,411 @@ pub enum InferenceDevice {
 /// Log verbosity (`LOG_LEVEL`).
 pub type LogLevel = log::LevelFilter;
 
-/// The variables as `envy` reads them. Field `foo_bar` is variable `FOO_BAR`.
-#[derive(Debug, Deserialize)]
-struct RawConfig {
-    #[serde(default = "d::api_host")]
-    api_host: String,
-    #[serde(default = "d::api_port")]
-    api_port: u16,
-    #[serde(default = "d::api_max_body_bytes")]
-    api_max_body_bytes: usize,
-    #[serde(default = "d::api_max_connections")]
-    api_max_connections: usize,
-    #[serde(default)]
-    api_token: Option<String>,
-    #[serde(default)]
-    stream_file_root: Option<PathBuf>,
-    #[serde(default = "d::max_frame_pixels")]
-    max_frame_pixels: u64,
-    #[serde(default = "d::track_lost_s")]
-    track_lost_s: f64,
-    #[serde(default = "d::redis_host")]
-    redis_host: String,
-    #[serde(default = "d::redis_port")]
-    redis_port: u16,
-    #[serde(default)]
-    redis_db: i64,
-    #[serde(default)]
-    redis_password: Option<String>,
-    #[serde(default = "d::redis_stream")]
-    redis_stream: String,
-    #[serde(default = "d::redis_key_prefix")]
-    redis_key_prefix: String,
-    #[serde(default)]
-    instance_id: Option<String>,
-    #[serde(default = "d::lease_ttl_s")]
-    lease_ttl_s: f64,
-    #[serde(default = "d::redis_stream_maxlen")]
-    redis_stream_maxlen: usize,
-    #[serde(default = "d::publish_batch_size")]
-    publish_batch_size: usize,
-    #[serde(default = "d::publish_buffer_max")]
-    publish_buffer_max: usize,
-    #[serde(default = "d::yolo_model")]
-    yolo_model: PathBuf,
-    #[serde(default = "d::inference_device")]
-    inference_device: String,
-    #[serde(default = "d::tensorrt_cache_dir")]
-    tensorrt_cache_dir: PathBuf,
-    #[serde(default = "d::tensorrt_fp16")]
-    tensorrt_fp16: String,
-    #[serde(default = "d::batch_size")]
-    batch_size: usize,
-    #[serde(default)]
-    inference_workers: usize,
-    #[serde(default = "d::batch_timeout_ms")]
-    batch_timeout_ms: u64,
-    #[serde(default = "d::nms_iou")]
-    nms_iou: f32,
-    #[serde(default)]
-    ort_dylib_path: Option<PathBuf>,
-    #[serde(default = "d::anpr_plate_model")]
-    anpr_plate_model: PathBuf,
-    #[serde(default = "d::anpr_ocr_model")]
-    anpr_ocr_model: PathBuf,
-    #[serde(default = "d::anpr_ocr_dict")]
-    anpr_ocr_dict: PathBuf,
-    #[serde(default = "d::anpr_dedupe_window_s")]
-    anpr_dedupe_window_s: u64,
-    #[serde(default = "d::anpr_min_plate_len")]
-    anpr_min_plate_len: usize,
-    #[serde(default = "d::anpr_max_plate_len")]
-    anpr_max_plate_len: usize,
-    #[serde(default)]
-    anpr_plate_format: String,
-    #[serde(default = "d::anpr_min_read_confidence")]
-    anpr_min_read_confidence: f32,
-    #[serde(default = "d::anpr_min_plate_score")]
-    anpr_min_plate_score: f32,
-    #[serde(default = "d::max_cameras")]
-    max_cameras: usize,
-    #[serde(default = "d::stream_stall_timeout_s")]
-    stream_stall_timeout_s: u64,
-    #[serde(default)]
-    motion_workers: usize,
-    #[serde(default = "d::log_level")]
-    log_level: String,
+/// One environment variable, as the table defines it.
+#[derive(Debug, Clone, Copy)]
+pub struct Var {
+    /// The field of [`Config`] that holds it.
+    pub field: &'static str,
+    /// The environment variable.
+    pub name: &'static str,
+    /// Its default, as written in `.env` (empty: none).
+    pub default: &'static str,
+    /// The group it is listed under in the docs and `.env.example`.
+    pub section: &'static str,
+    /// The form a value must have (quoted by errors).
+    pub form: &'static str,
+    /// What it does.
+    pub doc: &'static str,
+    /// Never echoed in an error.
+    pub secret: bool,
 }
 
-/// Defaults, one function per variable (serde needs functions).
-mod d {
-    use std::path::PathBuf;
-    pub fn api_host() -> String {
-        "0.0.0.0".into()
-    }
-    pub fn api_port() -> u16 {
-        8069
-    }
-    pub fn api_max_body_bytes() -> usize {
-        1 << 20
-    }
-    pub fn api_max_connections() -> usize {
-        128
-    }
-    pub fn max_frame_pixels() -> u64 {
-        3840 * 2160
-    }
-    pub fn track_lost_s() -> f64 {
-        3.0
-    }
-    pub fn redis_key_prefix() -> String {
-        "analytics:".into()
-    }
-    pub fn lease_ttl_s() -> f64 {
-        10.0
-    }
-    pub fn redis_host() -> String {
-        "redis".into()
-    }
-    pub fn redis_port() -> u16 {
-        6379
-    }
-    pub fn redis_stream() -> String {
-        "stream:events".into()
-    }
-    pub fn redis_stream_maxlen() -> usize {
-        100_000
-    }
-    pub fn publish_batch_size() -> usize {
-        100
-    }
-    pub fn publish_buffer_max() -> usize {
-        10_000
-    }
-    pub fn yolo_model() -> PathBuf {
-        "models/yolov8n.onnx".into()
-    }
-    pub fn inference_device() -> String {
-        "auto".into()
-    }
-    pub fn tensorrt_cache_dir() -> PathBuf {
-        "/tmp/analytics-service/tensorrt".into()
-    }
-    pub fn tensorrt_fp16() -> String {
-        "true".into()
-    }
-    pub fn batch_size() -> usize {
-        0
-    }
-    pub fn batch_timeout_ms() -> u64 {
-        20
-    }
-    pub fn nms_iou() -> f32 {
-        0.45
-    }
-    pub fn anpr_plate_model() -> PathBuf {
-        "models/plate_detector_yolov8s_seg.onnx".into()
-    }
-    pub fn anpr_ocr_model() -> PathBuf {
-        "models/ch_PP-OCRv4_rec_infer.onnx".into()
-    }
-    pub fn anpr_ocr_dict() -> PathBuf {
-        "models/ppocr_v4_rec_dict.txt".into()
-    }
-    pub fn anpr_dedupe_window_s() -> u64 {
-        30
-    }
-    pub fn anpr_min_plate_len() -> usize {
-        4
-    }
-    pub fn anpr_max_plate_len() -> usize {
-        10
-    }
-    pub fn anpr_min_read_confidence() -> f32 {
-        0.8
-    }
-    pub fn anpr_min_plate_score() -> f32 {
-        0.4
-    }
-    pub fn max_cameras() -> usize {
-        64
-    }
-    pub fn stream_stall_timeout_s() -> u64 {
-        20
-    }
-    pub fn log_level() -> String {
-        "INFO".into()
+/// Reads one variable: the value given, else the default; a bad value is recorded and `None`
+/// returned, so that every variable is checked before start-up stops.
+fn take<T>(errors: &mut Vec<VarError>, var: &Var, given: Option<&String>, parse: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
+    let value = given.map_or(var.default, |v| v.as_str());
+    match parse(value) {
+        Ok(v) => Some(v),
+        Err(reason) => {
+            let shown = if var.secret { "<hidden>".to_string() } else { value.to_string() };
+            errors.push(VarError { var: var.name.into(), value: shown, reason, expected: var.form.into() });
+            None
+        }
     }
 }
 
-/// The expected form of each variable, quoted in error messages.
-const FORMS: &[(&str, &str)] = &[
-    ("API_HOST", "an IP address to bind, e.g. 0.0.0.0"),
-    ("API_PORT", "a TCP port 0..65535, e.g. 8069"),
-    ("API_MAX_BODY_BYTES", "a byte count 1024..67108864, e.g. 1048576"),
-    ("API_MAX_CONNECTIONS", "open HTTP connections 1..10000, e.g. 128"),
-    ("API_TOKEN", "a bearer token of 16 to 256 visible ASCII characters, or empty for none"),
-    ("STREAM_FILE_ROOT", "an existing directory that local file sources must be inside, or empty to refuse file sources"),
-    ("MAX_FRAME_PIXELS", "pixels per frame 1024..100000000, e.g. 8294400 (3840x2160)"),
-    ("TRACK_LOST_S", "seconds 0.1..600, e.g. 3"),
-    ("REDIS_HOST", "a host name or IP, e.g. redis or 127.0.0.1"),
-    ("REDIS_PORT", "a TCP port 1..65535, e.g. 6379"),
-    ("REDIS_DB", "a database index 0..=15 or more, e.g. 0"),
-    ("REDIS_PASSWORD", "the Redis password, or empty for none"),
-    ("REDIS_STREAM", "a non-empty stream key, e.g. stream:events"),
-    ("REDIS_STREAM_MAXLEN", "a positive entry count, e.g. 100000"),
-    ("REDIS_KEY_PREFIX", "1 to 64 visible ASCII characters, e.g. analytics:"),
-    ("INSTANCE_ID", "1 to 128 visible ASCII characters unique per instance, or empty for the host name"),
-    ("LEASE_TTL_S", "seconds 0.5..300, e.g. 10"),
-    ("PUBLISH_BATCH_SIZE", "XADDs per pipeline 1..10000, e.g. 100"),
-    ("PUBLISH_BUFFER_MAX", "events kept while Redis is down, >= PUBLISH_BATCH_SIZE, e.g. 10000"),
-    ("YOLO_MODEL", "a path to an ONNX file, e.g. models/yolov8n.onnx"),
-    ("INFERENCE_DEVICE", "one of auto, cpu, cuda, tensorrt"),
-    ("TENSORRT_CACHE_DIR", "a writable directory for TensorRT engines (created if missing), e.g. /var/cache/analytics/tensorrt"),
-    ("TENSORRT_FP16", "true or false: let TensorRT build float16 kernels"),
-    ("BATCH_SIZE", "frames per inference batch 1..256, or 0 for 1 on the CPU and 8 on a GPU"),
-    ("INFERENCE_WORKERS", "inference threads 0..64, each with its own session; 0 = one per CPU core up to 4"),
-    ("BATCH_TIMEOUT_MS", "milliseconds to wait for a batch 0..10000, e.g. 20"),
-    ("NMS_IOU", "an IoU in (0, 1], e.g. 0.45"),
-    ("ORT_DYLIB_PATH", "a path to libonnxruntime.so, or empty to search the usual places"),
-    ("ANPR_PLATE_MODEL", "a path to the plate detector ONNX file"),
-    ("ANPR_OCR_MODEL", "a path to the text recogniser ONNX file"),
-    ("ANPR_OCR_DICT", "a path to the OCR dictionary, one character a line"),
-    ("ANPR_DEDUPE_WINDOW_S", "seconds 0..86400, e.g. 30"),
-    ("ANPR_MIN_PLATE_LEN", "characters 1..20, e.g. 4"),
-    ("ANPR_MAX_PLATE_LEN", "characters, >= ANPR_MIN_PLATE_LEN and <= 20, e.g. 10"),
-    ("ANPR_PLATE_FORMAT", "a regular expression the normalised plate must match, e.g. ^[0-9][A-Z]{2}[0-9]{4}$, or empty"),
-    ("ANPR_MIN_READ_CONFIDENCE", "a mean character probability in [0, 1], e.g. 0.8"),
-    ("ANPR_MIN_PLATE_SCORE", "a plate detector score in [0, 1], e.g. 0.4"),
-    ("MAX_CAMERAS", "a camera count 1..4096, e.g. 64"),
-    ("STREAM_STALL_TIMEOUT_S", "seconds 1..3600, e.g. 20"),
-    ("MOTION_WORKERS", "a thread count, 0 = one per CPU core"),
-    ("LOG_LEVEL", "one of OFF, ERROR, WARN, INFO, DEBUG, TRACE"),
-];
+/// The table: see the module doc. Each entry is
+/// `/// doc` `field: Type = "NAME", default "value", section "name", plain|secret, form "...", parse <fn(&str) -> Result<Type, String>>;`
+macro_rules! define_config {
+    ($(
+        $(#[doc = $doc:literal])+
+        $field:ident : $ty:ty = $name:literal, default $default:literal, section $section:literal, $kind:ident,
+            form $form:literal, parse $parse:expr;
+    )+) => {
+        /// The validated configuration, one field per variable of the table. Plain data:
+        /// `service::Service::start` builds the live objects.
+        #[derive(Debug, Clone)]
+        pub struct Config {
+            $(
+                #[doc = concat!("`", $name, "` (default `", $default, "`):")]
+                $(#[doc = $doc])+
+                pub $field: $ty,
+            )+
+        }
 
-/// Every variable the service reads (`.env.example` and the README are checked against it).
+        /// Every variable the service reads, in the order of the docs.
+        pub const VARS: &[Var] = &[$(
+            Var {
+                field: stringify!($field),
+                name: $name,
+                default: $default,
+                section: $section,
+                form: $form,
+                doc: concat!($($doc, "\n"),+),
+                secret: matches!(stringify!($kind).as_bytes(), b"secret"),
+            },
+        )+];
+
+        impl Config {
+            /// Reads every variable (the given value, else the default) and checks each, then
+            /// the rules between variables; every failure is collected.
+            fn parse(given: &std::collections::HashMap<String, String>) -> Result<Config, ConfigError> {
+                let mut errors = Vec::new();
+                let mut vars = VARS.iter();
+                $(
+                    let var = vars.next().expect("invariant: one Var per field, in order");
+                    let $field: Option<$ty> = take(&mut errors, var, given.get(var.name), $parse);
+                )+
+                let built = 'all: {
+                    Some(Config { $($field: match $field { Some(v) => v, None => break 'all None },)+ })
+                };
+                match built {
+                    Some(config) => {
+                        errors.extend(config.cross_checks());
+                        if errors.is_empty() { Ok(config) } else { Err(ConfigError { errors }) }
+                    }
+                    None => {
+                        // invariant: a field is missing only after its error was recorded
+                        Err(ConfigError { errors })
+                    }
+                }
+            }
+        }
+    };
+}
+
+/// Parsers shared by the table's entries; each returns the reason a value is refused.
+mod p {
+    use super::*;
+
+    pub fn int<T: std::str::FromStr + PartialOrd + Copy + std::fmt::Display>(lo: T, hi: T) -> impl Fn(&str) -> Result<T, String>
+    where
+        T::Err: std::fmt::Display,
+    {
+        move |v| {
+            let n = v.trim().parse::<T>().map_err(|e| e.to_string())?;
+            if n < lo || n > hi {
+                return Err("out of range".into());
+            }
+            Ok(n)
+        }
+    }
+
+    pub fn float(lo: f64, hi: f64) -> impl Fn(&str) -> Result<f64, String> {
+        move |v| {
+            let x = v.trim().parse::<f64>().map_err(|e| e.to_string())?;
+            if !(lo..=hi).contains(&x) {
+                return Err("out of range".into());
+            }
+            Ok(x)
+        }
+    }
+
+    pub fn unit(lo_exclusive: bool) -> impl Fn(&str) -> Result<f32, String> {
+        move |v| {
+            let x = v.trim().parse::<f32>().map_err(|e| e.to_string())?;
+            if !(0.0..=1.0).contains(&x) || (lo_exclusive && x == 0.0) {
+                return Err("out of range".into());
+            }
+            Ok(x)
+        }
+    }
+
+    pub fn secs(lo: f64, hi: f64) -> impl Fn(&str) -> Result<Duration, String> {
+        move |v| float(lo, hi)(v).map(Duration::from_secs_f64)
+    }
+
+    pub fn whole_secs(lo: u64, hi: u64) -> impl Fn(&str) -> Result<Duration, String> {
+        move |v| int(lo, hi)(v).map(Duration::from_secs)
+    }
+
+    pub fn millis(lo: u64, hi: u64) -> impl Fn(&str) -> Result<Duration, String> {
+        move |v| int(lo, hi)(v).map(Duration::from_millis)
+    }
+
+    pub fn ip(v: &str) -> Result<String, String> {
+        v.parse::<std::net::IpAddr>().map_err(|e| e.to_string())?;
+        Ok(v.to_string())
+    }
+
+    pub fn non_empty(v: &str) -> Result<String, String> {
+        if v.trim().is_empty() {
+            return Err("empty".into());
+        }
+        Ok(v.to_string())
+    }
+
+    pub fn visible(max: usize) -> impl Fn(&str) -> Result<String, String> {
+        move |v| {
+            if !(1..=max).contains(&v.len()) || !v.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err("empty, too long or not visible ASCII".into());
+            }
+            Ok(v.to_string())
+        }
+    }
+
+    pub fn optional(v: &str) -> Result<Option<String>, String> {
+        Ok(Some(v.to_string()).filter(|v| !v.is_empty()))
+    }
+
+    pub fn optional_path(v: &str) -> Result<Option<PathBuf>, String> {
+        Ok(Some(PathBuf::from(v)).filter(|p| !p.as_os_str().is_empty()))
+    }
+
+    pub fn path(v: &str) -> Result<PathBuf, String> {
+        if v.is_empty() {
+            return Err("empty".into());
+        }
+        Ok(PathBuf::from(v))
+    }
+
+    pub fn token(v: &str) -> Result<Option<String>, String> {
+        if v.is_empty() {
+            return Ok(None);
+        }
+        if !(16..=256).contains(&v.len()) || !v.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err("must be 16 to 256 visible ASCII characters".into());
+        }
+        Ok(Some(v.to_string()))
+    }
+
+    pub fn directory(v: &str) -> Result<Option<PathBuf>, String> {
+        if v.is_empty() {
+            return Ok(None);
+        }
+        match PathBuf::from(v).canonicalize() {
+            Ok(c) if c.is_dir() => Ok(Some(c)),
+            Ok(_) => Err("not a directory".into()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// A model path must name an ONNX file; a PyTorch checkpoint gets the export hint.
+    pub fn model(v: &str) -> Result<PathBuf, String> {
+        let path = PathBuf::from(v);
+        let ext = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase());
+        match ext.as_deref() {
+            Some("pt") | Some("pth") => Err("this is a PyTorch checkpoint, ONNX Runtime cannot load it; export it once with \
+                 `yolo export model=yolov8n.pt format=onnx dynamic=True` (see models/README.md)"
+                .into()),
+            _ if v.is_empty() => Err("empty path".into()),
+            _ => Ok(path),
+        }
+    }
+
+    pub fn device(v: &str) -> Result<InferenceDevice, String> {
+        match v.to_ascii_lowercase().as_str() {
+            "auto" => Ok(InferenceDevice::Auto),
+            "cpu" => Ok(InferenceDevice::Cpu),
+            "cuda" | "gpu" => Ok(InferenceDevice::Cuda),
+            "tensorrt" | "trt" => Ok(InferenceDevice::TensorRt),
+            _ => Err("unknown device".into()),
+        }
+    }
+
+    pub fn boolean(v: &str) -> Result<bool, String> {
+        match v.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            _ => Err("not a boolean".into()),
+        }
+    }
+
+    pub fn regex(v: &str) -> Result<Option<regex::Regex>, String> {
+        match v.trim() {
+            "" => Ok(None),
+            re => regex::Regex::new(re).map(Some).map_err(|e| e.to_string()),
+        }
+    }
+
+    pub fn instance_id(v: &str) -> Result<String, String> {
+        let id = if v.is_empty() { host_name() } else { v.to_string() };
+        if id.len() > 128 || !id.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err("too long or not visible ASCII".into());
+        }
+        Ok(id)
+    }
+
+    pub fn log_level(v: &str) -> Result<LogLevel, String> {
+        v.parse::<LogLevel>().map_err(|_| "unknown level".into())
+    }
+}
+
+define_config! {
+    /// Address the REST API binds.
+    api_host: String = "API_HOST", default "0.0.0.0", section "REST API", plain,
+        form "an IP address to bind, e.g. 0.0.0.0", parse p::ip;
+    /// REST API port; 0 picks a free port (tests).
+    api_port: u16 = "API_PORT", default "8069", section "REST API", plain,
+        form "a TCP port 0..65535, e.g. 8069", parse p::int(0, u16::MAX);
+    /// Request bodies larger than this get 413.
+    api_max_body_bytes: usize = "API_MAX_BODY_BYTES", default "1048576", section "REST API", plain,
+        form "a byte count 1024..67108864, e.g. 1048576", parse p::int(1024, 64 << 20);
+    /// Most open HTTP connections (one thread each); past it a new connection gets 503 and is
+    /// closed.
+    api_max_connections: usize = "API_MAX_CONNECTIONS", default "128", section "REST API", plain,
+        form "open HTTP connections 1..10000, e.g. 128", parse p::int(1, 10_000);
+    /// Bearer token for every route except `GET /api/health` (`Authorization: Bearer <token>`);
+    /// empty = no authentication: then bind the API to a private network only. Never logged.
+    /// Generate one with `openssl rand -hex 32`.
+    api_token: Option<String> = "API_TOKEN", default "", section "REST API", secret,
+        form "a bearer token of 16 to 256 visible ASCII characters, or empty for none", parse p::token;
+    /// Local file sources (a path or `file://`) must resolve inside this directory, symlinks
+    /// followed (canonicalised here); empty = file sources are refused. RTSP/HTTP sources are
+    /// not affected.
+    stream_file_root: Option<PathBuf> = "STREAM_FILE_ROOT", default "", section "REST API", plain,
+        form "an existing directory that local file sources must be inside, or empty to refuse file sources", parse p::directory;
+    /// Frames larger than this many pixels (or smaller than 32x32) put the camera in `error`
+    /// instead of reaching a stage.
+    max_frame_pixels: u64 = "MAX_FRAME_PIXELS", default "8294400", section "REST API", plain,
+        form "pixels per frame 1024..100000000, e.g. 8294400 (3840x2160)", parse p::int(1024, 100_000_000);
+    /// An object not seen for this many seconds (on frames that went through the detector)
+    /// ends; its `object` event with lifecycle `end` is published then.
+    track_lost: Duration = "TRACK_LOST_S", default "3", section "Objects (tracking)", plain,
+        form "seconds 0.1..600, e.g. 3", parse p::secs(0.1, 600.0);
+    /// The Redis to publish to; `redis` is the compose service, use 127.0.0.1 for a local Redis.
+    redis_host: String = "REDIS_HOST", default "redis", section "Redis Stream", plain,
+        form "a host name or IP, e.g. redis or 127.0.0.1", parse p::non_empty;
+    /// Its port.
+    redis_port: u16 = "REDIS_PORT", default "6379", section "Redis Stream", plain,
+        form "a TCP port 1..65535, e.g. 6379", parse p::int(1, u16::MAX);
+    /// Its database index.
+    redis_db: i64 = "REDIS_DB", default "0", section "Redis Stream", plain,
+        form "a database index 0..=15 or more, e.g. 0", parse p::int(0, i64::MAX);
+    /// Its password; empty = no AUTH. Never logged.
+    redis_password: Option<String> = "REDIS_PASSWORD", default "", section "Redis Stream", secret,
+        form "the Redis password, or empty for none", parse p::optional;
+    /// The stream every event is XADDed to.
+    redis_stream: String = "REDIS_STREAM", default "stream:events", section "Redis Stream", plain,
+        form "a non-empty stream key, e.g. stream:events", parse p::non_empty;
+    /// The stream's approximate cap (`MAXLEN ~`).
+    redis_stream_maxlen: usize = "REDIS_STREAM_MAXLEN", default "100000", section "Redis Stream", plain,
+        form "a positive entry count, e.g. 100000", parse p::int(1, usize::MAX);
+    /// XADDs per pipelined round trip.
+    publish_batch_size: usize = "PUBLISH_BATCH_SIZE", default "100", section "Redis Stream", plain,
+        form "XADDs per pipeline 1..10000, e.g. 100", parse p::int(1, 10_000);
+    /// Events kept in memory while Redis is unreachable; beyond this the oldest are dropped
+    /// (counted).
+    publish_buffer_max: usize = "PUBLISH_BUFFER_MAX", default "10000", section "Redis Stream", plain,
+        form "events kept while Redis is down, >= PUBLISH_BATCH_SIZE, e.g. 10000", parse p::int(1, usize::MAX);
+    /// Every key the service keeps in Redis (camera registry, leases, heartbeats, ANPR dedupe)
+    /// starts with this; instances with the same Redis and prefix form one service.
+    redis_key_prefix: String = "REDIS_KEY_PREFIX", default "analytics:", section "Several instances", plain,
+        form "1 to 64 visible ASCII characters, e.g. analytics:", parse p::visible(64);
+    /// This instance's name in leases, listings and events; unique per instance. Empty = the
+    /// host name.
+    instance_id: String = "INSTANCE_ID", default "", section "Several instances", plain,
+        form "1 to 128 visible ASCII characters unique per instance, or empty for the host name", parse p::instance_id;
+    /// A camera lease lapses this long after its holder stops renewing it (renewed every fifth
+    /// of it); an instance silent this long counts as dead and its cameras move within it + a
+    /// few seconds.
+    lease_ttl: Duration = "LEASE_TTL_S", default "10", section "Several instances", plain,
+        form "seconds 0.5..300, e.g. 10", parse p::secs(0.5, 300.0);
+    /// Most cameras this instance runs. Registering more cameras than the live instances'
+    /// limits add up to is refused (409), which bounds memory.
+    max_cameras: usize = "MAX_CAMERAS", default "64", section "Several instances", plain,
+        form "a camera count 1..4096, e.g. 64", parse p::int(1, 4096);
+    /// The YOLOv8 ONNX file; a `.pt` checkpoint is refused with the export command (see
+    /// models/README.md).
+    yolo_model: PathBuf = "YOLO_MODEL", default "models/yolov8n.onnx", section "Object detection (YOLOv8, ONNX)", plain,
+        form "a path to an ONNX file, e.g. models/yolov8n.onnx", parse p::model;
+    /// `auto` | `cpu` | `cuda` | `tensorrt`. auto = CUDA when its provider, driver and GPU load,
+    /// else CPU (logged with the reason); cuda / tensorrt fail at start-up instead. GPU setup:
+    /// docs/gpu.md.
+    inference_device: InferenceDevice = "INFERENCE_DEVICE", default "auto", section "Object detection (YOLOv8, ONNX)", plain,
+        form "one of auto, cpu, cuda, tensorrt", parse p::device;
+    /// `tensorrt` only: where TensorRT keeps the engines and timing cache it builds (minutes,
+    /// once per model and batch size; keep the folder across restarts).
+    tensorrt_cache_dir: PathBuf = "TENSORRT_CACHE_DIR", default "/tmp/analytics-service/tensorrt", section "Object detection (YOLOv8, ONNX)", plain,
+        form "a writable directory for TensorRT engines (created if missing), e.g. /var/cache/analytics/tensorrt", parse p::path;
+    /// `tensorrt` only: whether TensorRT may use float16 kernels (faster, ~1e-3 relative error).
+    tensorrt_fp16: bool = "TENSORRT_FP16", default "true", section "Object detection (YOLOv8, ONNX)", plain,
+        form "true or false: let TensorRT build float16 kernels", parse p::boolean;
+    /// Detection threads, each with its own session of (cores / workers) ONNX Runtime threads,
+    /// running batches side by side. 0 = one per CPU core, at most 4.
+    inference_workers: usize = "INFERENCE_WORKERS", default "0", section "Object detection (YOLOv8, ONNX)", plain,
+        form "inference threads 0..64, each with its own session; 0 = one per CPU core up to 4", parse p::int(0, 64);
+    /// Most frames in one cross-camera batch. 0 = auto: 1 on the CPU, where each inference
+    /// worker's one-thread session detects ~7 % more frames per second one at a time than in
+    /// batches of 3 (and a frame no longer waits for its batch), and 8 on a GPU
+    /// (`GPU_BATCH_SIZE`, see `Config::batch_size_on`).
+    batch_size: usize = "BATCH_SIZE", default "0", section "Object detection (YOLOv8, ONNX)", plain,
+        form "frames per inference batch 1..256, or 0 for 1 on the CPU and 8 on a GPU", parse p::int(0, 256);
+    /// The longest wait for a batch to fill.
+    batch_timeout: Duration = "BATCH_TIMEOUT_MS", default "20", section "Object detection (YOLOv8, ONNX)", plain,
+        form "milliseconds to wait for a batch 0..10000, e.g. 20", parse p::millis(0, 10_000);
+    /// IoU above which NMS suppresses a box of the same class.
+    nms_iou: f32 = "NMS_IOU", default "0.45", section "Object detection (YOLOv8, ONNX)", plain,
+        form "an IoU in (0, 1], e.g. 0.45", parse p::unit(true);
+    /// The ONNX Runtime library; empty = `.local/onnxruntime/lib` (scripts/setup.sh), beside
+    /// the binary, `/usr/local/lib`, `/usr/lib`, `/opt/onnxruntime/lib`.
+    ort_dylib_path: Option<PathBuf> = "ORT_DYLIB_PATH", default "", section "Object detection (YOLOv8, ONNX)", plain,
+        form "a path to libonnxruntime.so, or empty to search the usual places", parse p::optional_path;
+    /// The plate detector ONNX file.
+    anpr_plate_model: PathBuf = "ANPR_PLATE_MODEL", default "models/plate_detector_yolov8s_seg.onnx", section "ANPR", plain,
+        form "a path to the plate detector ONNX file", parse p::model;
+    /// The text recogniser ONNX file.
+    anpr_ocr_model: PathBuf = "ANPR_OCR_MODEL", default "models/ch_PP-OCRv4_rec_infer.onnx", section "ANPR", plain,
+        form "a path to the text recogniser ONNX file", parse p::model;
+    /// The OCR dictionary, one character a line.
+    anpr_ocr_dict: PathBuf = "ANPR_OCR_DICT", default "models/ppocr_v4_rec_dict.txt", section "ANPR", plain,
+        form "a path to the OCR dictionary, one character a line", parse p::path;
+    /// The same plate on the same camera is published once per window (seconds).
+    anpr_dedupe_window: Duration = "ANPR_DEDUPE_WINDOW_S", default "30", section "ANPR", plain,
+        form "seconds 0..86400, e.g. 30", parse p::whole_secs(0, 86_400);
+    /// Least normalised plate length (A-Z, 0-9 only).
+    anpr_min_plate_len: usize = "ANPR_MIN_PLATE_LEN", default "4", section "ANPR", plain,
+        form "characters 1..20, e.g. 4", parse p::int(1, 20);
+    /// Most normalised plate length.
+    anpr_max_plate_len: usize = "ANPR_MAX_PLATE_LEN", default "10", section "ANPR", plain,
+        form "characters, >= ANPR_MIN_PLATE_LEN and <= 20, e.g. 10", parse p::int(1, 20);
+    /// A regular expression every published (normalised) plate must match; empty = any.
+    anpr_plate_format: Option<regex::Regex> = "ANPR_PLATE_FORMAT", default "", section "ANPR", plain,
+        form "a regular expression the normalised plate must match, e.g. ^[0-9][A-Z]{2}[0-9]{4}$, or empty", parse p::regex;
+    /// Least mean character probability of a published read.
+    anpr_min_read_confidence: f32 = "ANPR_MIN_READ_CONFIDENCE", default "0.8", section "ANPR", plain,
+        form "a mean character probability in [0, 1], e.g. 0.8", parse p::unit(false);
+    /// Least plate detector score.
+    anpr_min_plate_score: f32 = "ANPR_MIN_PLATE_SCORE", default "0.4", section "ANPR", plain,
+        form "a plate detector score in [0, 1], e.g. 0.4", parse p::unit(false);
+    /// An open stream that delivers no frame for this long counts as dead and reconnects.
+    stream_stall_timeout: Duration = "STREAM_STALL_TIMEOUT_S", default "20", section "Cameras and stages", plain,
+        form "seconds 1..3600, e.g. 20", parse p::whole_secs(1, 3600);
+    /// Motion pool threads; 0 = one per CPU core.
+    motion_workers: usize = "MOTION_WORKERS", default "0", section "Cameras and stages", plain,
+        form "a thread count 0..256, 0 = one per CPU core", parse p::int(0, 256);
+    /// `OFF` | `ERROR` | `WARN` | `INFO` | `DEBUG` | `TRACE` (any case).
+    log_level: LogLevel = "LOG_LEVEL", default "INFO", section "Logging", plain,
+        form "one of OFF, ERROR, WARN, INFO, DEBUG, TRACE", parse p::log_level;
+}
+
+/// Every variable the service reads (`.env.example` and the docs are checked against it).
 pub fn known_variables() -> Vec<&'static str> {
-    FORMS.iter().map(|(v, _)| *v).collect()
-}
-
-fn expected_form(var: &str) -> String {
-    FORMS.iter().find(|(v, _)| *v == var).map_or_else(|| "a valid value".to_string(), |(_, f)| f.to_string())
-}
-
-fn invalid(var: &str, value: impl ToString, reason: impl ToString) -> ConfigError {
-    ConfigError { var: var.into(), value: value.to_string(), reason: reason.to_string(), expected: expected_form(var) }
+    VARS.iter().map(|v| v.name).collect()
 }
 
 /// `BATCH_SIZE` when auto on a GPU: frames of different cameras in one run.
 pub const GPU_BATCH_SIZE: usize = 8;
-
-/// The validated configuration. Plain data: `service::Service::start` builds the live objects.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// `API_HOST` (0.0.0.0): address the REST API binds.
-    pub api_host: String,
-    /// `API_PORT` (8069): REST API port; 0 picks a free port (tests).
-    pub api_port: u16,
-    /// `API_MAX_BODY_BYTES` (1048576): larger request bodies get 413.
-    pub api_max_body_bytes: usize,
-    /// `API_MAX_CONNECTIONS` (128): open HTTP connections (one thread each); past it a new
-    /// connection gets 503 and is closed.
-    pub api_max_connections: usize,
-    /// `API_TOKEN` (none): when set, every route but `GET /api/health` needs
-    /// `Authorization: Bearer <token>`. Never logged.
-    pub api_token: Option<String>,
-    /// `STREAM_FILE_ROOT` (none): local file sources must resolve inside this directory
-    /// (canonicalised here); none refuses file sources.
-    pub stream_file_root: Option<PathBuf>,
-    /// `MAX_FRAME_PIXELS` (3840x2160): a larger frame (or one under 32x32) puts its camera in
-    /// `error` instead of reaching a stage.
-    pub max_frame_pixels: u64,
-    /// `TRACK_LOST_S` (3): an object not seen for this long (on frames that were detected)
-    /// ends.
-    pub track_lost: Duration,
-    /// `REDIS_HOST` (redis): the compose service name; `127.0.0.1` for a local Redis.
-    pub redis_host: String,
-    /// `REDIS_PORT` (6379).
-    pub redis_port: u16,
-    /// `REDIS_DB` (0).
-    pub redis_db: i64,
-    /// `REDIS_PASSWORD` (none): never logged.
-    pub redis_password: Option<String>,
-    /// `REDIS_STREAM` (stream:events): the stream every event is XADDed to.
-    pub redis_stream: String,
-    /// `REDIS_STREAM_MAXLEN` (100000): `MAXLEN ~` cap of the stream.
-    pub redis_stream_maxlen: usize,
-    /// `REDIS_KEY_PREFIX` (analytics:): every key the service keeps in Redis (registry, leases,
-    /// heartbeats, ANPR dedupe) starts with it; instances with the same prefix form one service.
-    pub redis_key_prefix: String,
-    /// `INSTANCE_ID` (the host name): this instance's name in leases, listings and events.
-    pub instance_id: String,
-    /// `LEASE_TTL_S` (10): a camera lease lapses this long after its holder stops renewing it
-    /// (renewed every fifth of it); an instance silent this long counts as dead.
-    pub lease_ttl: Duration,
-    /// `PUBLISH_BATCH_SIZE` (100): XADDs sent in one pipeline.
-    pub publish_batch_size: usize,
-    /// `PUBLISH_BUFFER_MAX` (10000): events held while Redis is unreachable; beyond it the
-    /// oldest are dropped and counted.
-    pub publish_buffer_max: usize,
-    /// `YOLO_MODEL` (models/yolov8n.onnx): the YOLOv8 ONNX file. A `.pt` file is refused.
-    pub yolo_model: PathBuf,
-    /// `INFERENCE_DEVICE` (auto): auto | cpu | cuda | tensorrt (docs/gpu.md).
-    pub inference_device: InferenceDevice,
-    /// `TENSORRT_CACHE_DIR` (/tmp/analytics-service/tensorrt): where TensorRT keeps the engines
-    /// and timing cache it builds, so that only the first start with a model (and batch size)
-    /// pays the minutes of engine building. Used only with `INFERENCE_DEVICE=tensorrt`.
-    pub tensorrt_cache_dir: PathBuf,
-    /// `TENSORRT_FP16` (true): TensorRT may use float16 kernels (faster, ~1e-3 relative error).
-    pub tensorrt_fp16: bool,
-    /// `BATCH_SIZE` (0 = auto): most frames in one cross-camera inference batch. Auto is 1 on
-    /// the CPU, where each inference worker's one-thread session detects ~7 % more frames per
-    /// second one at a time than in batches of 3 (and a frame no longer waits for its batch),
-    /// and [`GPU_BATCH_SIZE`] on a GPU ([`Config::batch_size_on`]).
-    pub batch_size: usize,
-    /// `INFERENCE_WORKERS` (0 = one per CPU core, at most 4): detection threads, each with its
-    /// own session and `cores / workers` ONNX Runtime threads, running batches side by side.
-    pub inference_workers: usize,
-    /// `BATCH_TIMEOUT_MS` (20): longest wait for a batch to fill.
-    pub batch_timeout: Duration,
-    /// `NMS_IOU` (0.45): IoU above which NMS suppresses a box of the same class.
-    pub nms_iou: f32,
-    /// `ORT_DYLIB_PATH` (none): the ONNX Runtime library; none = search `.local/onnxruntime/lib`,
-    /// beside the binary, `/usr/local/lib`, `/usr/lib`, `/opt/onnxruntime/lib`.
-    pub ort_dylib_path: Option<PathBuf>,
-    /// `ANPR_PLATE_MODEL` (models/plate_detector_yolov8s_seg.onnx).
-    pub anpr_plate_model: PathBuf,
-    /// `ANPR_OCR_MODEL` (models/ch_PP-OCRv4_rec_infer.onnx).
-    pub anpr_ocr_model: PathBuf,
-    /// `ANPR_OCR_DICT` (models/ppocr_v4_rec_dict.txt).
-    pub anpr_ocr_dict: PathBuf,
-    /// `ANPR_DEDUPE_WINDOW_S` (30): the same plate on a camera is published once per window.
-    pub anpr_dedupe_window: Duration,
-    /// `ANPR_MIN_PLATE_LEN` (4) / `ANPR_MAX_PLATE_LEN` (10): normalised plate length bounds.
-    pub anpr_min_plate_len: usize,
-    pub anpr_max_plate_len: usize,
-    /// `ANPR_PLATE_FORMAT` (none): a regex every published plate must match.
-    pub anpr_plate_format: Option<regex::Regex>,
-    /// `ANPR_MIN_READ_CONFIDENCE` (0.8): least mean character probability of a published read.
-    pub anpr_min_read_confidence: f32,
-    /// `ANPR_MIN_PLATE_SCORE` (0.4): least plate detector score.
-    pub anpr_min_plate_score: f32,
-    /// `MAX_CAMERAS` (64): the most cameras this instance runs. The cameras registered in all
-    /// may not pass the sum over the live instances, so memory stays bounded.
-    pub max_cameras: usize,
-    /// `STREAM_STALL_TIMEOUT_S` (20): an open stream without frames this long counts as dead.
-    pub stream_stall_timeout: Duration,
-    /// `MOTION_WORKERS` (0 = CPU cores): threads of the motion pool.
-    pub motion_workers: usize,
-    /// `LOG_LEVEL` (INFO).
-    pub log_level: LogLevel,
-}
 
 impl Default for Config {
     /// Every variable at its default (no environment read).
@@ -400,147 +491,55 @@ impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         if let Err(e) = dotenvy::dotenv() {
             if !e.not_found() {
-                return Err(invalid(".env", ".env", e));
+                let bad = VarError { var: ".env".into(), value: ".env".into(), reason: e.to_string(), expected: "NAME=value lines".into() };
+                return Err(ConfigError { errors: vec![bad] });
             }
         }
         Self::from_vars(std::env::vars())
     }
 
-    /// Reads and validates the configuration from `(NAME, value)` pairs.
+    /// Reads and validates the configuration from `(NAME, value)` pairs; variables the table
+    /// does not define are ignored (the environment holds many).
     pub fn from_vars(vars: impl Iterator<Item = (String, String)>) -> Result<Self, ConfigError> {
-        let raw: RawConfig = envy::from_iter(vars).map_err(envy_error)?;
-        let check = |ok: bool, var: &str, value: &dyn ToString, reason: &str| {
-            if ok {
-                Ok(())
-            } else {
-                Err(invalid(var, value.to_string(), reason))
+        Self::parse(&vars.collect())
+    }
+
+    /// The rules that involve two variables.
+    fn cross_checks(&self) -> Vec<VarError> {
+        let mut bad = Vec::new();
+        let mut check = |ok: bool, field: &str, value: String, reason: &str| {
+            if !ok {
+                let var = VARS.iter().find(|v| v.field == field).expect("invariant: a field of the table");
+                bad.push(VarError { var: var.name.into(), value, reason: reason.into(), expected: var.form.into() });
             }
         };
-        raw.api_host.parse::<std::net::IpAddr>().map_err(|e| invalid("API_HOST", &raw.api_host, e))?;
-        check((1024..=64 << 20).contains(&raw.api_max_body_bytes), "API_MAX_BODY_BYTES", &raw.api_max_body_bytes, "out of range")?;
-        check((1..=10_000).contains(&raw.api_max_connections), "API_MAX_CONNECTIONS", &raw.api_max_connections, "out of range")?;
-        let api_token = raw.api_token.filter(|t| !t.is_empty());
-        if let Some(t) = &api_token {
-            let ok = (16..=256).contains(&t.len()) && t.bytes().all(|b| b.is_ascii_graphic());
-            // the value is a secret: never echo it
-            check(ok, "API_TOKEN", &"<hidden>", "must be 16 to 256 visible ASCII characters")?;
+        check(
+            self.publish_buffer_max >= self.publish_batch_size,
+            "publish_buffer_max",
+            self.publish_buffer_max.to_string(),
+            "smaller than the publish batch",
+        );
+        check(
+            self.anpr_max_plate_len >= self.anpr_min_plate_len,
+            "anpr_max_plate_len",
+            self.anpr_max_plate_len.to_string(),
+            "out of range",
+        );
+        bad
+    }
+
+    /// Where the models run: `INFERENCE_DEVICE`, with the TensorRT cache folder and float16
+    /// choice for `tensorrt` (the inference module takes it at every load: no global settings).
+    pub fn device(&self) -> crate::infer::Device {
+        use crate::infer::{Device, TensorRtOptions};
+        match self.inference_device {
+            InferenceDevice::Auto => Device::Auto,
+            InferenceDevice::Cpu => Device::Cpu,
+            InferenceDevice::Cuda => Device::Cuda,
+            InferenceDevice::TensorRt => {
+                Device::TensorRt(TensorRtOptions { cache_dir: self.tensorrt_cache_dir.clone(), fp16: self.tensorrt_fp16 })
+            }
         }
-        let stream_file_root = match raw.stream_file_root.filter(|p| !p.as_os_str().is_empty()) {
-            None => None,
-            Some(p) => match p.canonicalize() {
-                Ok(c) if c.is_dir() => Some(c),
-                Ok(_) => return Err(invalid("STREAM_FILE_ROOT", p.display(), "not a directory")),
-                Err(e) => return Err(invalid("STREAM_FILE_ROOT", p.display(), e)),
-            },
-        };
-        check((1024..=100_000_000).contains(&raw.max_frame_pixels), "MAX_FRAME_PIXELS", &raw.max_frame_pixels, "out of range")?;
-        check((0.1..=600.0).contains(&raw.track_lost_s), "TRACK_LOST_S", &raw.track_lost_s, "out of range")?;
-        check(!raw.redis_host.trim().is_empty(), "REDIS_HOST", &raw.redis_host, "empty")?;
-        check(raw.redis_port != 0, "REDIS_PORT", &raw.redis_port, "port 0 cannot be connected to")?;
-        check(raw.redis_db >= 0, "REDIS_DB", &raw.redis_db, "negative")?;
-        check(!raw.redis_stream.trim().is_empty(), "REDIS_STREAM", &raw.redis_stream, "empty")?;
-        check(raw.redis_stream_maxlen > 0, "REDIS_STREAM_MAXLEN", &raw.redis_stream_maxlen, "must be positive")?;
-        let visible = |v: &str, max: usize| (1..=max).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic());
-        check(visible(&raw.redis_key_prefix, 64), "REDIS_KEY_PREFIX", &raw.redis_key_prefix, "empty, too long or not visible ASCII")?;
-        let instance_id = match raw.instance_id.filter(|i| !i.is_empty()) {
-            Some(id) => id,
-            None => host_name(),
-        };
-        check(visible(&instance_id, 128), "INSTANCE_ID", &instance_id, "too long or not visible ASCII")?;
-        check((0.5..=300.0).contains(&raw.lease_ttl_s), "LEASE_TTL_S", &raw.lease_ttl_s, "out of range")?;
-        check((1..=10_000).contains(&raw.publish_batch_size), "PUBLISH_BATCH_SIZE", &raw.publish_batch_size, "out of range")?;
-        check(
-            raw.publish_buffer_max >= raw.publish_batch_size,
-            "PUBLISH_BUFFER_MAX",
-            &raw.publish_buffer_max,
-            "smaller than PUBLISH_BATCH_SIZE",
-        )?;
-        check_model_path("YOLO_MODEL", &raw.yolo_model)?;
-        check_model_path("ANPR_PLATE_MODEL", &raw.anpr_plate_model)?;
-        check_model_path("ANPR_OCR_MODEL", &raw.anpr_ocr_model)?;
-        let inference_device = match raw.inference_device.to_ascii_lowercase().as_str() {
-            "auto" => InferenceDevice::Auto,
-            "cpu" => InferenceDevice::Cpu,
-            "cuda" | "gpu" => InferenceDevice::Cuda,
-            "tensorrt" | "trt" => InferenceDevice::TensorRt,
-            _ => return Err(invalid("INFERENCE_DEVICE", &raw.inference_device, "unknown device")),
-        };
-        check(!raw.tensorrt_cache_dir.as_os_str().is_empty(), "TENSORRT_CACHE_DIR", &raw.tensorrt_cache_dir.display(), "empty")?;
-        let tensorrt_fp16 = match raw.tensorrt_fp16.to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" | "on" => true,
-            "false" | "0" | "no" | "off" => false,
-            _ => return Err(invalid("TENSORRT_FP16", &raw.tensorrt_fp16, "not a boolean")),
-        };
-        check(raw.batch_size <= 256, "BATCH_SIZE", &raw.batch_size, "out of range")?;
-        check(raw.inference_workers <= 64, "INFERENCE_WORKERS", &raw.inference_workers, "out of range")?;
-        check(raw.batch_timeout_ms <= 10_000, "BATCH_TIMEOUT_MS", &raw.batch_timeout_ms, "out of range")?;
-        check(raw.nms_iou > 0.0 && raw.nms_iou <= 1.0, "NMS_IOU", &raw.nms_iou, "out of range")?;
-        check(raw.anpr_dedupe_window_s <= 86_400, "ANPR_DEDUPE_WINDOW_S", &raw.anpr_dedupe_window_s, "out of range")?;
-        check((1..=20).contains(&raw.anpr_min_plate_len), "ANPR_MIN_PLATE_LEN", &raw.anpr_min_plate_len, "out of range")?;
-        check(
-            (raw.anpr_min_plate_len..=20).contains(&raw.anpr_max_plate_len),
-            "ANPR_MAX_PLATE_LEN",
-            &raw.anpr_max_plate_len,
-            "out of range",
-        )?;
-        check(
-            (0.0..=1.0).contains(&raw.anpr_min_read_confidence),
-            "ANPR_MIN_READ_CONFIDENCE",
-            &raw.anpr_min_read_confidence,
-            "out of range",
-        )?;
-        check((0.0..=1.0).contains(&raw.anpr_min_plate_score), "ANPR_MIN_PLATE_SCORE", &raw.anpr_min_plate_score, "out of range")?;
-        let anpr_plate_format = match raw.anpr_plate_format.trim() {
-            "" => None,
-            re => Some(regex::Regex::new(re).map_err(|e| invalid("ANPR_PLATE_FORMAT", re, e))?),
-        };
-        check((1..=4096).contains(&raw.max_cameras), "MAX_CAMERAS", &raw.max_cameras, "out of range")?;
-        check((1..=3600).contains(&raw.stream_stall_timeout_s), "STREAM_STALL_TIMEOUT_S", &raw.stream_stall_timeout_s, "out of range")?;
-        check(raw.motion_workers <= 256, "MOTION_WORKERS", &raw.motion_workers, "out of range")?;
-        let log_level = raw.log_level.parse::<LogLevel>().map_err(|_| invalid("LOG_LEVEL", &raw.log_level, "unknown level"))?;
-        Ok(Config {
-            api_host: raw.api_host,
-            api_port: raw.api_port,
-            api_max_body_bytes: raw.api_max_body_bytes,
-            api_max_connections: raw.api_max_connections,
-            api_token,
-            stream_file_root,
-            max_frame_pixels: raw.max_frame_pixels,
-            track_lost: Duration::from_secs_f64(raw.track_lost_s),
-            redis_host: raw.redis_host,
-            redis_port: raw.redis_port,
-            redis_db: raw.redis_db,
-            redis_password: raw.redis_password.filter(|p| !p.is_empty()),
-            redis_stream: raw.redis_stream,
-            redis_stream_maxlen: raw.redis_stream_maxlen,
-            redis_key_prefix: raw.redis_key_prefix,
-            instance_id,
-            lease_ttl: Duration::from_secs_f64(raw.lease_ttl_s),
-            publish_batch_size: raw.publish_batch_size,
-            publish_buffer_max: raw.publish_buffer_max,
-            yolo_model: raw.yolo_model,
-            inference_device,
-            tensorrt_cache_dir: raw.tensorrt_cache_dir,
-            tensorrt_fp16,
-            batch_size: raw.batch_size,
-            inference_workers: raw.inference_workers,
-            batch_timeout: Duration::from_millis(raw.batch_timeout_ms),
-            nms_iou: raw.nms_iou,
-            ort_dylib_path: raw.ort_dylib_path.filter(|p| !p.as_os_str().is_empty()),
-            anpr_plate_model: raw.anpr_plate_model,
-            anpr_ocr_model: raw.anpr_ocr_model,
-            anpr_ocr_dict: raw.anpr_ocr_dict,
-            anpr_dedupe_window: Duration::from_secs(raw.anpr_dedupe_window_s),
-            anpr_min_plate_len: raw.anpr_min_plate_len,
-            anpr_max_plate_len: raw.anpr_max_plate_len,
-            anpr_plate_format,
-            anpr_min_read_confidence: raw.anpr_min_read_confidence,
-            anpr_min_plate_score: raw.anpr_min_plate_score,
-            max_cameras: raw.max_cameras,
-            stream_stall_timeout: Duration::from_secs(raw.stream_stall_timeout_s),
-            motion_workers: raw.motion_workers,
-            log_level,
-        })
     }
 
     /// The batch size the model is loaded for: `BATCH_SIZE`, or [`GPU_BATCH_SIZE`] when auto
@@ -555,9 +554,9 @@ impl Config {
 
     /// The batch size on `provider`: `BATCH_SIZE`, or when auto 1 on the CPU and
     /// [`GPU_BATCH_SIZE`] on a GPU.
-    pub fn batch_size_on(&self, provider: crate::pipeline::detect::session::Provider) -> usize {
+    pub fn batch_size_on(&self, provider: crate::infer::Provider) -> usize {
         match (self.batch_size, provider) {
-            (0, crate::pipeline::detect::session::Provider::Cpu) => 1,
+            (0, crate::infer::Provider::Cpu) => 1,
             (0, _) => GPU_BATCH_SIZE,
             (n, _) => n,
         }
@@ -596,30 +595,50 @@ fn host_name() -> String {
         .unwrap_or_else(|| "analytics".into())
 }
 
-/// A model path must name an ONNX file; a PyTorch checkpoint gets the export hint.
-fn check_model_path(var: &str, path: &std::path::Path) -> Result<(), ConfigError> {
-    let ext = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase());
-    match ext.as_deref() {
-        Some("pt") | Some("pth") => Err(invalid(
-            var,
-            path.display(),
-            "this is a PyTorch checkpoint, ONNX Runtime cannot load it; export it once with \
-             `yolo export model=yolov8n.pt format=onnx dynamic=True` (see models/README.md)",
-        )),
-        _ if path.as_os_str().is_empty() => Err(invalid(var, "", "empty path")),
-        _ => Ok(()),
+/// `docs/configuration.md`, generated from [`VARS`].
+pub fn render_markdown() -> String {
+    let mut out = String::from(
+        "# Configuration\n\n\
+         Generated from the one definition of every variable (`src/config.rs`, `define_config!`); a unit\n\
+         test fails when this file differs from it (`UPDATE_CONFIG_DOCS=1 cargo test --lib config`\n\
+         rewrites it, and `.env.example` with it).\n\n\
+         Configuration comes from the environment and an optional `.env` file in the working directory\n\
+         (the environment wins). Every variable is optional. An invalid value stops start-up with one\n\
+         error that names every bad variable, its value and the expected form.\n",
+    );
+    let mut section = "";
+    for v in VARS {
+        if v.section != section {
+            section = v.section;
+            out.push_str(&format!("\n## {section}\n\n| variable | default | form | what it does |\n| --- | --- | --- | --- |\n"));
+        }
+        let default = if v.default.is_empty() { "(empty)".to_string() } else { format!("`{}`", v.default) };
+        let doc = v.doc.lines().map(str::trim).collect::<Vec<_>>().join(" ");
+        out.push_str(&format!("| `{}` | {default} | {} | {} |\n", v.name, v.form.replace('|', "\\|"), doc.replace('|', "\\|")));
     }
+    out
 }
 
-/// Turns envy's "<err> while parsing value 'v' provided by VAR" into a [`ConfigError`].
-fn envy_error(e: envy::Error) -> ConfigError {
-    let msg = e.to_string();
-    if let Some((head, var)) = msg.rsplit_once(" provided by ") {
-        if let Some((reason, value)) = head.split_once(" while parsing value ") {
-            return invalid(var, value.trim_matches('\''), reason);
+/// `.env.example`, generated from [`VARS`].
+pub fn render_env_example() -> String {
+    let mut out = String::from(
+        "# analytics-service configuration, generated from src/config.rs (docs/configuration.md has the\n\
+         # same in a table). Copy to .env and edit; real environment variables win over this file.\n\
+         # Every variable is optional; the value shown is the default. Invalid values stop start-up with\n\
+         # one error naming every bad variable.\n",
+    );
+    let mut section = "";
+    for v in VARS {
+        if v.section != section {
+            section = v.section;
+            out.push_str(&format!("\n# --- {section} ---\n"));
         }
+        for line in v.doc.lines() {
+            out.push_str(&format!("#{}\n", line.trim_end()));
+        }
+        out.push_str(&format!("{}={}\n", v.name, v.default));
     }
-    invalid("environment", "", msg)
+    out
 }
 
 #[cfg(test)]
@@ -645,6 +664,9 @@ mod tests {
         assert_eq!(c.inference_device, InferenceDevice::Auto);
         assert_eq!(c.log_level, LogLevel::Info);
         assert_eq!(c.yolo_model_name(), "yolov8n");
+        assert_eq!(c.track_lost, Duration::from_secs(3));
+        assert_eq!(c.max_frame_pixels, 3840 * 2160);
+        assert!(!c.instance_id.is_empty(), "the host name by default");
     }
 
     #[test]
@@ -679,13 +701,15 @@ mod tests {
         assert_eq!(c.tensorrt_cache_dir, PathBuf::from("/var/cache/trt"));
         assert!(!c.tensorrt_fp16);
         assert_eq!(serde_json::to_string(&InferenceDevice::TensorRt).unwrap(), "\"tensorrt\"");
+        let crate::infer::Device::TensorRt(o) = c.device() else { panic!("tensorrt") };
+        assert_eq!((o.cache_dir, o.fp16), (PathBuf::from("/var/cache/trt"), false));
     }
 
     #[test]
     fn a_bad_number_names_the_variable_and_the_form() {
         let e = Config::from_vars(vars(&[("API_PORT", "80a")])).unwrap_err();
-        assert_eq!(e.var, "API_PORT");
-        assert_eq!(e.value, "80a");
+        assert_eq!(e.vars(), ["API_PORT"]);
+        assert_eq!(e.errors[0].value, "80a");
         let line = e.to_string();
         assert!(line.starts_with("API_PORT=\"80a\" is invalid"), "{line}");
         assert!(line.contains("a TCP port"), "{line}");
@@ -718,8 +742,19 @@ mod tests {
             ("TENSORRT_CACHE_DIR", ""),
         ] {
             let e = Config::from_vars(vars(&[(var, value)])).unwrap_err();
-            assert_eq!(e.var, var, "{value}: {e}");
+            assert_eq!(e.vars(), [var], "{value}: {e}");
         }
+    }
+
+    /// Start-up reports every bad variable at once, in the table's order, not only the first.
+    #[test]
+    fn every_bad_variable_is_reported_in_one_error() {
+        let e = Config::from_vars(vars(&[("LOG_LEVEL", "LOUD"), ("API_PORT", "eighty"), ("NMS_IOU", "2"), ("REDIS_HOST", "127.0.0.1")]))
+            .unwrap_err();
+        assert_eq!(e.vars(), ["API_PORT", "NMS_IOU", "LOG_LEVEL"]);
+        let line = e.to_string();
+        assert!(line.starts_with("3 variables are invalid: API_PORT=\"eighty\" is invalid"), "{line}");
+        assert!(line.contains("NMS_IOU=\"2\"") && line.contains("LOG_LEVEL=\"LOUD\""), "{line}");
     }
 
     #[test]
@@ -731,7 +766,39 @@ mod tests {
     #[test]
     fn a_pytorch_checkpoint_gets_the_export_hint() {
         let e = Config::from_vars(vars(&[("YOLO_MODEL", "yolov8n.pt")])).unwrap_err();
-        assert_eq!(e.var, "YOLO_MODEL");
+        assert_eq!(e.vars(), ["YOLO_MODEL"]);
         assert!(e.to_string().contains("format=onnx"), "{e}");
+    }
+
+    /// Each variable is defined once: its name occurs once, quoted, in this file (the table),
+    /// and once in VARS; every default parses.
+    #[test]
+    fn every_variable_is_defined_once() {
+        let full = include_str!("config.rs");
+        let source = &full[..full.find("#[cfg(test)]").expect("the tests module")];
+        let mut seen = std::collections::BTreeSet::new();
+        for v in VARS {
+            assert!(seen.insert(v.name), "{} twice in the table", v.name);
+            assert_eq!(source.matches(&format!("\"{}\"", v.name)).count(), 1, "{} is written more than once", v.name);
+        }
+        Config::from_vars(std::iter::empty()).expect("every default is valid");
+    }
+
+    /// docs/configuration.md and .env.example are the table's: regenerated with
+    /// `UPDATE_CONFIG_DOCS=1 cargo test --lib config`.
+    #[test]
+    fn docs_and_env_example_are_generated_from_the_table() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        for (path, want) in [("docs/configuration.md", render_markdown()), (".env.example", render_env_example())] {
+            let file = root.join(path);
+            if std::env::var_os("UPDATE_CONFIG_DOCS").is_some() {
+                std::fs::write(&file, &want).unwrap();
+            }
+            let have = std::fs::read_to_string(&file).unwrap_or_default();
+            assert!(have == want, "{path} differs from src/config.rs's table: run UPDATE_CONFIG_DOCS=1 cargo test --lib config");
+        }
+        let example = render_env_example();
+        let pairs = example.lines().filter(|l| !l.starts_with('#')).filter_map(|l| l.split_once('='));
+        Config::from_vars(pairs.map(|(k, v)| (k.to_string(), v.to_string()))).expect(".env.example's values are valid");
     }
 }

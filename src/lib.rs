@@ -10,8 +10,23 @@ pub mod cluster; // the registry's state in Redis, leases and fair share across 
 pub mod coco; // the 80 COCO class names (validation and the detector share them)
 pub mod config; // environment / `.env` configuration (`Config`)
 pub mod events; // the typed events (`detection`, `motion`, `anpr`, `object`) and their JSON form
+pub mod infer; // ONNX Runtime sessions and providers, letterbox, YOLO decode, NMS, box geometry
 pub mod logging; // simplelog set-up at `LOG_LEVEL`
 pub mod metrics; // counters shared by every stage, Prometheus text rendering
 pub mod pipeline; // the stages: capture, motion, detect, track, anpr, publish, and their wiring
+pub mod redis_target; // where Redis is, and a connection with timeouts (RedisTarget)
 pub mod service; // start / stop of the whole service (used by main, tests and benches)
+pub mod stage; // stage threads: one stop signal (Stop), one handle (StageHandle), supervision
 pub mod time; // RFC 3339 timestamps without a date-time crate
+
+/// The module graph has no cycle and only the wiring reaches into `pipeline`
+/// (docs/architecture.md, "Modules and what each may import"): `scripts/module_graph.py` reads
+/// every `crate::`/`super::` path under src/.
+#[cfg(test)]
+#[test]
+fn module_graph_has_no_cycle() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/module_graph.py");
+    let out = std::process::Command::new("python3").arg(script).output().expect("python3 runs");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -9,7 +9,7 @@ use parking_lot::RwLock;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 /// The stage that dropped a frame.
@@ -173,6 +173,9 @@ pub struct CameraCounters {
     plates_searched: AtomicU64,
     frames_dropped: [AtomicU64; 3],
     events_published: AtomicU64,
+    /// Frames decoded / analysed per second over the last few seconds (`f32` bits; gauges).
+    decoded_fps: AtomicU32,
+    analysed_fps: AtomicU32,
 }
 
 /// A copy of a camera's counters, as `GET /api/cameras` shows them.
@@ -209,6 +212,11 @@ impl CameraCounters {
     }
     pub fn frame_dropped(&self, stage: Stage) {
         self.frames_dropped[stage as usize].fetch_add(1, Relaxed);
+    }
+    /// Capture's latest decoded and analysed frame rates (DESIGN.md section 14).
+    pub fn set_rates(&self, decoded_fps: f32, analysed_fps: f32) {
+        self.decoded_fps.store(decoded_fps.to_bits(), Relaxed);
+        self.analysed_fps.store(analysed_fps.to_bits(), Relaxed);
     }
     pub fn dropped_at(&self, stage: Stage) -> u64 {
         self.frames_dropped[stage as usize].load(Relaxed)
@@ -378,6 +386,16 @@ impl Metrics {
         per_camera(&mut out, &cams, "analytics_frames_skipped_total", "Frames left out on purpose by frame_skip / max_fps.", |c| {
             &c.frames_skipped
         });
+        for (name, help, gauge) in [
+            ("analytics_camera_decoded_fps", "Frames decoded per second (all, or keyframes only), last few seconds.", 0),
+            ("analytics_camera_analysed_fps", "Frames analysed per second, last few seconds.", 1),
+        ] {
+            let n = family_line(&mut out, name, "gauge", help);
+            for (id, c) in cams.iter() {
+                let v = if gauge == 0 { &c.decoded_fps } else { &c.analysed_fps };
+                let _ = writeln!(out, "{n}{{camera_id=\"{}\"}} {}", escape(id), f32::from_bits(v.load(Relaxed)));
+            }
+        }
         let n = family_line(&mut out, "analytics_frames_dropped_total", "counter", "Frames dropped, by stage.");
         for (id, c) in cams.iter() {
             for s in Stage::ALL {

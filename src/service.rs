@@ -12,9 +12,9 @@ use crate::camera::Registry;
 use crate::cluster::{Cluster, ClusterSettings};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::pipeline::publish::RedisTarget;
-use crate::pipeline::supervise::Supervisor;
 use crate::pipeline::Pipeline;
+use crate::redis_target::RedisTarget;
+use crate::stage::supervise::Supervisor;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -76,7 +76,7 @@ impl Service {
     }
 
     /// The detection model as loaded: provider, batch, I/O binding.
-    pub fn model(&self) -> &crate::pipeline::detect::yolo::YoloInfo {
+    pub fn model(&self) -> &crate::infer::YoloInfo {
         &self.pipeline.model
     }
 

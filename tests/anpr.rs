@@ -5,12 +5,12 @@
 mod common;
 
 use analytics_service::camera::{CameraParams, CameraRuntime};
-use analytics_service::config::InferenceDevice;
 use analytics_service::events::Event;
+use analytics_service::infer::Device;
+use analytics_service::infer::Yolo;
 use analytics_service::metrics::{CameraCounters, Metrics};
 use analytics_service::pipeline::anpr::dedupe::SystemClock;
 use analytics_service::pipeline::anpr::{AnprJob, AnprModels, AnprSettings, AnprStage, Vehicle, VEHICLE_CLASSES};
-use analytics_service::pipeline::detect::yolo::Yolo;
 use analytics_service::pipeline::frame::Frame;
 use common::*;
 use opencv::imgcodecs;
@@ -49,7 +49,7 @@ fn plate_video() -> PathBuf {
 fn sample_plate_reads_end_to_end() {
     let cfg = test_config("anpr-unit");
     let img = imgcodecs::imread(media("car_plate_cz_5AU5341.png").to_str().unwrap(), imgcodecs::IMREAD_COLOR).unwrap();
-    let mut yolo = Yolo::load(&cfg.yolo_model, "yolov8n".into(), InferenceDevice::Cpu, cfg.ort_dylib_path.as_deref(), 1, 0.45).unwrap();
+    let mut yolo = Yolo::load(&cfg.yolo_model, "yolov8n".into(), &Device::Cpu, cfg.ort_dylib_path.as_deref(), 1, 0.45).unwrap();
     let (res, _) = yolo.detect_batch(&[&img], &[0.25]).unwrap();
     let vehicles: Vec<Vehicle> = res[0]
         .1

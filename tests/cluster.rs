@@ -1,4 +1,4 @@
-//! Several real service processes on one real redis-server (DESIGN.md section 9): restart
+//! Several real service processes on one real redis-server (docs/architecture.md, "The contract in one page"): restart
 //! without a POST, 9 cameras on 3 instances, `kill -9` and hand-over, a newcomer taking its
 //! share, delete through any instance, Redis killed and restarted mid-run, two writers racing.
 //!

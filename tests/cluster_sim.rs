@@ -13,12 +13,13 @@ mod common;
 
 use analytics_service::camera::runtime::{CameraState, StatusWriter};
 use analytics_service::camera::validate::{validate_cameras, Context};
-use analytics_service::camera::worker::{CaptureLoop, StopSignal};
+use analytics_service::camera::worker::CaptureLoop;
 use analytics_service::camera::{Registry, StreamUrl};
 use analytics_service::cluster::{Cluster, ClusterSettings};
 use analytics_service::metrics::Metrics;
 use analytics_service::pipeline::publish::RedisTarget;
-use analytics_service::pipeline::supervise::Supervisor;
+use analytics_service::stage::supervise::Supervisor;
+use analytics_service::stage::Stop;
 use common::*;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
@@ -32,9 +33,9 @@ const TTL: Duration = Duration::from_secs(2);
 struct Idle;
 
 impl CaptureLoop for Idle {
-    fn run(&self, status: StatusWriter, _url: StreamUrl, stop: StopSignal) {
+    fn run(&self, status: StatusWriter, _url: StreamUrl, stop: Stop) {
         status.set_state(CameraState::Running);
-        let _ = stop.recv();
+        stop.wait();
     }
 }
 

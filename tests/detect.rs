@@ -3,9 +3,9 @@
 
 mod common;
 
-use analytics_service::config::InferenceDevice;
-use analytics_service::pipeline::detect::postprocess::{iou, RawDetection};
-use analytics_service::pipeline::detect::yolo::Yolo;
+use analytics_service::infer::decode::{iou, RawDetection};
+use analytics_service::infer::Device;
+use analytics_service::infer::Yolo;
 use common::*;
 use opencv::core::Mat;
 use opencv::imgcodecs;
@@ -19,7 +19,7 @@ fn yolo(batch: usize) -> Yolo {
     Yolo::load(
         &model("yolov8n.onnx"),
         "yolov8n".into(),
-        InferenceDevice::Cpu,
+        &Device::Cpu,
         std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from).as_deref(),
         batch,
         0.45,
@@ -250,9 +250,9 @@ fn busy_camera_cannot_starve_slow_ones() {
 /// A `.pt` model is refused with the export command; a missing file names the variable.
 #[test]
 fn bad_model_paths_are_clear_errors() {
-    let e = Yolo::load(std::path::Path::new("yolov8n.pt"), "x".into(), InferenceDevice::Cpu, None, 1, 0.45).err().unwrap();
+    let e = Yolo::load(std::path::Path::new("yolov8n.pt"), "x".into(), &Device::Cpu, None, 1, 0.45).err().unwrap();
     assert!(e.to_string().contains("format=onnx"), "{e}");
-    let e = Yolo::load(std::path::Path::new("/no/model.onnx"), "x".into(), InferenceDevice::Cpu, None, 1, 0.45).err().unwrap();
+    let e = Yolo::load(std::path::Path::new("/no/model.onnx"), "x".into(), &Device::Cpu, None, 1, 0.45).err().unwrap();
     assert!(e.to_string().starts_with("YOLO_MODEL=\"/no/model.onnx\""), "{e}");
 }
 
@@ -283,11 +283,11 @@ fn detect_on_motion_skips_quiet_frames() {
 #[test]
 fn cuda_is_reported_truthfully() {
     let dylib = std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from);
-    match Yolo::load(&model("yolov8n.onnx"), "yolov8n".into(), InferenceDevice::Cuda, dylib.as_deref(), 1, 0.45) {
-        Ok(y) => assert_eq!(y.info.provider, analytics_service::pipeline::detect::session::Provider::Cuda),
+    match Yolo::load(&model("yolov8n.onnx"), "yolov8n".into(), &Device::Cuda, dylib.as_deref(), 1, 0.45) {
+        Ok(y) => assert_eq!(y.info.provider, analytics_service::infer::Provider::Cuda),
         Err(e) => assert!(e.to_string().starts_with("INFERENCE_DEVICE=cuda but the CUDA execution provider did not load"), "{e}"),
     }
-    let auto = Yolo::load(&model("yolov8n.onnx"), "yolov8n".into(), InferenceDevice::Auto, dylib.as_deref(), 1, 0.45).unwrap();
+    let auto = Yolo::load(&model("yolov8n.onnx"), "yolov8n".into(), &Device::Auto, dylib.as_deref(), 1, 0.45).unwrap();
     println!("auto chose {:?}", auto.info.provider);
 }
 
@@ -299,7 +299,7 @@ fn a_bad_frame_costs_only_itself() {
     use analytics_service::metrics::{CameraCounters, Metrics};
     use analytics_service::pipeline::detect::{self, DetectSettings};
     use analytics_service::pipeline::frame::Frame;
-    use analytics_service::pipeline::supervise::Supervisor;
+    use analytics_service::stage::supervise::Supervisor;
     use std::sync::Arc;
     let good = read(&media("bus.jpg"));
     let bad = [Mat::default(), Mat::new_rows_cols_with_default(64, 64, opencv::core::CV_8UC1, 0.into()).unwrap()];
@@ -331,7 +331,7 @@ fn two_workers_keep_each_cameras_order() {
     use analytics_service::metrics::{CameraCounters, Metrics};
     use analytics_service::pipeline::detect::{self, DetectSettings};
     use analytics_service::pipeline::frame::Frame;
-    use analytics_service::pipeline::supervise::Supervisor;
+    use analytics_service::stage::supervise::Supervisor;
     use std::sync::Arc;
     let big = read(&media("bus.jpg"));
     // a tiny frame letterboxes and runs faster than the full photo: the other worker's
@@ -371,7 +371,7 @@ fn one_camera_alone_runs_on_every_core() {
     use analytics_service::metrics::{CameraCounters, Metrics};
     use analytics_service::pipeline::detect::{self, DetectSettings};
     use analytics_service::pipeline::frame::Frame;
-    use analytics_service::pipeline::supervise::Supervisor;
+    use analytics_service::stage::supervise::Supervisor;
     use std::sync::Arc;
     let image = read(&media("bus.jpg"));
     let workers = || {

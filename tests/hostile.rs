@@ -1,4 +1,4 @@
-//! DESIGN.md section 8, tried as an attacker would: a real service on a loopback port, raw
+//! docs/architecture.md, "REST API" (limits), tried as an attacker would: a real service on a loopback port, raw
 //! sockets, nothing mocked. Each test breaks one promise on purpose and checks the service
 //! answers precisely (a 4xx in the error shape, or a closed connection) and keeps serving.
 

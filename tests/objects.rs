@@ -1,4 +1,4 @@
-//! Objects end to end (DESIGN.md section 7): the real service, YOLOv8 and ByteTrack on clips
+//! Objects end to end (docs/architecture.md, "Events"): the real service, YOLOv8 and ByteTrack on clips
 //! made with ffmpeg from the pedestrian sample, objects read back from a real Redis stream.
 //! Every started object ends exactly once (lost, cut away, camera deleted, service shut down),
 //! updates come only with a reason, people standing still keep one track each and turn

@@ -6,6 +6,8 @@ use analytics_service::events::*;
 use analytics_service::metrics::{DropReason, Metrics};
 use analytics_service::pipeline::events_channel;
 use analytics_service::pipeline::publish::{self, PublisherConfig, RedisTarget};
+use analytics_service::stage::supervise::Supervisor;
+use analytics_service::stage::StopSender;
 use common::*;
 use std::time::{Duration, SystemTime};
 
@@ -84,15 +86,9 @@ fn events_reach_the_stream_in_order_with_four_fields() {
     let stream = unique_stream("publish-order");
     let metrics = Metrics::new();
     let (tx, rx) = events_channel();
-    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
-    let h = publish::spawn(
-        cfg(redis_port(), &stream, 10_000),
-        rx,
-        stop_rx,
-        metrics.clone(),
-        &analytics_service::pipeline::supervise::Supervisor::new(),
-    )
-    .unwrap();
+    let stop_tx = StopSender::new();
+    let stop_rx = stop_tx.subscribe();
+    let (h, _) = publish::spawn(cfg(redis_port(), &stream, 10_000), rx, stop_rx, metrics.clone(), &Supervisor::new()).unwrap();
     let sent: Vec<Event> = (0..1000).map(event).collect();
     for e in &sent {
         tx.send(e.clone()).unwrap();
@@ -102,7 +98,7 @@ fn events_reach_the_stream_in_order_with_four_fields() {
     let mut conn = redis_conn();
     let entries = xrange(&mut conn, &stream);
     let back: Vec<Event> = entries.iter().map(|(_, f)| serde_json::from_str(&f["payload"]).unwrap()).collect();
-    // the publisher stamps its INSTANCE_ID on every payload (DESIGN.md section 9)
+    // the publisher stamps its INSTANCE_ID on every payload (docs/architecture.md, "Events")
     let stamped: Vec<Event> = sent
         .into_iter()
         .map(|mut e| {
@@ -125,8 +121,9 @@ fn maxlen_trims_the_stream() {
     let mut c = cfg(redis_port(), &stream, 10_000);
     c.maxlen = 100;
     let (tx, rx) = events_channel();
-    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
-    let h = publish::spawn(c, rx, stop_rx, Metrics::new(), &analytics_service::pipeline::supervise::Supervisor::new()).unwrap();
+    let stop_tx = StopSender::new();
+    let stop_rx = stop_tx.subscribe();
+    let (h, _) = publish::spawn(c, rx, stop_rx, Metrics::new(), &Supervisor::new()).unwrap();
     for n in 0..2000 {
         tx.send(event(n)).unwrap();
     }
@@ -147,10 +144,9 @@ fn redis_restart_loses_nothing_while_the_buffer_has_room() {
     let stream = unique_stream("publish-restart");
     let metrics = Metrics::new();
     let (tx, rx) = events_channel();
-    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
-    let h =
-        publish::spawn(cfg(port, &stream, 1000), rx, stop_rx, metrics.clone(), &analytics_service::pipeline::supervise::Supervisor::new())
-            .unwrap();
+    let stop_tx = StopSender::new();
+    let stop_rx = stop_tx.subscribe();
+    let (h, _) = publish::spawn(cfg(port, &stream, 1000), rx, stop_rx, metrics.clone(), &Supervisor::new()).unwrap();
     for n in 0..100 {
         tx.send(event(n)).unwrap();
     }
@@ -182,10 +178,9 @@ fn a_full_buffer_drops_the_oldest_and_counts_exactly() {
     let stream = unique_stream("publish-full");
     let metrics = Metrics::new();
     let (tx, rx) = events_channel();
-    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
-    let h =
-        publish::spawn(cfg(port, &stream, 50), rx, stop_rx, metrics.clone(), &analytics_service::pipeline::supervise::Supervisor::new())
-            .unwrap();
+    let stop_tx = StopSender::new();
+    let stop_rx = stop_tx.subscribe();
+    let (h, _) = publish::spawn(cfg(port, &stream, 50), rx, stop_rx, metrics.clone(), &Supervisor::new()).unwrap();
     for n in 0..120 {
         tx.send(event(n)).unwrap();
     }
@@ -208,10 +203,11 @@ fn shutdown_without_redis_counts_the_unsent() {
     let port = free_port();
     let metrics = Metrics::new();
     let (tx, rx) = events_channel();
-    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
+    let stop_tx = StopSender::new();
+    let stop_rx = stop_tx.subscribe();
     let mut c = cfg(port, &unique_stream("publish-shutdown"), 1000);
     c.shutdown_flush = Duration::from_millis(500);
-    let h = publish::spawn(c, rx, stop_rx, metrics.clone(), &analytics_service::pipeline::supervise::Supervisor::new()).unwrap();
+    let (h, _) = publish::spawn(c, rx, stop_rx, metrics.clone(), &Supervisor::new()).unwrap();
     for n in 0..30 {
         tx.send(event(n)).unwrap();
     }

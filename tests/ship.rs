@@ -236,7 +236,7 @@ fn django_side_consumer_reads_acks_and_recovers() {
 }
 
 /// `.env.example` documents exactly the variables the service reads, and docs/configuration.md
-/// names each of them.
+/// (the configuration table the README links to) names each of them.
 #[test]
 fn env_example_and_readme_match_the_configuration() {
     let known: BTreeSet<&str> = analytics_service::config::known_variables().into_iter().collect();
@@ -248,9 +248,9 @@ fn env_example_and_readme_match_the_configuration() {
         example.lines().filter(|l| !l.starts_with('#')).filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())),
     );
     assert!(defaults.is_ok(), ".env.example's values are valid: {:?}", defaults.err());
-    let page = std::fs::read_to_string(repo("docs/configuration.md")).unwrap();
+    let table = std::fs::read_to_string(repo("docs/configuration.md")).unwrap();
     for var in known {
-        assert!(page.contains(&format!("`{var}`")), "docs/configuration.md does not document {var}");
+        assert!(table.contains(&format!("`{var}`")), "docs/configuration.md does not document {var}");
     }
 }
 

@@ -4,8 +4,8 @@
 
 mod common;
 
-use analytics_service::config::InferenceDevice;
-use analytics_service::pipeline::detect::yolo::Yolo;
+use analytics_service::infer::Device;
+use analytics_service::infer::Yolo;
 use analytics_service::pipeline::track::{FrameStamp, TrackInput, Tracker, TrackerConfig};
 use common::*;
 use opencv::core::Mat;
@@ -72,15 +72,9 @@ fn from_json(v: &Value) -> Vec<Vec<TrackInput>> {
 
 /// Runs the library's YOLOv8 on the first `FRAMES` frames of `video`.
 fn detect(model_path: &Path, video: &Path) -> Vec<Vec<TrackInput>> {
-    let mut yolo = Yolo::load(
-        model_path,
-        "yolov8n".into(),
-        InferenceDevice::Cpu,
-        std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from).as_deref(),
-        1,
-        0.45,
-    )
-    .expect("model loads");
+    let mut yolo =
+        Yolo::load(model_path, "yolov8n".into(), &Device::Cpu, std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from).as_deref(), 1, 0.45)
+            .expect("model loads");
     let mut cap = videoio::VideoCapture::from_file(video.to_str().unwrap(), videoio::CAP_FFMPEG).unwrap();
     assert!(cap.is_opened().unwrap(), "cannot open {}", video.display());
     let mut frame = Mat::default();

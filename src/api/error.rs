@@ -3,7 +3,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-/// Most entries in a 422's `details` (DESIGN.md section 8).
+/// Most entries in a 422's `details` (docs/architecture.md, "REST API").
 pub const MAX_DETAILS: usize = 50;
 
 #[derive(Debug, Clone, Serialize, thiserror::Error)]

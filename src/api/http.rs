@@ -1,4 +1,4 @@
-//! A small HTTP/1.1 server that no request can hurt (DESIGN.md section 8).
+//! A small HTTP/1.1 server that no request can hurt (docs/architecture.md, "REST API").
 //!
 //! Why not tiny_http (the design card's first choice): tiny_http 0.12 reads header lines of any
 //! length into memory, trusts `Content-Length` enough to allocate it (one `GET` with

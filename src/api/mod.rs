@@ -1,4 +1,4 @@
-//! The REST API (DESIGN.md sections 1 and 8): `http` is a small HTTP/1.1 server built to survive
+//! The REST API (docs/architecture.md, "REST API"): `http` is a small HTTP/1.1 server built to survive
 //! any client (limits, deadlines, a connection cap; why not tiny_http is in its doc); `routes`
 //! maps requests to the registry and health; `error` is the one error shape.
 

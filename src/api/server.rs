@@ -8,7 +8,7 @@ use super::routes;
 use crate::camera::validate;
 use crate::metrics::Metrics;
 use crate::pipeline::publish::{PublisherHealth, RedisTarget};
-use crate::pipeline::supervise::Supervisor;
+use crate::stage::supervise::Supervisor;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -22,7 +22,7 @@ pub struct AppState {
     pub redis: RedisTarget,
     pub config: crate::config::Config,
     /// The loaded detection model (name, provider, runtime, shapes).
-    pub model: crate::pipeline::detect::yolo::YoloInfo,
+    pub model: crate::infer::YoloInfo,
     /// Whether ANPR's models loaded, and on what.
     pub anpr: AnprStatus,
     /// The stage threads' heartbeats.

@@ -22,7 +22,9 @@
 //! `--skip-baseline` (the seed design), `--json PATH`. `--capacity` runs the capacity search
 //! instead (`bench_modes/capacity.rs`: cameras of a scene where people come and go, 2, 4, 6, ...
 //! until a visit is missed or p99 passes `--slo-p99-ms` (1000); `--seconds` per count, up to
-//! `--max-cameras` (32)), and prints cameras per core. The seed design runs with the setup's
+//! `--max-cameras` (32)), and prints cameras per core. `--decode-budget` measures keyframes-only
+//! decoding instead (`bench_modes/decode.rs`: `--cameras` 1080p25 cameras at `max_fps` 1, cores
+//! with `decode` `all` vs `keyframes`, and a substream; `--phases all,keyframes,...` runs some). The seed design runs with the setup's
 //! venv Python (`ANALYTICS_PYTHON` overrides it). Redis: REDIS_HOST/REDIS_PORT
 //! (127.0.0.1:6379), streams `bench:<pid>` and `bench:seed:<pid>`, and the service's keys under
 //! `bench:<pid>:` (its own cluster), all deleted afterwards.
@@ -30,13 +32,16 @@
 // `--capacity`
 #[path = "bench_modes/capacity.rs"]
 mod capacity;
+// `--decode-budget`
+#[path = "bench_modes/decode.rs"]
+mod decode;
 // The test fixtures' `media()`: one way to find the sample media for tests, benches and tools.
 #[path = "../../tests/common/mod.rs"]
 mod common;
 
 use analytics_service::config::{Config, InferenceDevice};
+use analytics_service::infer::Yolo;
 use analytics_service::metrics::{process_cpu_seconds, process_rss_bytes};
-use analytics_service::pipeline::detect::yolo::Yolo;
 use analytics_service::service::Service;
 use opencv::core::Mat;
 use opencv::prelude::*;
@@ -64,6 +69,8 @@ struct Args {
     skip_baseline: bool,
     json: Option<String>,
     capacity: bool,
+    decode_budget: bool,
+    phases: Vec<String>,
     slo_p99_ms: f64,
     max_cameras: usize,
 }
@@ -84,6 +91,8 @@ fn args() -> Args {
         skip_baseline: false,
         json: None,
         capacity: false,
+        decode_budget: false,
+        phases: Vec::new(),
         slo_p99_ms: 1000.0,
         max_cameras: 32,
     };
@@ -105,6 +114,8 @@ fn args() -> Args {
             "--skip-baseline" => a.skip_baseline = true,
             "--json" => a.json = Some(v()),
             "--capacity" => a.capacity = true,
+            "--decode-budget" => a.decode_budget = true,
+            "--phases" => a.phases = v().split(',').map(str::to_string).collect(),
             "--slo-p99-ms" => a.slo_p99_ms = v().parse().expect("--slo-p99-ms MS"),
             "--max-cameras" => a.max_cameras = v().parse().expect("--max-cameras N"),
             "--help" | "-h" => {
@@ -253,7 +264,7 @@ fn run_service(a: &Args, cfg: &Config, video: &std::path::Path) -> anyhow::Resul
     );
     println!("frame-to-event  p50 {p50:.1} ms, p99 {p99:.1} ms  (capture to detection result)");
     println!("cpu             {cpu:.2} cores;  rss max {rss_max:.0} MiB;  other processes {other:.2} cores");
-    let mut conn = analytics_service::pipeline::publish::RedisTarget::from_config(cfg).connect(Duration::from_secs(2))?;
+    let mut conn = analytics_service::redis_target::RedisTarget::from_config(cfg).connect(Duration::from_secs(2))?;
     // exact capture-to-stream latency of the window's detection events: the entry id is Redis's
     // clock when the XADD landed, the payload's timestamp the capture (same machine, same clock)
     let entries = stream_since(&mut conn, &cfg.redis_stream, SystemTime::now() - Duration::from_secs_f64(secs))?;
@@ -304,8 +315,7 @@ fn run_bare(a: &Args, cfg: &Config) -> anyhow::Result<(Value, String, String)> {
         frames.push(m.try_clone()?);
     }
     anyhow::ensure!(!frames.is_empty(), "{}: no frames", a.video);
-    let mut yolo =
-        Yolo::load(&cfg.yolo_model, cfg.yolo_model_name(), cfg.inference_device, cfg.ort_dylib_path.as_deref(), max, cfg.nms_iou)?;
+    let mut yolo = Yolo::load(&cfg.yolo_model, cfg.yolo_model_name(), &cfg.device(), cfg.ort_dylib_path.as_deref(), max, cfg.nms_iou)?;
     if let Some(fixed) = yolo.info.fixed_batch {
         sizes = vec![fixed]; // the model takes only its own batch size
     }
@@ -350,7 +360,7 @@ fn run_bare(a: &Args, cfg: &Config) -> anyhow::Result<(Value, String, String)> {
             let mut y = Yolo::load_with_threads(
                 &cfg.yolo_model,
                 cfg.yolo_model_name(),
-                cfg.inference_device,
+                &cfg.device(),
                 cfg.ort_dylib_path.as_deref(),
                 1,
                 cfg.nms_iou,
@@ -484,6 +494,20 @@ fn main() -> anyhow::Result<()> {
     // file sources must be absolute and inside STREAM_FILE_ROOT: the video's own folder
     cfg.stream_file_root = video.parent().map(Into::into);
 
+    if a.decode_budget {
+        let v = decode::run(
+            &cfg,
+            &video,
+            &decode::DecodeArgs { cameras: a.cameras, seconds: a.seconds, warmup: a.warmup, phases: a.phases.clone() },
+        )?;
+        if let Some(path) = &a.json {
+            std::fs::write(
+                path,
+                serde_json::to_string_pretty(&json!({"bench": "analytics-service src/bin/bench.rs --decode-budget", "decode_budget": v}))?,
+            )?;
+        }
+        return Ok(());
+    }
     if a.capacity {
         let ca = capacity::CapacityArgs { seconds: a.seconds, slo_p99_ms: a.slo_p99_ms, max_cameras: a.max_cameras };
         let v = capacity::run(&cfg, &video, &ca)?;

@@ -1,4 +1,4 @@
-//! The camera object of the REST API (DESIGN.md section 1), validated and with defaults filled.
+//! The camera object of the REST API (docs/architecture.md, "REST API"), validated and with defaults filled.
 //!
 //! These types are the output of `validate`; they serialize back to the same shape for
 //! responses, with the stream URL masked.
@@ -23,6 +23,30 @@ pub enum DetectOn {
     /// Frames where the motion stage saw motion, plus one every few seconds (saves most of the
     /// inference on quiet scenes). Needs motion detection on; without it, every frame goes.
     Motion,
+}
+
+/// Which frames of a camera's stream are decoded (`decode`, DESIGN.md section 14;
+/// docs/decode.md has the trade-offs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DecodeMode {
+    /// Keyframes only when `max_fps` is at or below the stream's keyframe rate (and
+    /// `frame_skip` is 1); otherwise every frame.
+    Auto,
+    /// Every frame (only the analysed ones are converted to BGR).
+    All,
+    /// Keyframes only: the analysed rate is at most the keyframe rate.
+    Keyframes,
+}
+
+impl DecodeMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DecodeMode::Auto => "auto",
+            DecodeMode::All => "all",
+            DecodeMode::Keyframes => "keyframes",
+        }
+    }
 }
 
 /// A named polygon in normalised image coordinates.
@@ -80,6 +104,8 @@ pub struct CameraParams {
     /// File sources only: play at the file's own frame rate, like a live camera (default true);
     /// false reads as fast as the file decodes (benchmarks).
     pub file_realtime: bool,
+    /// Which frames are decoded: `auto` (default), `all` or `keyframes`.
+    pub decode: DecodeMode,
 }
 
 impl Default for CameraParams {
@@ -99,6 +125,7 @@ impl Default for CameraParams {
             loop_file: false,
             file_realtime: true,
             frame_detections: true,
+            decode: DecodeMode::Auto,
         }
     }
 }

@@ -68,6 +68,18 @@ pub struct RuntimeStatus {
     pub input_fps: f32,
     /// Frames per second that went through the pipeline over the last few seconds.
     pub processed_fps: f32,
+    /// The same two rates under the names of DESIGN.md section 14: frames decoded per second
+    /// (every frame, or keyframes only) and frames analysed per second.
+    #[serde(default)]
+    pub decoded_fps: f32,
+    #[serde(default)]
+    pub analysed_fps: f32,
+    /// Which frames the current connection decodes (`all` or `keyframes`); null when none is open.
+    #[serde(default)]
+    pub decoding: Option<super::payload::DecodeMode>,
+    /// The stream's keyframe interval in seconds, as measured while decoding keyframes only.
+    #[serde(default)]
+    pub keyframe_interval_s: Option<f32>,
 }
 
 pub struct CameraRuntime {
@@ -92,6 +104,10 @@ impl CameraRuntime {
                 state_since_at: SystemTime::now(),
                 input_fps: 0.0,
                 processed_fps: 0.0,
+                decoded_fps: 0.0,
+                analysed_fps: 0.0,
+                decoding: None,
+                keyframe_interval_s: None,
             }),
             generation: AtomicU64::new(0),
         })
@@ -123,6 +139,10 @@ impl CameraRuntime {
         set_state(&mut s, state);
         s.input_fps = 0.0;
         s.processed_fps = 0.0;
+        s.decoded_fps = 0.0;
+        s.analysed_fps = 0.0;
+        s.decoding = None;
+        self.counters.set_rates(0.0, 0.0);
         if error.is_some() {
             s.last_error = error;
         }
@@ -186,10 +206,24 @@ impl StatusWriter {
         });
     }
 
+    /// Decoded (input) and analysed (processed) frames per second, for the API and `/metrics`.
     pub fn set_rates(&self, input_fps: f32, processed_fps: f32) {
         self.with(|s| {
             s.input_fps = input_fps;
             s.processed_fps = processed_fps;
+            s.decoded_fps = input_fps;
+            s.analysed_fps = processed_fps;
+            self.rt.counters.set_rates(input_fps, processed_fps);
+        });
+    }
+
+    /// Which frames the open connection decodes, and the keyframe interval measured so far.
+    pub fn set_decoding(&self, decoding: Option<super::payload::DecodeMode>, keyframe_interval_s: Option<f32>) {
+        self.with(|s| {
+            s.decoding = decoding;
+            if keyframe_interval_s.is_some() {
+                s.keyframe_interval_s = keyframe_interval_s;
+            }
         });
     }
 }

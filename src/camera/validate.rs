@@ -1,11 +1,11 @@
-//! Validation of `POST /api/cameras` bodies (DESIGN.md section 1).
+//! Validation of `POST /api/cameras` bodies (docs/architecture.md, "REST API").
 //!
 //! The body is walked as a `serde_json::Value` rather than derived, so that every bad field gets
 //! its own entry with its JSON path (`[0].parameters.max_fps`), unknown fields become warnings
 //! instead of errors, and a known field with a wrong type is reported as such. All cameras are
 //! checked before any is applied: one invalid camera means nothing changes.
 
-use super::payload::{CameraConfig, CameraParams, DesiredStatus, DetectOn, RoiZone};
+use super::payload::{CameraConfig, CameraParams, DecodeMode, DesiredStatus, DetectOn, RoiZone};
 use super::url::{SourceKind, StreamUrl};
 use crate::coco::{coco_class_id, COCO_CLASSES};
 use serde::Serialize;
@@ -29,7 +29,7 @@ pub struct Validated {
 
 /// Most cameras one request may carry; beyond, MAX_CAMERAS decides anyway.
 const MAX_ITEMS: usize = 1024;
-/// DESIGN.md section 8 limits. Each is checked before the list is walked, so a huge list costs
+/// Limits (docs/architecture.md, "REST API"). Each is checked before the list is walked, so a huge list costs
 /// one error, not one per element.
 pub const MAX_ZONES: usize = 16;
 pub const MAX_ZONE_POINTS: usize = 64;
@@ -71,6 +71,7 @@ const PARAM_FIELDS: &[&str] = &[
     "loop_file",
     "file_realtime",
     "frame_detections",
+    "decode",
 ];
 
 /// Collects issues while walking.
@@ -328,6 +329,12 @@ fn params(w: &mut Walk, p: &Map<String, Value>, path: &str) -> Option<CameraPara
         }
         None => {}
     }
+    match w.string(p, "decode", path) {
+        None | Some("auto") => {}
+        Some("all") => out.decode = DecodeMode::All,
+        Some("keyframes") => out.decode = DecodeMode::Keyframes,
+        Some(other) => w.err(&format!("{path}decode"), format!("must be 'auto', 'all' or 'keyframes', got '{}'", truncate(other))),
+    }
     match w.string(p, "detect_on", path) {
         None | Some("every_frame") => {}
         Some("motion") => out.detect_on = DetectOn::Motion,
@@ -524,6 +531,18 @@ mod tests {
         let v = validate_cameras(&body, &Context::default()).unwrap();
         let w: Vec<_> = v.warnings.iter().map(|i| i.path.as_str()).collect();
         assert_eq!(w, ["[0].site", "[0].parameters.night_mode"]);
+    }
+
+    #[test]
+    fn decode_is_auto_all_or_keyframes() {
+        let mut body = customer();
+        assert_eq!(validate_cameras(&body, &Context::default()).unwrap().cameras[0].parameters.decode, DecodeMode::Auto);
+        body[0]["parameters"]["decode"] = json!("keyframes");
+        assert_eq!(validate_cameras(&body, &Context::default()).unwrap().cameras[0].parameters.decode, DecodeMode::Keyframes);
+        body[0]["parameters"]["decode"] = json!("nokey");
+        assert_eq!(paths(body.clone()), ["[0].parameters.decode"]);
+        body[0]["parameters"]["decode"] = json!(1);
+        assert_eq!(paths(body), ["[0].parameters.decode"]);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Many instances, one service (DESIGN.md section 9): the camera registry's desired state
+//! Many instances, one service (docs/architecture.md, "The contract in one page"): the camera registry's desired state
 //! lives in Redis, and each active camera is run by exactly one instance holding its lease.
 //!
 //! [`Cluster`] is what the API calls: writes go to Redis first (a Lua script: all or nothing,
@@ -8,7 +8,7 @@
 //!
 //! Redis is the only coordination: no instance talks to another. The lease is the truth about
 //! who runs a camera; an instance that cannot renew a lease because *Redis* is unreachable
-//! keeps running its cameras (DESIGN.md: running cameras keep running), so during a network
+//! keeps running its cameras (the contract: running cameras keep running), so during a network
 //! partition that isolates one instance from Redis for longer than `LEASE_TTL_S`, another
 //! instance may take its cameras and both run them until the isolated one reaches Redis again
 //! and stops at its first renewal.
@@ -22,9 +22,9 @@ use store::{stored_json, Store, StoreError, Written};
 
 use crate::camera::validate;
 use crate::camera::{ApplyOutcome, CameraConfig, CameraView, Registry};
-use crate::pipeline::publish::RedisTarget;
-use crate::pipeline::supervise::{beat, Supervisor};
-use crate::pipeline::StageThread;
+use crate::redis_target::RedisTarget;
+use crate::stage::supervise::{beat, Supervisor};
+use crate::stage::{StageHandle, StageThread, Stop, StopSender};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use parking_lot::{Condvar, Mutex};
 use serde::Serialize;
@@ -112,7 +112,7 @@ pub struct Cluster {
     store: Mutex<Store>,
     state: Arc<Mutex<ClusterState>>,
     ticks: Arc<Ticks>,
-    thread: Mutex<Option<(Sender<()>, StageThread)>>,
+    thread: Mutex<Option<(StopSender, StageHandle)>>,
     coordinator: Arc<Mutex<Coordinator>>,
 }
 
@@ -138,11 +138,14 @@ impl Cluster {
         coordinator.lock().tick();
         let (wake_tx, wake_rx) = bounded::<()>(1);
         let ticks = Arc::new(Ticks { count: Mutex::new((0, 0)), done: Condvar::new(), wake: wake_tx });
-        let (stop_tx, stop_rx) = bounded::<()>(0);
+        let stop_tx = StopSender::new();
         let period = Coordinator::period(settings.lease_ttl);
         let thread = {
-            let (coordinator, ticks) = (coordinator.clone(), ticks.clone());
-            StageThread::spawn("cluster", supervisor, move || run(coordinator, ticks, period, wake_rx, stop_rx))?
+            let (coordinator, ticks, stop) = (coordinator.clone(), ticks.clone(), stop_tx.subscribe());
+            StageHandle::new(
+                "cluster",
+                vec![StageThread::spawn("cluster", supervisor, move || run(coordinator, ticks, period, wake_rx, stop))?],
+            )
         };
         log::info!(
             "cluster: instance '{}' on prefix '{}', lease TTL {:?}, tick {:?}, MAX_CAMERAS {}",
@@ -228,8 +231,8 @@ impl Cluster {
 
     /// Stops the coordinator and every camera, gives the leases back, leaves the live set.
     pub fn shutdown(&self) {
-        let Some((stop, thread)) = self.thread.lock().take() else { return };
-        drop(stop);
+        let Some((mut stop, thread)) = self.thread.lock().take() else { return };
+        stop.fire();
         thread.join();
         let leased = self.registry.shutdown();
         self.coordinator.lock().leave(&leased);
@@ -241,19 +244,19 @@ impl Cluster {
     /// simulation: the coordinator and the workers stop, but no lease is given back and the
     /// instance stays in the live set until its heartbeat ages out.
     pub fn halt_as_if_crashed(&self) {
-        let Some((stop, thread)) = self.thread.lock().take() else { return };
-        drop(stop);
+        let Some((mut stop, thread)) = self.thread.lock().take() else { return };
+        stop.fire();
         thread.join();
         self.registry.shutdown();
     }
 }
 
-fn run(coordinator: Arc<Mutex<Coordinator>>, ticks: Arc<Ticks>, period: Duration, wake: Receiver<()>, stop: Receiver<()>) {
+fn run(coordinator: Arc<Mutex<Coordinator>>, ticks: Arc<Ticks>, period: Duration, wake: Receiver<()>, stop: Stop) {
     let mut next = Instant::now() + period;
     loop {
         beat();
         crossbeam_channel::select! {
-            recv(stop) -> _ => return, // disconnected: shutdown
+            recv(stop.receiver()) -> _ => return, // fired: shutdown
             recv(wake) -> r => if r.is_err() { return },
             default(next.saturating_duration_since(Instant::now())) => {}
         }

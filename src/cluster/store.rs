@@ -1,4 +1,4 @@
-//! The service's state in Redis (DESIGN.md section 9): every key the service owns, and the
+//! The service's state in Redis (docs/architecture.md, "Redis keys"): every key the service owns, and the
 //! Lua scripts that change several of them at once.
 //!
 //! | key (after `REDIS_KEY_PREFIX`, default `analytics:`) | type | holds |
@@ -18,7 +18,7 @@
 //! whose clocks disagree still agree on who is alive.
 
 use crate::camera::CameraConfig;
-use crate::pipeline::publish::RedisTarget;
+use crate::redis_target::RedisTarget;
 use redis::{Connection, RedisResult};
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -3,10 +3,15 @@
 //! ```text
 //! stream (RTSP over TCP | HTTP | file) -> [capture] -frame_skip/max_fps-> frames(cap 2, newest wins) -> motion
 //! ```
-//! `frame_skip` and `max_fps` are applied right after `grab()`, before the frame is decoded to
-//! BGR (`retrieve()`), so skipped frames cost no conversion or copy. A stream that fails to open,
+//! `frame_skip` and `max_fps` are applied right after `grab()`, before the frame is converted to
+//! BGR (`retrieve()`), so skipped frames cost no conversion or copy; with the camera's `decode`
+//! budget (`decode.rs`) a connection may decode keyframes only, so the frames it would skip
+//! cost no decoding either. A stream that fails to open,
 //! ends, or delivers no frame for `STREAM_STALL_TIMEOUT_S` puts the camera in `reconnecting`;
-//! it retries with exponential backoff from 1 s to 30 s, reset after a minute of good frames.
+//! it retries with a short exponential backoff (1, 2, 4, 5, 5, ... s), reset as soon as a
+//! connection delivers a frame, so a stream that comes back is analysed again within
+//! `STREAM_STALL_TIMEOUT_S` + `BACKOFF_MAX` + the open time however often it dropped before
+//! (docs/decode.md has the measurements).
 //! Capture never waits for downstream: the hand-over queue drops its oldest frame instead.
 //!
 //! Files (a path or `file://`) play at their own frame rate like a live camera unless
@@ -14,16 +19,16 @@
 //! end when `loop_file` is true; otherwise the end of a file is the end of the stream and the
 //! camera reconnects (plays it again) after the backoff.
 
+use super::decode::{self, Decoding, KeyframeClock, KeyframeInterval};
 use super::frame::{CameraEnded, Frame, InFlight};
 use super::motion::FrameSender;
 use crate::camera::runtime::{CameraState, StatusWriter};
 use crate::camera::url::SourceKind;
-use crate::camera::worker::StopSignal;
 use crate::camera::StreamUrl;
 use crate::logging::RateLimit;
 use crate::metrics::Stage;
 use crate::pipeline::PipelineInputs;
-use crossbeam_channel::{RecvTimeoutError, TryRecvError};
+use crate::stage::Stop;
 use opencv::core::{Mat, Vector};
 use opencv::prelude::*;
 use opencv::videoio::{self, VideoCapture};
@@ -33,10 +38,14 @@ use std::time::{Duration, Instant, SystemTime};
 
 /// First reconnect delay; doubles per failure.
 pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
-/// Longest reconnect delay.
-pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// A connection that delivered frames this long resets the backoff.
-const GOOD_RUN: Duration = Duration::from_secs(60);
+/// Longest reconnect delay. Short on purpose: a retry is one TCP connect (or one file check),
+/// cheap even for many cameras, while every second of backoff is a second a returned stream
+/// stays dark. 5 s keeps the worst case of a stream that returns well inside the bound of
+/// DESIGN.md section 14 (`STREAM_STALL_TIMEOUT_S` + 10 s): a dead server is noticed at once (the
+/// connection closes) or after the stall timeout (it hangs), then the next retry is at most 5 s
+/// away. (It was 30 s, reset only after a minute of good frames: a camera that flapped a few
+/// times stayed dark up to 30 s after its stream returned.)
+pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Longest wait for a stream to open.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often input / processed fps are recomputed.
@@ -60,10 +69,13 @@ enum End {
     /// The stream cannot be processed as configured (frame size outside the allowed window):
     /// the camera stays in `error` until its configuration changes.
     Refused(String),
+    /// The camera's decode budget now asks for other frames (all / keyframes only): open the
+    /// stream again at once, with no backoff and no `reconnecting`.
+    Switch,
 }
 
-/// The camera thread's body. Returns when `stop` disconnects.
-pub fn run(status: StatusWriter, url: StreamUrl, inputs: PipelineInputs, stop: StopSignal, stall_timeout: Duration) {
+/// The camera thread's body. Returns when `stop` fires.
+pub fn run(status: StatusWriter, url: StreamUrl, inputs: PipelineInputs, stop: Stop, stall_timeout: Duration) {
     let rt = status.runtime().clone();
     let id = rt.camera_id.clone();
     let frames = inputs.motion.attach(rt.clone());
@@ -74,42 +86,59 @@ pub fn run(status: StatusWriter, url: StreamUrl, inputs: PipelineInputs, stop: S
     let mut frame_number = 0u64;
     let mut fail_log = RateLimit::new(Duration::from_secs(30));
     let mut first = true;
+    // what this worker knows of the stream's keyframe interval, across reconnects
+    let mut keyframes = KeyframeInterval::Unknown;
+    let mut switching = false;
     loop {
-        status.set_state(if first { CameraState::Connecting } else { CameraState::Reconnecting });
+        if !switching {
+            status.set_state(if first { CameraState::Connecting } else { CameraState::Reconnecting });
+        }
         first = false;
-        let opened_at = Instant::now();
-        let result = match open(&url, stall_timeout) {
+        let params = rt.params();
+        let decoding = decode::choose(&params, keyframes, stall_timeout);
+        let captured_before = status.runtime().counters.snapshot().frames_captured;
+        let result = match open(&url, stall_timeout, decoding) {
             Ok(cap) => {
-                log::info!("capture cam={id}: opened {url}");
+                log::info!("capture cam={id}: opened {url}, decoding {}", decoding.as_mode().as_str());
                 status.set_state(CameraState::Running);
-                read_frames(cap, &url, &status, &frames, &stop, &mut frame_number, inputs.max_frame_pixels)
+                status.set_decoding(Some(decoding.as_mode()), None);
+                let conn = Connection { decoding, keyframes: &mut keyframes, stall_timeout };
+                read_frames(cap, conn, &url, &status, &frames, &stop, &mut frame_number, inputs.max_frame_pixels)
             }
             Err(e) => End::Failed(e),
         };
+        status.set_decoding(None, None);
+        switching = false;
         match result {
             End::Stopped => break,
+            End::Switch => {
+                switching = true;
+                continue;
+            }
             End::Refused(msg) => {
                 log::error!("capture cam={id}: {url}: {msg}; the camera stays in error until it is updated");
                 status.set_error(CameraState::Error, msg);
                 status.set_rates(0.0, 0.0);
                 // wait for stop only: retrying would decode the same refused frames again
-                let _ = stop.recv();
+                stop.wait();
                 break;
             }
             End::Failed(msg) => {
-                if opened_at.elapsed() >= GOOD_RUN {
+                // a connection that delivered frames was a good one: the stream is back, and
+                // if it drops again the next try comes soon
+                if status.runtime().counters.snapshot().frames_captured > captured_before {
                     backoff = BACKOFF_MIN;
                 }
                 status.set_error(CameraState::Reconnecting, msg.clone());
                 status.set_rates(0.0, 0.0);
+                log::debug!("capture cam={id}: retry in {backoff:?}: {msg}");
                 if let Some(held) = fail_log.allow() {
                     log::warn!("capture cam={id}: {url} failed, retry in {backoff:?} ({held} more failures since last report): {msg}");
                 }
             }
         }
-        match stop.recv_timeout(backoff) {
-            Err(RecvTimeoutError::Timeout) => {}
-            _ => break,
+        if stop.wait_timeout(backoff) {
+            break;
         }
         backoff = (backoff * 2).min(BACKOFF_MAX);
     }
@@ -117,7 +146,7 @@ pub fn run(status: StatusWriter, url: StreamUrl, inputs: PipelineInputs, stop: S
 }
 
 impl crate::camera::worker::CaptureLoop for PipelineInputs {
-    fn run(&self, status: StatusWriter, url: StreamUrl, stop: StopSignal) {
+    fn run(&self, status: StatusWriter, url: StreamUrl, stop: Stop) {
         run(status, url, self.clone(), stop, self.stall_timeout)
     }
 }
@@ -136,8 +165,9 @@ impl Drop for EndedGuard {
     }
 }
 
-/// Opens the source with FFmpeg (RTSP over TCP is OpenCV's default) and the open/read timeouts.
-fn open(url: &StreamUrl, stall_timeout: Duration) -> Result<VideoCapture, String> {
+/// Opens the source with FFmpeg (RTSP over TCP is OpenCV's default), the open/read timeouts and
+/// the frames `decoding` asks for.
+fn open(url: &StreamUrl, stall_timeout: Duration, decoding: Decoding) -> Result<VideoCapture, String> {
     let target = match url.kind() {
         SourceKind::File => url.expose().strip_prefix("file://").unwrap_or(url.expose()).to_string(),
         _ => url.expose().to_string(),
@@ -152,8 +182,9 @@ fn open(url: &StreamUrl, stall_timeout: Duration) -> Result<VideoCapture, String
         stall_timeout.as_millis().min(i32::MAX as u128) as i32,
     ]);
     // OpenCV/FFmpeg messages may echo the URL: scrub credentials before it goes anywhere
-    let cap =
-        VideoCapture::from_file_with_params(&target, videoio::CAP_FFMPEG, &params).map_err(|e| url.scrub(&format!("cannot open: {e}")))?;
+    let network = url.kind() != SourceKind::File;
+    let cap = decode::open_with(decoding, network, || VideoCapture::from_file_with_params(&target, videoio::CAP_FFMPEG, &params))
+        .map_err(|e| url.scrub(&format!("cannot open: {e}")))?;
     if !cap.is_opened().unwrap_or(false) {
         return Err("cannot open the stream (unreachable, refused, or not a video)".into());
     }
@@ -163,13 +194,20 @@ fn open(url: &StreamUrl, stall_timeout: Duration) -> Result<VideoCapture, String
 /// Paces processed frames to at most `max_fps` per second, on average.
 struct Pacer {
     next_due: Option<Instant>,
+    /// Admit a frame this fraction of a period early (the average stays exact): keyframes come
+    /// about once per period when `auto` chose them, and one a few ms early must not be skipped.
+    slack: f64,
 }
 
 impl Pacer {
+    fn new(slack: f64) -> Pacer {
+        Pacer { next_due: None, slack }
+    }
+
     fn admit(&mut self, now: Instant, max_fps: f32) -> bool {
         let period = Duration::from_secs_f64(1.0 / max_fps.max(0.001) as f64);
         match self.next_due {
-            Some(due) if now < due => false,
+            Some(due) if now + period.mul_f64(self.slack) < due => false,
             Some(due) => {
                 // keep the average exact, but never build up a burst after a pause
                 let next = due + period;
@@ -184,13 +222,22 @@ impl Pacer {
     }
 }
 
-/// Reads frames until stop, failure, end or stall.
+/// What one connection decodes, and where it records the keyframe interval it measures.
+struct Connection<'a> {
+    decoding: Decoding,
+    keyframes: &'a mut KeyframeInterval,
+    stall_timeout: Duration,
+}
+
+/// Reads frames until stop, failure, end, stall or a change of decode budget.
+#[allow(clippy::too_many_arguments)]
 fn read_frames(
     mut cap: VideoCapture,
+    conn: Connection,
     url: &StreamUrl,
     status: &StatusWriter,
     frames: &FrameSender,
-    stop: &StopSignal,
+    stop: &Stop,
     frame_number: &mut u64,
     max_frame_pixels: u64,
 ) -> End {
@@ -201,20 +248,28 @@ fn read_frames(
     let is_file = url.kind() == SourceKind::File;
     let native_fps = cap.get(videoio::CAP_PROP_FPS).unwrap_or(0.0);
     let frame_period = (native_fps > 0.0 && native_fps < 1000.0).then(|| Duration::from_secs_f64(1.0 / native_fps));
+    let keyframes_only = conn.decoding == Decoding::Keyframes;
     let mut play_start = Instant::now();
     let mut played = 0u32;
-    let mut pacer = Pacer { next_due: None };
+    // keyframes only: a file plays by its timestamps (POS_MSEC of the first frame played)
+    let mut played_from_ms: Option<f64> = None;
+    let mut clock = KeyframeClock::default();
+    let mut pacer = Pacer::new(if keyframes_only { 0.25 } else { 0.0 });
     let mut rate_at = Instant::now();
     let start = counters.snapshot();
     let (mut rate_captured, mut rate_processed) = (start.frames_captured, start.frames_processed);
     let mut got_frame = false;
     let in_flight = Arc::new(AtomicUsize::new(0));
     loop {
-        if stop.try_recv() == Err(TryRecvError::Disconnected) {
+        if stop.is_stopped() {
             return End::Stopped;
         }
         let params = rt.params();
-        if is_file && params.file_realtime {
+        if decode::choose(&params, *conn.keyframes, conn.stall_timeout) != conn.decoding {
+            log::info!("capture cam={}: decode budget changed: opening the stream again", rt.camera_id);
+            return End::Switch;
+        }
+        if is_file && params.file_realtime && !keyframes_only {
             if let Some(p) = frame_period {
                 let due = play_start + p * played;
                 let now = Instant::now();
@@ -230,6 +285,7 @@ fn read_frames(
                     let _ = cap.set(videoio::CAP_PROP_POS_FRAMES, 0.0);
                     play_start = Instant::now();
                     played = 0;
+                    played_from_ms = None;
                     got_frame = false;
                     continue;
                 }
@@ -242,6 +298,35 @@ fn read_frames(
         }
         got_frame = true;
         played += 1;
+        // every frame is a keyframe here; otherwise the last packet read says whether it was one
+        if keyframes_only || cap.get(videoio::CAP_PROP_LRF_HAS_KEY_FRAME).unwrap_or(0.0) > 0.0 {
+            let pos_ms = cap.get(videoio::CAP_PROP_POS_MSEC).unwrap_or(0.0);
+            if let Some(iv) = clock.keyframe(pos_ms) {
+                *conn.keyframes = KeyframeInterval::Measured(iv);
+                status.set_decoding(Some(conn.decoding.as_mode()), Some(iv.as_secs_f32()));
+            }
+        }
+        if keyframes_only {
+            let pos_ms = cap.get(videoio::CAP_PROP_POS_MSEC).unwrap_or(0.0);
+            if is_file && params.file_realtime {
+                // OpenCV 4.6 reports a keyframe whose pts is 0 (the first) or missing (the last,
+                // flushed at the end) by its packet's dts, which skipped frames leave wrong: a
+                // timestamp that goes back starts the clock again from that frame
+                match played_from_ms {
+                    Some(from) if pos_ms >= from => {
+                        let due = play_start + Duration::from_secs_f64(((pos_ms - from) / 1000.0).min(86_400.0));
+                        let now = Instant::now();
+                        if due > now {
+                            std::thread::sleep(due - now);
+                        }
+                    }
+                    _ => {
+                        played_from_ms = Some(pos_ms);
+                        play_start = Instant::now();
+                    }
+                }
+            }
+        }
         *frame_number += 1;
         counters.frame_captured();
         let now = Instant::now();
@@ -287,7 +372,7 @@ fn read_frames(
 /// Smallest frame side the stages accept (the motion detector downscales; YOLO letterboxes).
 pub const MIN_FRAME_SIDE: i32 = 32;
 
-/// Why a `w` x `h` frame may not enter the pipeline, if it may not (DESIGN.md section 8).
+/// Why a `w` x `h` frame may not enter the pipeline, if it may not (docs/architecture.md, "The contract in one page").
 pub fn frame_size_problem(w: i32, h: i32, max_pixels: u64) -> Option<String> {
     if w < MIN_FRAME_SIDE || h < MIN_FRAME_SIDE {
         return Some(format!("frames of {w}x{h} are smaller than {MIN_FRAME_SIDE}x{MIN_FRAME_SIDE}"));
@@ -311,14 +396,29 @@ mod tests {
 
     #[test]
     fn pacer_caps_the_average_rate() {
-        let mut p = Pacer { next_due: None };
+        let mut p = Pacer::new(0.0);
         let t0 = Instant::now();
         // 30 fps input for 10 s, cap 10 fps
         let admitted = (0..300).filter(|i| p.admit(t0 + Duration::from_millis(i * 1000 / 30), 10.0)).count();
         assert!((99..=101).contains(&admitted), "{admitted}");
         // a cap above the input rate admits everything
-        let mut p = Pacer { next_due: None };
+        let mut p = Pacer::new(0.0);
         let admitted = (0..300).filter(|i| p.admit(t0 + Duration::from_millis(i * 1000 / 30), 60.0)).count();
         assert_eq!(admitted, 300);
+    }
+
+    #[test]
+    fn pacer_slack_admits_a_keyframe_a_little_early() {
+        let t0 = Instant::now();
+        // keyframes every 990 ms at max_fps 1: without slack every other one is skipped at first
+        let at = |i: u64| t0 + Duration::from_millis(i * 990);
+        let mut strict = Pacer::new(0.0);
+        let mut slack = Pacer::new(0.25);
+        assert!((0..10).filter(|&i| strict.admit(at(i), 1.0)).count() < 10);
+        assert_eq!((0..10).filter(|&i| slack.admit(at(i), 1.0)).count(), 10);
+        // the average stays capped: keyframes every 500 ms at max_fps 1 admit one in two
+        let mut slack = Pacer::new(0.25);
+        let admitted = (0..100).filter(|&i| slack.admit(t0 + Duration::from_millis(i * 500), 1.0)).count();
+        assert!((50..=51).contains(&admitted), "{admitted}");
     }
 }

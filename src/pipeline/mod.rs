@@ -1,4 +1,4 @@
-//! The processing pipeline (DESIGN.md sections 5 and 7): OS-thread stages joined by bounded
+//! The processing pipeline (docs/architecture.md, "Stage graph"): OS-thread stages joined by bounded
 //! channels, all made here, in [`Pipeline::start`], and stopped by [`Pipeline::shutdown`].
 //!
 //! ```text
@@ -12,48 +12,27 @@
 //! ```
 //! Data flows one way: no stage holds a sender to a stage before it, and no stage sees the
 //! registry or the API (a frame carries a snapshot of its camera's parameters). Each capacity
-//! is a `const` whose doc states its policy. Stop order: cameras (the registry), then the
-//! motion pool; every later stage ends by itself once its input is closed and drained
-//! (track ends every object on the way out), the publisher last.
+//! is a `const` whose doc states its policy. Every stage's `spawn` returns a
+//! [`StageHandle`]; stopping is one kind of signal, [`crate::stage::Stop`]. Stop order: cameras
+//! (the registry), then the motion pool (its `Stop`); every later stage ends by itself once its
+//! input is closed and drained (track ends every object on the way out; ANPR, told by the same
+//! `Stop`, abandons queued plate reads), the publisher last (its own `Stop`, once nothing can
+//! produce an event).
 
 pub mod anpr; // licence plates: plate detector, OCR, dedupe
 pub mod capture; // per-camera stream reading, reconnects, frame pacing
+pub mod decode; // decode budget: keyframes only when that loses nothing
 pub mod detect; // YOLOv8 object detection
 pub mod frame; // Frame: one decoded picture on its way through the stages
 pub mod motion; // the motion pool and the frame-differencing detector
 pub mod publish; // the Redis Stream publisher thread
-pub mod supervise; // stage heartbeats: dead or stalled stages show in health
+                 // stage heartbeats moved to crate::stage; re-exported while the API still names this path
+pub use crate::stage::supervise;
 pub mod track; // per-camera ByteTrack multi-object tracker: detections -> tracks
 
 use crate::events::Event;
+use crate::stage::{StageHandle, StopSender};
 use crossbeam_channel::Sender;
-
-/// One stage thread, named for `top -H` and logs, with a heartbeat in the service's
-/// [`supervise::Supervisor`]. `join` waits for it and logs a panic with the thread's name
-/// instead of propagating it, so shutdown goes on with the other stages.
-pub struct StageThread(std::thread::JoinHandle<()>);
-
-impl StageThread {
-    pub fn spawn(name: &str, supervisor: &supervise::Supervisor, body: impl FnOnce() + Send + 'static) -> std::io::Result<Self> {
-        let beat = supervisor.register(name);
-        let sup_enter = {
-            let beat = beat.clone();
-            move || {
-                let _ended = supervise::EndGuard(beat.clone());
-                supervise::Supervisor::enter_current(&beat);
-                body();
-            }
-        };
-        std::thread::Builder::new().name(name.to_string()).spawn(sup_enter).map(StageThread)
-    }
-
-    pub fn join(self) {
-        let name = self.0.thread().name().unwrap_or("stage").to_string();
-        if self.0.join().is_err() {
-            log::error!("{name}: thread panicked");
-        }
-    }
-}
 
 /// Events waiting for the publisher. Policy: `Block`; the publisher drains it into its own
 /// bounded buffer even while Redis is down, so producers only block if it cannot keep up at all.
@@ -85,7 +64,7 @@ pub enum StartError {
     #[error("cannot start pipeline threads: {0}")]
     Threads(std::io::Error),
     #[error("{0}")]
-    Model(detect::session::InferenceError),
+    Model(crate::infer::InferenceError),
 }
 
 /// Whether ANPR's models loaded, and on what (for health, and to refuse `enable_anpr`).
@@ -93,8 +72,8 @@ pub enum StartError {
 pub struct AnprStatus {
     pub loaded: bool,
     pub error: Option<String>,
-    pub plate_provider: Option<detect::session::Provider>,
-    pub ocr_provider: Option<detect::session::Provider>,
+    pub plate_provider: Option<crate::infer::Provider>,
+    pub ocr_provider: Option<crate::infer::Provider>,
 }
 
 /// Every stage thread of the service, and what the rest of the service needs of them.
@@ -102,15 +81,16 @@ pub struct Pipeline {
     /// For the registry: how a camera worker hands on its frames.
     pub inputs: PipelineInputs,
     /// The loaded detection model.
-    pub model: detect::yolo::YoloInfo,
+    pub model: crate::infer::YoloInfo,
     pub anpr_status: AnprStatus,
     pub publisher_health: std::sync::Arc<publish::PublisherHealth>,
-    motion: motion::MotionPoolThreads,
-    detect: detect::DetectHandle,
-    track: track::stage::TrackHandle,
-    anpr: Option<anpr::AnprHandle>,
-    publisher: publish::PublisherHandle,
-    publisher_stop: Sender<()>,
+    /// Every stage, in the order [`Pipeline::shutdown`] joins them: motion, detect, track,
+    /// anpr (when it runs), publish.
+    stages: Vec<StageHandle>,
+    /// Fired first at shutdown: the motion pool stops, ANPR abandons its queued jobs.
+    stop: StopSender,
+    /// Fired once every other stage has ended: the publisher flushes and ends.
+    flush: StopSender,
 }
 
 impl Pipeline {
@@ -121,20 +101,18 @@ impl Pipeline {
         supervisor: &supervise::Supervisor,
     ) -> Result<Pipeline, StartError> {
         let (events_tx, events_rx) = events_channel();
-        let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
-        let publisher = publish::spawn(publish::PublisherConfig::from_config(config), events_rx, stop_rx, metrics.clone(), supervisor)
-            .map_err(StartError::Publisher)?;
-        detect::session::set_tensorrt_options(detect::session::TensorRtOptions {
-            cache_dir: config.tensorrt_cache_dir.clone(),
-            fp16: config.tensorrt_fp16,
-        });
+        let (stop, flush) = (StopSender::new(), StopSender::new());
+        let (publisher, publisher_health) =
+            publish::spawn(publish::PublisherConfig::from_config(config), events_rx, flush.subscribe(), metrics.clone(), supervisor)
+                .map_err(StartError::Publisher)?;
+        let device = config.device();
         // one model instance per inference worker (each owns its session)
         let (workers, threads) = config.inference_worker_count();
         let load = || {
-            detect::yolo::Yolo::load_with_threads(
+            crate::infer::Yolo::load_with_threads(
                 &config.yolo_model,
                 config.yolo_model_name(),
-                config.inference_device,
+                &device,
                 config.ort_dylib_path.as_deref(),
                 config.batch_size_to_load(),
                 config.nms_iou,
@@ -177,6 +155,7 @@ impl Pipeline {
                     anpr::AnprSettings::from_config(config).shared_in_redis(config),
                     rx,
                     events_tx.clone(),
+                    stop.subscribe(),
                     metrics.clone(),
                     supervisor,
                 )
@@ -196,12 +175,14 @@ impl Pipeline {
             .map_err(StartError::Threads)?;
         let (detect_tx, detect_rx) = crossbeam_channel::bounded(detect::DETECT_CAP);
         let settings = detect::DetectSettings { batch_size, batch_timeout: config.batch_timeout };
+        let model = yolos[0].info.clone();
         let detect = detect::spawn(yolos, settings, detect_rx, detected_tx, metrics.clone(), supervisor).map_err(StartError::Threads)?;
         let (motion, motion_threads) = motion::MotionPool::spawn(
             config.motion_worker_count(),
             motion::MotionSettings::default(),
             events_tx,
             Some(detect_tx),
+            stop.subscribe(),
             supervisor,
         )
         .map_err(StartError::Threads)?;
@@ -211,38 +192,29 @@ impl Pipeline {
             max_frame_pixels: config.max_frame_pixels,
             ended: ended_tx,
         };
-        Ok(Pipeline {
-            inputs,
-            model: detect.info.clone(),
-            anpr_status,
-            publisher_health: publisher.health.clone(),
-            motion: motion_threads,
-            detect,
-            track,
-            anpr,
-            publisher,
-            publisher_stop: stop_tx,
-        })
+        let stages = [Some(motion_threads), Some(detect), Some(track), anpr, Some(publisher)].into_iter().flatten().collect();
+        Ok(Pipeline { inputs, model, anpr_status, publisher_health, stages, stop, flush })
     }
 
     /// Stops every stage, in order, once the cameras have stopped: the motion pool; detection
     /// finishes the frames it holds; track ends every object; ANPR abandons queued jobs
     /// (counted) but passes every object event on; the publisher flushes (bounded by its
     /// deadline).
+    ///
+    /// The one place stage threads are joined. Two signals of the one [`crate::stage::Stop`]
+    /// kind: `stop` for the stages that must be told (motion, ANPR's queue), `flush` for the
+    /// publisher once nothing can produce an event any more; every other stage ends when its
+    /// input closes, which the join order guarantees.
     pub fn shutdown(self) {
-        let Pipeline { inputs, motion, detect, track, anpr, publisher, publisher_stop, .. } = self;
+        let Pipeline { inputs, stages, mut stop, mut flush, .. } = self;
         drop(inputs);
-        motion.shutdown();
-        if let Some(a) = &anpr {
-            a.begin_stop();
+        stop.fire();
+        for stage in stages {
+            if stage.name == "publish" {
+                log::info!("shutdown: waiting for the publisher to flush");
+                flush.fire();
+            }
+            stage.join();
         }
-        detect.join();
-        track.join();
-        if let Some(a) = anpr {
-            a.join();
-        }
-        log::info!("shutdown: waiting for the publisher to flush");
-        drop(publisher_stop);
-        publisher.join();
     }
 }

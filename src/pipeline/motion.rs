@@ -29,12 +29,12 @@
 //! the mean brightness change of the changed pixels (0..1).
 
 use super::frame::Frame;
-use super::supervise::{beat, Supervisor, BEAT_EVERY};
-use super::StageThread;
 use crate::camera::{CameraRuntime, DetectOn, RoiZone};
 use crate::events::{BoundingBox, Event, EventCommon, MotionEvent};
 use crate::logging::RateLimit;
 use crate::metrics::Stage;
+use crate::stage::supervise::{beat, Supervisor, BEAT_EVERY};
+use crate::stage::{StageHandle, StageThread, Stop};
 use crossbeam_channel::{bounded, Receiver, Select, Sender, TrySendError};
 use opencv::core::{self, Mat, Point, Scalar, Size, Vector, CV_32F, CV_8U, CV_8UC1};
 use opencv::imgproc;
@@ -409,10 +409,9 @@ impl MotionDetector {
 /// Where frames go after motion: the detection stage (none in tests of motion alone).
 pub type MotionOutput = Option<Sender<Frame>>;
 
-/// Control messages to a motion worker.
+/// Control messages to a motion worker (stopping is the pool's [`Stop`]).
 enum Control {
     Attach(Arc<CameraRuntime>, Receiver<Frame>),
-    Stop,
 }
 
 struct WorkerSlot {
@@ -424,12 +423,6 @@ struct WorkerSlot {
 #[derive(Clone)]
 pub struct MotionPool {
     workers: Arc<Vec<WorkerSlot>>,
-}
-
-/// The pool's threads, owned by the service for shutdown.
-pub struct MotionPoolThreads {
-    joins: Vec<StageThread>,
-    pool: MotionPool,
 }
 
 /// A camera's way into the pool: newest wins when the queue is full.
@@ -459,14 +452,16 @@ impl FrameSender {
 }
 
 impl MotionPool {
-    /// Starts `n` workers that publish motion events to `events` and hand frames to `next`.
+    /// Starts `n` workers that publish motion events to `events` and hand frames to `next`,
+    /// until `stop` fires (frames still queued are discarded); the handle joins them.
     pub fn spawn(
         n: usize,
         settings: MotionSettings,
         events: Sender<Event>,
         next: MotionOutput,
+        stop: Stop,
         supervisor: &Supervisor,
-    ) -> std::io::Result<(MotionPool, MotionPoolThreads)> {
+    ) -> std::io::Result<(MotionPool, StageHandle)> {
         let mut slots = Vec::with_capacity(n);
         let mut joins = Vec::with_capacity(n);
         for i in 0..n.max(1) {
@@ -479,11 +474,11 @@ impl MotionPool {
                 cameras: cameras.clone(),
                 error_log: RateLimit::new(Duration::from_secs(10)),
             };
-            joins.push(StageThread::spawn(&format!("motion-{i}"), supervisor, move || worker.run(control_rx))?);
+            let stop = stop.clone();
+            joins.push(StageThread::spawn(&format!("motion-{i}"), supervisor, move || worker.run(control_rx, stop))?);
             slots.push(WorkerSlot { control, cameras });
         }
-        let pool = MotionPool { workers: Arc::new(slots) };
-        Ok((pool.clone(), MotionPoolThreads { joins, pool }))
+        Ok((MotionPool { workers: Arc::new(slots) }, StageHandle::new("motion", joins)))
     }
 
     /// Pins a camera to the least-loaded worker and returns the camera's frame sender. The
@@ -496,18 +491,6 @@ impl MotionPool {
             slot.cameras.fetch_sub(1, Ordering::SeqCst);
         }
         FrameSender { tx, evict: rx }
-    }
-}
-
-impl MotionPoolThreads {
-    /// Stops every worker (frames still queued are discarded) and joins them.
-    pub fn shutdown(self) {
-        for w in self.pool.workers.iter() {
-            let _ = w.control.send(Control::Stop);
-        }
-        for j in self.joins {
-            j.join();
-        }
     }
 }
 
@@ -531,14 +514,15 @@ struct Worker {
 }
 
 impl Worker {
-    fn run(mut self, control: Receiver<Control>) {
+    fn run(mut self, control: Receiver<Control>, stop: Stop) {
         let mut cams: Vec<Attached> = Vec::new();
         loop {
             beat();
-            // Wait on the control channel and every attached camera at once.
+            // Wait on the control channel, the stop signal and every attached camera at once.
             let (index, msg) = {
                 let mut sel = Select::new();
                 sel.recv(&control);
+                sel.recv(stop.receiver());
                 for c in &cams {
                     sel.recv(&c.frames);
                 }
@@ -550,10 +534,15 @@ impl Worker {
                             cams.push(Attached { camera, frames, detector: None, last_detect: None });
                             continue;
                         }
-                        Ok(Control::Stop) | Err(_) => break,
+                        Err(_) => break,
                     }
                 }
-                (i - 1, op.recv(&cams[i - 1].frames))
+                if i == 1 {
+                    // only ever ready once the signal has fired
+                    let _ = op.recv(stop.receiver());
+                    break;
+                }
+                (i - 2, op.recv(&cams[i - 2].frames))
             };
             match msg {
                 Ok(frame) => self.process(&mut cams[index], frame),

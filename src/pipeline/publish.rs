@@ -1,4 +1,4 @@
-//! Publisher: the one thread that writes events to the Redis Stream (DESIGN.md section 3).
+//! Publisher: the one thread that writes events to the Redis Stream (docs/architecture.md, "Stage graph").
 //!
 //! ```text
 //! events(cap EVENTS_CAP, Block) -> [publisher] -> buffer(PUBLISH_BUFFER_MAX, DropOldest, counted)
@@ -17,61 +17,18 @@
 use crate::events::{Event, EventType};
 use crate::logging::RateLimit;
 use crate::metrics::{DropReason, Metrics};
-use crate::pipeline::supervise::{beat, Supervisor};
-use crate::pipeline::StageThread;
+use crate::stage::supervise::{beat, Supervisor};
+use crate::stage::{StageHandle, StageThread, Stop};
 use crossbeam_channel::{select, Receiver};
 use parking_lot::Mutex;
-use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Where Redis is. `Debug` leaves the password out.
-#[derive(Clone)]
-pub struct RedisTarget {
-    pub host: String,
-    pub port: u16,
-    pub db: i64,
-    pub password: Option<String>,
-}
-
-impl std::fmt::Debug for RedisTarget {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "redis://{}{}:{}/{}", if self.password.is_some() { "***@" } else { "" }, self.host, self.port, self.db)
-    }
-}
-
-impl RedisTarget {
-    pub fn from_config(c: &crate::config::Config) -> Self {
-        RedisTarget { host: c.redis_host.clone(), port: c.redis_port, db: c.redis_db, password: c.redis_password.clone() }
-    }
-
-    fn client(&self) -> redis::RedisResult<redis::Client> {
-        let mut redis_info = RedisConnectionInfo::default().set_db(self.db);
-        if let Some(p) = &self.password {
-            redis_info = redis_info.set_password(p);
-        }
-        let info = ConnectionAddr::Tcp(self.host.clone(), self.port).into_connection_info()?.set_redis_settings(redis_info);
-        redis::Client::open(info)
-    }
-
-    /// Opens a connection with `timeout` for connecting and for every read and write.
-    pub fn connect(&self, timeout: Duration) -> redis::RedisResult<redis::Connection> {
-        let conn = self.client()?.get_connection_with_timeout(timeout)?;
-        conn.set_read_timeout(Some(timeout))?;
-        conn.set_write_timeout(Some(timeout))?;
-        Ok(conn)
-    }
-
-    /// One PING on a fresh connection: the health check's view of Redis.
-    pub fn ping(&self, timeout: Duration) -> Result<Duration, String> {
-        let t0 = Instant::now();
-        let mut conn = self.connect(timeout).map_err(|e| e.to_string())?;
-        redis::cmd("PING").query::<String>(&mut conn).map_err(|e| e.to_string())?;
-        Ok(t0.elapsed())
-    }
-}
+// RedisTarget moved to crate::redis_target (it serves cluster, ANPR dedupe, API and service);
+// re-exported here for the paths tests and the API still name.
+pub use crate::redis_target::RedisTarget;
 
 /// Publisher settings, from `Config` or set directly by tests.
 #[derive(Debug, Clone)]
@@ -125,20 +82,6 @@ pub struct PublisherHealthSnapshot {
     pub last_error: Option<String>,
 }
 
-/// The running publisher thread.
-pub struct PublisherHandle {
-    thread: StageThread,
-    pub health: Arc<PublisherHealth>,
-}
-
-impl PublisherHandle {
-    /// Waits for the thread, which ends once `stop` fires and its buffer is flushed (or the
-    /// shutdown deadline passed).
-    pub fn join(self) {
-        self.thread.join();
-    }
-}
-
 impl PublisherHealth {
     pub fn snapshot(&self, metrics: &Metrics) -> PublisherHealthSnapshot {
         PublisherHealthSnapshot { connected: metrics.redis_up(), last_error: self.last_error.lock().clone() }
@@ -174,19 +117,20 @@ fn classify(e: &redis::RedisError) -> Retry {
     }
 }
 
-/// Starts the publisher thread. It reads `events` until `stop` disconnects (or `events` does),
-/// then flushes and returns.
+/// Starts the publisher thread. It reads `events` until `stop` fires (or every sender of
+/// `events` is gone), then flushes (within `shutdown_flush`) and returns; the handle's `join`
+/// waits for that. The health is what `/api/health` shows of it.
 pub fn spawn(
     cfg: PublisherConfig,
     events: Receiver<Event>,
-    stop: Receiver<()>,
+    stop: Stop,
     metrics: Arc<Metrics>,
     supervisor: &Supervisor,
-) -> std::io::Result<PublisherHandle> {
+) -> std::io::Result<(StageHandle, Arc<PublisherHealth>)> {
     let health = Arc::new(PublisherHealth::default());
     let h = health.clone();
     let thread = StageThread::spawn("publish", supervisor, move || Publisher::new(cfg, metrics, h).run(events, stop))?;
-    Ok(PublisherHandle { thread, health })
+    Ok((StageHandle::new("publish", vec![thread]), health))
 }
 
 struct Publisher {
@@ -218,7 +162,7 @@ impl Publisher {
         }
     }
 
-    fn run(mut self, events: Receiver<Event>, stop: Receiver<()>) {
+    fn run(mut self, events: Receiver<Event>, stop: Stop) {
         log::info!("publish: writing to stream '{}' on {:?}", self.cfg.stream, self.cfg.target);
         // Connect eagerly so health shows the truth before the first event.
         match self.connection() {
@@ -240,7 +184,7 @@ impl Publisher {
                         Ok(ev) => self.push(ev),
                         Err(_) => deadline = Some(Instant::now() + self.cfg.shutdown_flush),
                     },
-                    recv(stop) -> _ => deadline = Some(Instant::now() + self.cfg.shutdown_flush),
+                    recv(stop.receiver()) -> _ => deadline = Some(Instant::now() + self.cfg.shutdown_flush),
                     default(wait) => {}
                 }
             }
@@ -249,7 +193,7 @@ impl Publisher {
             for ev in events.try_iter().take(limit) {
                 self.push(ev);
             }
-            if deadline.is_none() && stop.try_recv() == Err(crossbeam_channel::TryRecvError::Disconnected) {
+            if deadline.is_none() && stop.is_stopped() {
                 deadline = Some(Instant::now() + self.cfg.shutdown_flush);
             }
             if !self.buf.is_empty() && self.retry_at.is_none_or(|t| Instant::now() >= t) {

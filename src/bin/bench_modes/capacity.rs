@@ -151,7 +151,7 @@ fn run_count(cfg: &Config, clip: &Path, visits: &[u64], frames_per_loop: u64, n:
     let (end, secs, cpu) = (captured(&svc), t0.elapsed().as_secs_f64(), process_cpu_seconds() - cpu0);
     // the events of visits that began just before the end get 2 s to arrive
     std::thread::sleep(Duration::from_secs(3));
-    let mut conn = analytics_service::pipeline::publish::RedisTarget::from_config(&cfg).connect(Duration::from_secs(2))?;
+    let mut conn = analytics_service::redis_target::RedisTarget::from_config(&cfg).connect(Duration::from_secs(2))?;
     let entries = super::stream_since(&mut conn, &cfg.redis_stream, wall0)?;
     svc.shutdown();
     super::drop_service_keys(&mut conn, &cfg)?;

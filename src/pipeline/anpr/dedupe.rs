@@ -4,15 +4,15 @@
 //! too. The same text read again more confidently is not news and only raises the bar.
 //! Time comes from an injected [`Clock`] so tests need no sleeping.
 //!
-//! With several instances, a camera can move to another instance mid-window (DESIGN.md
-//! section 9); [`SharedDedupe`] then keeps the window across them: before a new plate is
+//! With several instances, a camera can move to another instance mid-window
+//! (docs/architecture.md, "Redis keys"); [`SharedDedupe`] then keeps the window across them: before a new plate is
 //! published, `SET <prefix>anpr:<camera>:<plate> <instance> NX EX <window>` must succeed. That
 //! key is exact, so the edit-distance-1 tolerance stays per instance. If Redis cannot be
 //! reached the read is published (at least once rather than lost) and Redis is not asked again
 //! for 5 s.
 
 use super::text::edit_distance;
-use crate::pipeline::publish::RedisTarget;
+use crate::redis_target::RedisTarget;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 

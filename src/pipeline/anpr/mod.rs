@@ -1,4 +1,4 @@
-//! ANPR: licence plates of the vehicles the detector found (DESIGN.md section 2, anpr).
+//! ANPR: licence plates of the vehicles the detector found (docs/architecture.md, "Events").
 //!
 //! ```text
 //! track -> AnprInput (ANPR_CAP, Block) -> [anpr]
@@ -8,7 +8,7 @@
 //!   -> vehicle guards -> crop + margin -> plate detector -> plate guards -> crop -> OCR (CTC)
 //!   -> normalise -> read threshold -> votes per track -> one Event::Anpr per track -> events
 //! ```
-//! ANPR works per vehicle *track* (DESIGN.md section 7): the track stage asks for a few reads
+//! ANPR works per vehicle *track* (docs/architecture.md, "Events"): the track stage asks for a few reads
 //! of each vehicle track on its best frames ([`requests::Requests`], the policy); here the
 //! reads of one track are voted (clustered by edit distance, the most confident member of the
 //! largest cluster, as Frigate does) and published once, with the `track_id`, as soon as
@@ -35,8 +35,8 @@ use crate::events::{AnprEvent, AnprResult, BoundingBox, Event, EventCommon, Life
 use crate::logging::RateLimit;
 use crate::metrics::Metrics;
 use crate::pipeline::frame::Frame;
-use crate::pipeline::supervise::{beat, Supervisor, BEAT_EVERY};
-use crate::pipeline::StageThread;
+use crate::stage::supervise::{beat, Supervisor, BEAT_EVERY};
+use crate::stage::{StageHandle, StageThread, Stop};
 use crossbeam_channel::{Receiver, Sender};
 use dedupe::{Clock, Dedupe, SystemClock};
 use ocr::PlateReader;
@@ -44,7 +44,6 @@ use opencv::core::{Mat, Rect};
 use opencv::prelude::*;
 use plate::PlateDetector;
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use text::PlateRules;
@@ -106,7 +105,7 @@ pub struct AnprSettings {
     pub dedupe_window: Duration,
     /// Where the window is also kept across instances: Redis, `REDIS_KEY_PREFIX`, `INSTANCE_ID`
     /// (the service sets it; `None` keeps it in this process only, as the unit tests do).
-    pub shared_dedupe: Option<(crate::pipeline::publish::RedisTarget, String, String)>,
+    pub shared_dedupe: Option<(crate::redis_target::RedisTarget, String, String)>,
     pub rules: PlateRules,
     /// Least vehicle confidence considered (0.3: ANPR looks at vehicles below the camera's
     /// event threshold too, since a plate read confirms them).
@@ -124,7 +123,7 @@ pub struct AnprSettings {
 impl AnprSettings {
     /// Keeps the dedupe window in Redis too (the running service; see `dedupe::SharedDedupe`).
     pub fn shared_in_redis(mut self, c: &crate::config::Config) -> Self {
-        let target = crate::pipeline::publish::RedisTarget::from_config(c);
+        let target = crate::redis_target::RedisTarget::from_config(c);
         self.shared_dedupe = Some((target, c.redis_key_prefix.clone(), c.instance_id.clone()));
         self
     }
@@ -152,43 +151,28 @@ pub struct AnprModels {
 
 impl AnprModels {
     /// Loads the plate detector and the recogniser from the configured paths.
-    pub fn load(c: &crate::config::Config) -> Result<Self, crate::pipeline::detect::session::InferenceError> {
+    pub fn load(c: &crate::config::Config) -> Result<Self, crate::infer::InferenceError> {
         let dylib = c.ort_dylib_path.as_deref();
         Ok(AnprModels {
-            plate: PlateDetector::load(&c.anpr_plate_model, c.inference_device, dylib)?,
-            reader: PlateReader::load(&c.anpr_ocr_model, &c.anpr_ocr_dict, c.inference_device, dylib)?,
+            plate: PlateDetector::load(&c.anpr_plate_model, &c.device(), dylib)?,
+            reader: PlateReader::load(&c.anpr_ocr_model, &c.anpr_ocr_dict, &c.device(), dylib)?,
         })
     }
 }
 
-pub struct AnprHandle {
-    thread: StageThread,
-    stopping: Arc<AtomicBool>,
-}
-
-impl AnprHandle {
-    /// Shutdown has begun: jobs still queued are abandoned (counted as dropped), not read.
-    /// A plate read costs hundreds of milliseconds on a CPU; shutdown should not wait for them.
-    pub fn begin_stop(&self) {
-        self.stopping.store(true, Ordering::SeqCst);
-    }
-
-    pub fn join(self) {
-        self.thread.join();
-    }
-}
-
-/// Starts the ANPR thread; it ends when every sender of `inputs` is gone.
+/// Starts the ANPR thread; it ends when every sender of `inputs` is gone. Once `stop` fires
+/// (shutdown has begun), jobs still queued are abandoned (counted as dropped), not read: a
+/// plate read costs hundreds of milliseconds on a CPU, and shutdown should not wait for them;
+/// object events still pass through until the input closes.
 pub fn spawn(
     models: AnprModels,
     settings: AnprSettings,
     inputs: Receiver<AnprInput>,
     events: Sender<Event>,
+    stop: Stop,
     metrics: Arc<Metrics>,
     supervisor: &Supervisor,
-) -> std::io::Result<AnprHandle> {
-    let stopping = Arc::new(AtomicBool::new(false));
-    let stop = stopping.clone();
+) -> std::io::Result<StageHandle> {
     let thread = StageThread::spawn("anpr", supervisor, move || {
         let mut stage = AnprStage::new(models, settings, SystemClock, metrics.clone());
         let mut queue = FairJobs::default();
@@ -227,7 +211,7 @@ pub fn spawn(
                     }
                 }
             }
-            if stop.load(Ordering::SeqCst) {
+            if stop.is_stopped() {
                 for _ in queue.drain() {
                     metrics.anpr_job_dropped();
                 }
@@ -241,7 +225,7 @@ pub fn spawn(
         }
         log::debug!("anpr: stopped");
     })?;
-    Ok(AnprHandle { thread, stopping })
+    Ok(StageHandle::new("anpr", vec![thread]))
 }
 
 /// The fair queue of plate jobs: one small queue per camera, served round-robin, and within a
@@ -513,7 +497,7 @@ impl<C: Clock> AnprStage<C> {
 
     /// Decides track `t`'s plate from its votes (the most confident read of the largest
     /// cluster) and publishes it once: the `anpr` event, and an object `update` (reason
-    /// `plate`) when the object has started. The window dedupe of DESIGN.md section 2 still
+    /// `plate`) when the object has started. The window dedupe (ANPR_DEDUPE_WINDOW_S) still
     /// applies across tracks (a vehicle whose track was split is not read out twice).
     fn decide(&mut self, t: &str) -> Vec<Event> {
         let Some(entry) = self.tracks.get_mut(t) else { return Vec::new() };

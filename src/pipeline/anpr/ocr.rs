@@ -5,8 +5,7 @@
 //! Output `[1, W / 8, classes]` softmax, decoded greedily (see `text::ctc_greedy`).
 
 use super::text::{ctc_greedy, Charset, Read};
-use crate::config::InferenceDevice;
-use crate::pipeline::detect::session::{InferenceError, ModelSession, Provider};
+use crate::infer::{Device, InferenceError, ModelSession, Provider};
 use ndarray::{Array4, Axis, Ix3};
 use opencv::core::{Mat, Size};
 use opencv::imgproc;
@@ -23,7 +22,7 @@ pub struct PlateReader {
 }
 
 impl PlateReader {
-    pub fn load(model: &Path, dict: &Path, device: InferenceDevice, dylib: Option<&Path>) -> Result<Self, InferenceError> {
+    pub fn load(model: &Path, dict: &Path, device: &Device, dylib: Option<&Path>) -> Result<Self, InferenceError> {
         let text = std::fs::read_to_string(dict)
             .map_err(|e| InferenceError::ModelMissing { var: "ANPR_OCR_DICT", path: format!("{} ({e})", dict.display()) })?;
         let charset = Charset::from_dict(&text);

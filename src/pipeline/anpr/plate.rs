@@ -3,10 +3,9 @@
 //! (mask coefficients and prototypes of a seg model are ignored). fp16 and fp32 models both work;
 //! the batch is 1.
 
-use crate::config::InferenceDevice;
-use crate::pipeline::detect::postprocess::{decode, RawDetection};
-use crate::pipeline::detect::preprocess::letterbox_into;
-use crate::pipeline::detect::session::{InferenceError, ModelSession, Provider};
+use crate::infer::decode::{decode, RawDetection};
+use crate::infer::letterbox::letterbox_into;
+use crate::infer::{Device, InferenceError, ModelSession, Provider};
 use ndarray::{s, Array4, Axis, Ix3};
 use opencv::core::Mat;
 use std::path::Path;
@@ -18,7 +17,7 @@ pub struct PlateDetector {
 }
 
 impl PlateDetector {
-    pub fn load(path: &Path, device: InferenceDevice, dylib: Option<&Path>) -> Result<Self, InferenceError> {
+    pub fn load(path: &Path, device: &Device, dylib: Option<&Path>) -> Result<Self, InferenceError> {
         let session = ModelSession::load("ANPR_PLATE_MODEL", path, device, dylib)?;
         let bad = |reason: String| InferenceError::BadModel { var: "ANPR_PLATE_MODEL", path: path.display().to_string(), reason };
         let i = session.inputs.first().ok_or_else(|| bad("no input".into()))?;

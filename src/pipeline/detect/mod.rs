@@ -1,4 +1,4 @@
-//! Object detection with YOLOv8 (DESIGN.md section 5, detection).
+//! Object detection with YOLOv8 (docs/architecture.md, "Stage graph").
 //!
 //! ```text
 //! frames from motion (DETECT_CAP, try_send; full -> dropped{stage="motion"})
@@ -23,23 +23,20 @@
 //! out (ByteTrack's second association).
 
 pub mod batcher; // RoundRobin: fair per-camera batching
-pub mod postprocess; // decode, NMS, un-letterbox, per-camera filter
-pub mod preprocess; // Letterbox
-pub mod session; // the only file that uses ort
-pub mod yolo; // the YOLOv8 model: shapes, names, batch tensor
+pub mod filter; // a camera's threshold, classes and zones over the detector's boxes
 
+use crate::infer::Yolo;
 use crate::logging::RateLimit;
 use crate::metrics::{Metrics, Phase, Stage};
 use crate::pipeline::frame::Frame;
-use crate::pipeline::supervise::{beat, Supervisor, BEAT_EVERY};
-use crate::pipeline::StageThread;
+use crate::stage::supervise::{beat, Supervisor, BEAT_EVERY};
+use crate::stage::{StageHandle, StageThread};
 use batcher::RoundRobin;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use yolo::{Yolo, YoloInfo};
 
 /// Frames between the motion pool and the batcher. Policy: the motion stage `try_send`s and
 /// counts a full channel as a drop; the batcher drains it into its per-camera queues at once,
@@ -62,7 +59,7 @@ pub const TRACK_LOW_THRESH: f32 = 0.1;
 /// pixels, on its way to the track stage.
 pub struct Detected {
     pub frame: Frame,
-    pub boxes: Vec<postprocess::RawDetection>,
+    pub boxes: Vec<crate::infer::RawDetection>,
 }
 
 /// Whether the letterbox can take `image`: 8-bit, 3 channels, at least 2x2.
@@ -78,24 +75,6 @@ pub struct DetectSettings {
     pub batch_size: usize,
     /// `BATCH_TIMEOUT_MS`.
     pub batch_timeout: Duration,
-}
-
-/// The running detection stage: the batcher thread and its inference workers.
-pub struct DetectHandle {
-    batcher: StageThread,
-    workers: Vec<StageThread>,
-    pub info: YoloInfo,
-}
-
-impl DetectHandle {
-    /// Waits for the stage, which ends once every sender of its input is gone and its queues
-    /// are empty (the batcher), then once every batch handed out is done (the workers).
-    pub fn join(self) {
-        self.batcher.join();
-        for w in self.workers {
-            w.join();
-        }
-    }
 }
 
 /// A batch handed to an inference worker: each frame with its place in its camera's order.
@@ -164,7 +143,9 @@ impl Sequencer {
 }
 
 /// Starts the batcher and one inference worker per model instance in `workers` (each owns its
-/// session: `Session::run` takes `&mut self`).
+/// session: `Session::run` takes `&mut self`). The stage ends once every sender of `frames` is
+/// gone and its queues are empty (the batcher), then once every batch handed out is done (the
+/// workers): joining the handle waits for both, in that order.
 pub fn spawn(
     workers: Vec<Yolo>,
     settings: DetectSettings,
@@ -172,8 +153,10 @@ pub fn spawn(
     detected: Sender<Detected>,
     metrics: Arc<Metrics>,
     supervisor: &Supervisor,
-) -> std::io::Result<DetectHandle> {
-    let info = workers.first().map(|y| y.info.clone()).ok_or_else(|| std::io::Error::other("no inference worker"))?;
+) -> std::io::Result<StageHandle> {
+    if workers.is_empty() {
+        return Err(std::io::Error::other("no inference worker"));
+    }
     let sequencer = Arc::new(Sequencer { open: Mutex::new(HashMap::new()), next: Default::default(), detected });
     // a worker says when it is free; only then is a batch made, and handed over at once
     let n = workers.len();
@@ -195,7 +178,8 @@ pub fn spawn(
         let mut stage = Batcher { settings, jobs: job_tx, ready: ready_rx, workers: n, sequencer, metrics };
         stage.run(frames)
     })?;
-    Ok(DetectHandle { batcher, workers: threads, info })
+    threads.insert(0, batcher);
+    Ok(StageHandle::new("detect", threads))
 }
 
 /// Sorts frames into per-camera queues and hands batches to the free workers.

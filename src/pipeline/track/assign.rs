@@ -9,7 +9,7 @@
 //! with Kuhn-Munkres on integer weights (`pathfinding` needs `Ord` weights; a micro-unit
 //! resolution is far below any IoU difference that matters).
 
-use crate::pipeline::detect::postprocess::iou;
+use crate::infer::iou;
 use pathfinding::kuhn_munkres::kuhn_munkres;
 use pathfinding::matrix::Matrix;
 

@@ -1,4 +1,4 @@
-//! Multi-object tracking per camera (DESIGN.md section 7): ByteTrack (Zhang et al., 2022,
+//! Multi-object tracking per camera (docs/architecture.md, "Events"): ByteTrack (Zhang et al., 2022,
 //! "ByteTrack: Multi-Object Tracking by Associating Every Detection Box") over the detector's
 //! boxes, so that a camera's detections become objects with a lifetime.
 //!

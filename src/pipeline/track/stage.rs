@@ -1,4 +1,4 @@
-//! The track stage: detected frames become objects (DESIGN.md section 7).
+//! The track stage: detected frames become objects (docs/architecture.md, "Events").
 //!
 //! ```text
 //! detect -> Detected{frame, every box >= 0.1} (TRACK_CAP, Block) -> [track]
@@ -21,14 +21,15 @@
 use super::{EndedTrack, FrameStamp, Track, TrackInput, Tracker, TrackerConfig};
 use crate::camera::CameraParams;
 use crate::events::{BestSighting, Detection, DetectionEvent, Event, EventCommon, Lifecycle, ModelInfo, ObjectEvent, UpdateReason};
+use crate::infer::decode::normalise;
 use crate::metrics::Metrics;
 use crate::pipeline::anpr::requests::{Requests, VehicleSighting};
 use crate::pipeline::anpr::{AnprInput, AnprJob, VEHICLE_CLASSES};
-use crate::pipeline::detect::postprocess::{camera_filter, normalise, zones_of};
+use crate::pipeline::detect::filter::{camera_filter, zones_of};
 use crate::pipeline::detect::Detected;
 use crate::pipeline::frame::CameraEnded;
-use crate::pipeline::supervise::{beat, Supervisor, BEAT_EVERY};
-use crate::pipeline::StageThread;
+use crate::stage::supervise::{beat, Supervisor, BEAT_EVERY};
+use crate::stage::{StageHandle, StageThread};
 use crate::time::rfc3339_millis;
 use crossbeam_channel::{select, Receiver, Sender};
 use opencv::prelude::MatTraitConst;
@@ -66,25 +67,13 @@ pub struct TrackSettings {
     pub model_info: ModelInfo,
 }
 
-/// The running track stage.
-pub struct TrackHandle {
-    thread: StageThread,
-}
-
-impl TrackHandle {
-    /// Waits for the stage, which ends (ending every track) once detection has ended.
-    pub fn join(self) {
-        self.thread.join();
-    }
-}
-
 /// Where objects go: through ANPR (to carry plates) when it runs, else to the publisher.
 pub struct Outputs {
     pub events: Sender<Event>,
     pub anpr: Option<Sender<AnprInput>>,
 }
 
-/// Starts the track thread.
+/// Starts the track thread; it ends (ending every track) once detection has ended.
 pub fn spawn(
     settings: TrackSettings,
     detected: Receiver<Detected>,
@@ -92,12 +81,12 @@ pub fn spawn(
     out: Outputs,
     metrics: Arc<Metrics>,
     supervisor: &Supervisor,
-) -> std::io::Result<TrackHandle> {
+) -> std::io::Result<StageHandle> {
     let thread = StageThread::spawn("track", supervisor, move || {
         let mut stage = TrackStage::new(settings, out, metrics);
         stage.run(&detected, &ended);
     })?;
-    Ok(TrackHandle { thread })
+    Ok(StageHandle::new("track", vec![thread]))
 }
 
 /// Lifecycle state of one object (a confirmed track) beyond what the tracker keeps.
@@ -478,8 +467,8 @@ fn object_event(
 mod tests {
     use super::*;
     use crate::camera::RoiZone;
+    use crate::infer::RawDetection;
     use crate::metrics::CameraCounters;
-    use crate::pipeline::detect::postprocess::RawDetection;
     use crate::pipeline::frame::Frame;
     use crossbeam_channel::Receiver;
     use opencv::core::{Mat, Scalar, CV_8UC3};

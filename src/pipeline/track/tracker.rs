@@ -30,7 +30,7 @@
 
 use super::assign::{iou_cost, linear_assignment};
 use super::kalman::{tlbr_to_xyah, KalmanBox};
-use crate::pipeline::detect::postprocess::{iou, RawDetection};
+use crate::infer::{iou, RawDetection};
 use crate::pipeline::frame::Frame;
 use std::time::{Duration, Instant, SystemTime};
 

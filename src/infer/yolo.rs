@@ -5,11 +5,10 @@
 //! session once per chunk of `max_batch` (frame by frame for a model with a fixed batch of 1),
 //! and decodes each image's `[4 + C, N]` slice.
 
-use super::postprocess::{decode, RawDetection};
-use super::preprocess::{letterbox_into, Letterbox};
-use super::session::{BoundIo, InferenceError, ModelSession, Provider, RuntimeInfo};
+use super::decode::{decode, RawDetection};
+use super::letterbox::{letterbox_into, Letterbox};
+use super::session::{BoundIo, Device, InferenceError, ModelSession, Provider, RuntimeInfo};
 use crate::coco::COCO_CLASSES;
-use crate::config::InferenceDevice;
 use crate::events::ModelInfo;
 use ndarray::{s, Array4, ArrayViewD, ArrayViewMut4, Axis, Ix3};
 use opencv::core::Mat;
@@ -92,7 +91,7 @@ impl Yolo {
     pub fn load(
         path: &Path,
         name: String,
-        device: InferenceDevice,
+        device: &Device,
         dylib: Option<&Path>,
         batch_size: usize,
         iou: f32,
@@ -105,7 +104,7 @@ impl Yolo {
     pub fn load_with_threads(
         path: &Path,
         name: String,
-        device: InferenceDevice,
+        device: &Device,
         dylib: Option<&Path>,
         batch_size: usize,
         iou: f32,

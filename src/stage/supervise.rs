@@ -156,7 +156,7 @@ impl Supervisor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::StageThread;
+    use crate::stage::StageThread;
 
     #[test]
     fn a_panicking_stage_is_dead_and_a_stopped_one_is_not() {

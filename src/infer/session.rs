@@ -13,7 +13,6 @@
 //! failed is read from ONNX Runtime's message ([`GpuFailure`]): no driver or no device is told
 //! apart from a library of the GPU recipe that is missing (docs/gpu.md).
 
-use crate::config::InferenceDevice;
 use ndarray::{ArrayView, ArrayViewD, ArrayViewMut4, Ix4};
 use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType};
 use ort::session::builder::GraphOptimizationLevel;
@@ -139,25 +138,27 @@ fn gpu_detail(msg: &str) -> String {
     msg[start..].to_string()
 }
 
-/// TensorRT settings (`TENSORRT_CACHE_DIR`, `TENSORRT_FP16`), set by the pipeline at start.
-#[derive(Debug, Clone)]
+/// TensorRT settings (`TENSORRT_CACHE_DIR`, `TENSORRT_FP16`), carried by [`Device::TensorRt`].
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TensorRtOptions {
+    /// Where TensorRT keeps the engines it builds (minutes, once per model and batch size).
     pub cache_dir: PathBuf,
+    /// Whether TensorRT may use float16.
     pub fp16: bool,
 }
 
-static TENSORRT: parking_lot::Mutex<Option<TensorRtOptions>> = parking_lot::Mutex::new(None);
-
-/// Sets the TensorRT options of the sessions loaded from now on.
-pub fn set_tensorrt_options(options: TensorRtOptions) {
-    *TENSORRT.lock() = Some(options);
-}
-
-fn tensorrt_options() -> TensorRtOptions {
-    TENSORRT.lock().clone().unwrap_or_else(|| {
-        let c = crate::config::Config::default();
-        TensorRtOptions { cache_dir: c.tensorrt_cache_dir, fp16: c.tensorrt_fp16 }
-    })
+/// Where a model is to run: the `INFERENCE_DEVICE` choice, with what that choice needs. Passed
+/// to every load, so no session depends on state set elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Device {
+    /// CUDA when a GPU and its libraries load, CPU otherwise.
+    Auto,
+    Cpu,
+    /// CUDA, required: start-up fails if it does not load.
+    Cuda,
+    /// TensorRT (opt-in, never chosen by `Auto`), with CUDA for the nodes TensorRT does not
+    /// take; both must load.
+    TensorRt(TensorRtOptions),
 }
 
 /// The loaded runtime: where from and which version.
@@ -246,7 +247,7 @@ pub struct ModelSession {
 
 impl ModelSession {
     /// Loads `path` (named by variable `var` in errors) on the provider `device` asks for.
-    pub fn load(var: &'static str, path: &Path, device: InferenceDevice, dylib: Option<&Path>) -> Result<Self, InferenceError> {
+    pub fn load(var: &'static str, path: &Path, device: &Device, dylib: Option<&Path>) -> Result<Self, InferenceError> {
         Self::load_with_threads(var, path, device, dylib, 0)
     }
 
@@ -256,7 +257,7 @@ impl ModelSession {
     pub fn load_with_threads(
         var: &'static str,
         path: &Path,
-        device: InferenceDevice,
+        device: &Device,
         dylib: Option<&Path>,
         intra_threads: usize,
     ) -> Result<Self, InferenceError> {
@@ -266,13 +267,13 @@ impl ModelSession {
     /// A CPU session whose intra-op pool (one thread per core) sleeps between runs instead of
     /// spinning: for runs now and then beside other sessions, whose cores it must not keep busy.
     pub fn load_quiet(var: &'static str, path: &Path, dylib: Option<&Path>) -> Result<Self, InferenceError> {
-        Self::load_inner(var, path, InferenceDevice::Cpu, dylib, 0, false)
+        Self::load_inner(var, path, &Device::Cpu, dylib, 0, false)
     }
 
     fn load_inner(
         var: &'static str,
         path: &Path,
-        device: InferenceDevice,
+        device: &Device,
         dylib: Option<&Path>,
         intra_threads: usize,
         spin: bool,
@@ -298,7 +299,12 @@ impl ModelSession {
             let mut b = match provider {
                 Provider::Cpu => b,
                 Provider::Cuda => cuda_provider(b)?,
-                Provider::TensorRt => tensorrt_provider(b, &tensorrt_options())?,
+                Provider::TensorRt => {
+                    let Device::TensorRt(options) = device else {
+                        return Err(ort::Error::new("TensorRT is tried only for INFERENCE_DEVICE=tensorrt"));
+                    };
+                    tensorrt_provider(b, options)?
+                }
             };
             b.commit_from_file(path)
         };
@@ -307,10 +313,10 @@ impl ModelSession {
             InferenceError::Gpu { device, provider, cause: GpuFailure::classify(&detail), detail }
         };
         let (session, provider) = match device {
-            InferenceDevice::Cpu => (build(Provider::Cpu).map_err(|e| load_err(&e))?, Provider::Cpu),
-            InferenceDevice::Cuda => (build(Provider::Cuda).map_err(|e| gpu_err("cuda", "CUDA", e))?, Provider::Cuda),
-            InferenceDevice::TensorRt => (build(Provider::TensorRt).map_err(|e| gpu_err("tensorrt", "TensorRT", e))?, Provider::TensorRt),
-            InferenceDevice::Auto => match build(Provider::Cuda) {
+            Device::Cpu => (build(Provider::Cpu).map_err(|e| load_err(&e))?, Provider::Cpu),
+            Device::Cuda => (build(Provider::Cuda).map_err(|e| gpu_err("cuda", "CUDA", e))?, Provider::Cuda),
+            Device::TensorRt(_) => (build(Provider::TensorRt).map_err(|e| gpu_err("tensorrt", "TensorRT", e))?, Provider::TensorRt),
+            Device::Auto => match build(Provider::Cuda) {
                 Ok(s) => (s, Provider::Cuda),
                 Err(e) => {
                     let detail = gpu_detail(&e.to_string());
