@@ -18,7 +18,7 @@ fn target() -> RedisTarget {
 
 fn motion(n: u64) -> Event {
     Event::Motion(MotionEvent {
-        common: EventCommon::new("bench-cam", SystemTime::now(), n),
+        common: EventCommon::new("bench-cam", SystemTime::now(), n, (1920, 1080)),
         motion_intensity: 0.31,
         affected_area_percentage: 0.12,
         motion_boxes: vec![BoundingBox { x: 0.1, y: 0.2, width: 0.3, height: 0.4 }; 3],

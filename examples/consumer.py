@@ -10,7 +10,15 @@ mid-way loses nothing:
 2. then claims entries other workers left pending for longer than --claim-idle-ms (XAUTOCLAIM),
 3. then reads new entries (XREADGROUP with id ">"), handles each and XACKs it.
 
-    python examples/consumer.py --stream stream:events --group django --consumer web-1
+    REDIS_HOST=redis REDIS_DB=0 python examples/consumer.py --group django --consumer web-1
+
+It finds Redis as the service does: REDIS_HOST (default 127.0.0.1 here, redis in the service),
+REDIS_PORT (6379), REDIS_DB (0), REDIS_PASSWORD (none) and REDIS_STREAM (stream:events), from
+the environment; --host, --port, --db, --password and --stream override them.
+
+Delivery is at-least-once (docs/events.md, "Delivery"): the same event can arrive twice, with
+the same event_id. Store events under a unique event_id (a unique index in Django) and treat a
+duplicate key as "already handled".
 
 Prints one JSON line per handled event: {"id", "event_type", "camera_id", "event_id", "summary"}.
 In Django, put `handle()` in a management command (python manage.py consume_analytics) and
@@ -18,6 +26,7 @@ save the event in `handle()` before returning; XACK comes after it.
 """
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -42,7 +51,7 @@ def handle(entry_id, fields):
     elif event["event_type"] == "motion":
         summary = f"area {event['affected_area_percentage']:.3f}"
     elif event["event_type"] == "anpr":
-        summary = f"plate {event['anpr_result']['license_plate']}"
+        summary = f"plate {event['anpr_result']['text']}"
     elif event["event_type"] == "object":
         summary = f"{event['class_name']} {event['track_id']} {event['lifecycle']}"
     else:
@@ -53,11 +62,12 @@ def handle(entry_id, fields):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=6379)
-    ap.add_argument("--db", type=int, default=0)
-    ap.add_argument("--password")
-    ap.add_argument("--stream", default="stream:events")
+    env = os.environ.get
+    ap.add_argument("--host", default=env("REDIS_HOST", "127.0.0.1"), help="default: $REDIS_HOST or 127.0.0.1")
+    ap.add_argument("--port", type=int, default=int(env("REDIS_PORT", "6379")), help="default: $REDIS_PORT or 6379")
+    ap.add_argument("--db", type=int, default=int(env("REDIS_DB", "0")), help="default: $REDIS_DB or 0")
+    ap.add_argument("--password", default=env("REDIS_PASSWORD") or None, help="default: $REDIS_PASSWORD")
+    ap.add_argument("--stream", default=env("REDIS_STREAM", "stream:events"), help="default: $REDIS_STREAM or stream:events")
     ap.add_argument("--group", default="django")
     ap.add_argument("--consumer", default="web-1")
     ap.add_argument("--from-start", action="store_true", help="a new group reads the stream from its beginning")

@@ -37,7 +37,8 @@ kill -TERM "$SVC_PID"; wait "$SVC_PID" || true
 kill "$RTSP_PID" 2>/dev/null || true
 redis-cli DEL example:logs >/dev/null
 
-pick() { grep -E "$1" "$WORK/service.log" | head -n "$2"; }
+# a pattern that matches nothing leaves its section short instead of stopping the script
+pick() { grep -E "$1" "$WORK/service.log" | head -n "$2" || true; }
 {
   echo "# Example logs"
   echo
@@ -48,10 +49,10 @@ pick() { grep -E "$1" "$WORK/service.log" | head -n "$2"; }
   echo "\`<RFC 3339 time> [LEVEL] <place>: <sentence>: <error>\`."
   echo
   echo "## Start-up"
-  echo '```'; pick 'starting|ONNX Runtime|detect: .* ready|publish: writing|api: listening|registered' 10; echo '```'
+  echo '```'; pick 'starting|ONNX Runtime|detect: .* ready|inference worker|publish: writing|api: listening|registered' 12; echo '```'
   echo
-  echo "## Motion and detection events"
-  echo '```'; pick 'motion cam=lobby' 4; pick 'detect cam=' 4; pick 'publish: [0-9]+ event' 3; echo '```'
+  echo "## Motion events and publishing"
+  echo '```'; pick 'motion cam=lobby' 4; pick 'publish: [0-9]+ event' 3; echo '```'
   echo
   echo "## ANPR"
   echo '```'; pick 'anpr cam=' 3; echo '```'

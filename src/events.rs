@@ -1,16 +1,33 @@
-//! The events the service publishes (docs/events.md), as serde types.
+//! The events the service publishes, as serde types.
 //!
 //! `Event` is internally tagged by `event_type`, and every variant flattens [`EventCommon`], so the
-//! JSON of an event is exactly the contract's flat object: `{"event_id", "event_type",
-//! "camera_id", "timestamp", "frame_number", ...type fields}`. The same JSON is the `payload`
-//! field of the Redis Stream entry and parses back into `Event`.
+//! JSON of an event is one flat object: `{"event_type", "schema_version", "event_id",
+//! "camera_id", "timestamp", "frame_number", "width", "height", "instance_id", ...type fields}`.
+//! The same JSON is the `payload` field of the Redis Stream entry and parses back into `Event`.
+//!
+//! The consumer's contract is `docs/events.md` with one JSON Schema per event type in
+//! `docs/schema/`; the tests validate every event they read against those schemas, so a field
+//! added here without its schema fails the suite.
 
 use serde::{Deserialize, Serialize};
 use std::time::SystemTime;
 
+/// The version of the event contract (`docs/events.md`, `docs/schema/`). An integer that goes
+/// up only on a breaking change (a field removed, renamed or retyped, a meaning changed);
+/// additions (new fields, new event types, new `update_reason` values) keep it, so consumers
+/// must ignore what they do not know.
+pub const SCHEMA_VERSION: u32 = 1;
+
+fn schema_version() -> u32 {
+    SCHEMA_VERSION
+}
+
 /// Fields every event carries.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventCommon {
+    /// [`SCHEMA_VERSION`] of the service that published the event.
+    #[serde(default = "schema_version")]
+    pub schema_version: u32,
     /// Unique id (UUID v4 form), so consumers can drop the rare duplicate of an at-least-once retry.
     pub event_id: String,
     pub camera_id: String,
@@ -18,19 +35,27 @@ pub struct EventCommon {
     pub timestamp: String,
     /// Decoded-frame counter of the camera's stream.
     pub frame_number: u64,
+    /// The frame's size in pixels, so that normalised boxes can be turned into pixels
+    /// (`x * width`, `y * height`).
+    pub width: u32,
+    pub height: u32,
     /// The instance that processed the frame (`INSTANCE_ID`); the publisher stamps it.
     #[serde(default)]
     pub instance_id: String,
 }
 
 impl EventCommon {
-    /// Common fields for an event about frame `frame_number` of `camera_id` captured at `captured`.
-    pub fn new(camera_id: &str, captured: SystemTime, frame_number: u64) -> Self {
+    /// Common fields for an event about frame `frame_number` of `camera_id` captured at
+    /// `captured`, `(width, height)` pixels large.
+    pub fn new(camera_id: &str, captured: SystemTime, frame_number: u64, (width, height): (u32, u32)) -> Self {
         EventCommon {
+            schema_version: SCHEMA_VERSION,
             event_id: new_event_id(),
             camera_id: camera_id.to_string(),
             timestamp: crate::time::rfc3339_millis(captured),
             frame_number,
+            width,
+            height,
             instance_id: String::new(),
         }
     }
@@ -54,7 +79,7 @@ pub struct Detection {
     /// Names of the camera's ROI zones that hold the box's bottom-centre (empty: no zones set).
     #[serde(default)]
     pub zones: Vec<String>,
-    /// The object this box belongs to (docs/events.md): `<camera_id>/<start ms>-<n>`,
+    /// The object this box belongs to: `<camera_id>/<start ms>-<n>`,
     /// unique across cameras, instances and restarts. Null for a box the tracker has not
     /// confirmed yet (its first frames).
     #[serde(default)]
@@ -64,10 +89,43 @@ pub struct Detection {
 /// Which model produced detections.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelInfo {
-    /// Model name from the file, e.g. `yolov8n`.
+    /// Model name: the file's stem, e.g. `yolov8n`.
     pub model_type: String,
-    /// Runtime version, e.g. `onnxruntime 1.31.1`.
+    /// The model file's name, e.g. `yolov8n.onnx`.
+    #[serde(default)]
+    pub model: String,
+    /// Which weights: `sha256:` and the first 16 hex digits of the file's SHA-256 (what
+    /// `sha256sum` prints), so a consumer sees when the model changed.
     pub version: String,
+    /// The inference runtime, e.g. `onnxruntime 1.31.1`.
+    #[serde(default)]
+    pub runtime: String,
+}
+
+impl ModelInfo {
+    /// The info of the model file at `path`, named `model_type`, run by `runtime`. A file that
+    /// cannot be read (it was loaded, so this is rare) gets `version` `unknown`, not an error:
+    /// the events are more useful than a stop.
+    pub fn of_file(path: &std::path::Path, model_type: &str, runtime: &str) -> ModelInfo {
+        use sha2::Digest;
+        let version = match std::fs::File::open(path).and_then(|mut f| {
+            let mut h = sha2::Sha256::new();
+            std::io::copy(&mut f, &mut h)?;
+            Ok(h.finalize())
+        }) {
+            Ok(d) => format!("sha256:{}", d.iter().take(8).map(|b| format!("{b:02x}")).collect::<String>()),
+            Err(e) => {
+                log::warn!("model {}: cannot hash it for model_info.version: {e}", path.display());
+                "unknown".to_string()
+            }
+        };
+        ModelInfo {
+            model_type: model_type.to_string(),
+            model: path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            version,
+            runtime: runtime.to_string(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -94,14 +152,25 @@ pub struct MotionEvent {
     pub zones: Vec<String>,
 }
 
+/// A plate read: the `anpr` event's `anpr_result`. It has the same `text`, `confidence` and
+/// `region` as an object's `license_plate` ([`ObjectPlate`]), so one piece of consumer code
+/// reads both; `license_plate` repeats `text` under the name the first contract gave it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AnprResult {
-    /// Normalised plate text: upper case, A-Z and 0-9 only.
+    /// Normalised plate text: upper case, A-Z and 0-9 only. Equal to `text`.
     pub license_plate: String,
+    /// Normalised plate text, as in an object's `license_plate.text`.
+    pub text: String,
     /// Mean character probability of the read, 0..1.
     pub confidence: f32,
     /// Best guess of the plate's region, or null when unsure.
     pub region: Option<String>,
+}
+
+impl AnprResult {
+    pub fn new(text: String, confidence: f32, region: Option<String>) -> AnprResult {
+        AnprResult { license_plate: text.clone(), text, confidence, region }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -117,7 +186,7 @@ pub struct AnprEvent {
     pub track_id: Option<String>,
 }
 
-/// Where an object is in its life (docs/events.md).
+/// Where an object is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Lifecycle {
@@ -178,8 +247,8 @@ pub struct ObjectEvent {
     pub entered_zones: Vec<String>,
     pub stationary: bool,
     pub license_plate: Option<ObjectPlate>,
-    /// Only on `update`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Why an `update` was published; null on `start` and `end`.
+    #[serde(default)]
     pub update_reason: Option<UpdateReason>,
 }
 
@@ -259,7 +328,7 @@ mod tests {
     #[test]
     fn event_json_is_flat_with_event_type() {
         let e = Event::Motion(MotionEvent {
-            common: EventCommon::new("cam-1", SystemTime::UNIX_EPOCH, 7),
+            common: EventCommon::new("cam-1", SystemTime::UNIX_EPOCH, 7, (640, 480)),
             motion_intensity: 0.25,
             affected_area_percentage: 0.5,
             motion_boxes: vec![],
@@ -270,6 +339,8 @@ mod tests {
         assert_eq!(v["camera_id"], "cam-1");
         assert_eq!(v["timestamp"], "1970-01-01T00:00:00.000Z");
         assert_eq!(v["frame_number"], 7);
+        assert_eq!(v["schema_version"], SCHEMA_VERSION);
+        assert_eq!((v["width"].as_u64(), v["height"].as_u64()), (Some(640), Some(480)));
         assert_eq!(v["affected_area_percentage"], 0.5);
         let back: Event = serde_json::from_value(v).unwrap();
         assert_eq!(back, e);

@@ -71,6 +71,7 @@ fn sample_plate_reads_end_to_end() {
         .process(&AnprJob { frame: Frame::now("plate-cam", camera.params().as_ref().clone(), camera.counters.clone(), 1, img), vehicles });
     println!("ANPR on {} vehicles took {:?}", camera.counters.snapshot().plates_searched, t.elapsed());
     assert_eq!(events.len(), 1, "one plate, read once even if two vehicle crops hold it: {events:?}");
+    common::schema::check_unpublished(&events[0]);
     let Event::Anpr(e) = &events[0] else { panic!("{events:?}") };
     assert_eq!(e.anpr_result.license_plate, "5AU5341");
     assert!(e.anpr_result.confidence > 0.9, "{e:?}");
@@ -170,6 +171,7 @@ fn whole_frame_search_without_vehicles() {
         vehicles: vec![],
     });
     assert_eq!(events.len(), 1, "{events:?}");
+    common::schema::check_unpublished(&events[0]);
     let Event::Anpr(e) = &events[0] else { panic!("{events:?}") };
     assert_eq!(e.anpr_result.license_plate, "5AU5341");
     assert_eq!(e.vehicle_class, "unknown");

@@ -290,7 +290,7 @@ fn car_object(lifecycle: &str) -> ObjectEvent {
     let b = json!({"x": 0.075, "y": 0.13, "width": 0.82, "height": 0.69});
     serde_json::from_value(json!({
         "event_id": "00000000-0000-4000-8000-000000000000", "camera_id": "gate",
-        "timestamp": "2026-01-01T00:00:01.000Z", "frame_number": 1, "track_id": "gate/1-1",
+        "timestamp": "2026-01-01T00:00:01.000Z", "frame_number": 1, "width": 1280, "height": 720, "track_id": "gate/1-1",
         "lifecycle": lifecycle, "class_name": "truck", "confidence": 0.7, "bounding_box": b,
         "best": {"frame_number": 1, "timestamp": "2026-01-01T00:00:01.000Z", "confidence": 0.7, "bounding_box": b},
         "first_seen": "2026-01-01T00:00:00.000Z", "last_seen": "2026-01-01T00:00:01.000Z", "duration_s": 1.0,

@@ -184,7 +184,8 @@ fn detection_events_over_rtsp_reach_redis() {
         assert_eq!(f["event_type"], "detection");
         let p: Value = serde_json::from_str(&f["payload"]).unwrap();
         assert_eq!(p["model_info"]["model_type"], "yolov8n");
-        assert!(p["model_info"]["version"].as_str().unwrap().starts_with("onnxruntime 1."), "{p}");
+        assert!(p["model_info"]["runtime"].as_str().unwrap().starts_with("onnxruntime 1."), "{p}");
+        assert!(p["model_info"]["version"].as_str().unwrap().starts_with("sha256:"), "the weights' fingerprint: {p}");
         let dets = p["detections"].as_array().unwrap();
         let people = dets.iter().filter(|d| d["class_name"] == "person").count();
         assert!(people >= 3, "several people in every frame of this clip: {p}");

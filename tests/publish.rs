@@ -28,7 +28,7 @@ fn cfg(port: u16, stream: &str, buffer_max: usize) -> PublisherConfig {
 
 /// Event number `n`, of a type that cycles through all three.
 fn event(n: u64) -> Event {
-    let common = EventCommon::new("cam-pub", SystemTime::now(), n);
+    let common = EventCommon::new("cam-pub", SystemTime::now(), n, (640, 480));
     match n % 3 {
         0 => Event::Motion(MotionEvent {
             common,
@@ -46,11 +46,16 @@ fn event(n: u64) -> Event {
                 zones: vec!["gate".into()],
                 track_id: Some("cam/1-1".into()),
             }],
-            model_info: ModelInfo { model_type: "yolov8n".into(), version: "test".into() },
+            model_info: ModelInfo {
+                model_type: "yolov8n".into(),
+                model: "yolov8n.onnx".into(),
+                version: "sha256:0123456789abcdef".into(),
+                runtime: "onnxruntime 1.31.1".into(),
+            },
         }),
         _ => Event::Anpr(AnprEvent {
             common,
-            anpr_result: AnprResult { license_plate: "5AU5341".into(), confidence: 0.99, region: None },
+            anpr_result: AnprResult::new("5AU5341".into(), 0.99, None),
             plate_box: BoundingBox::default(),
             vehicle_box: BoundingBox::default(),
             vehicle_class: "car".into(),

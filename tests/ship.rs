@@ -1,7 +1,7 @@
 //! What an integrator gets besides the binary: Docker files, `/metrics` (parsed by the real
 //! Prometheus parser), the OpenAPI document (validated, and matched against the routes), the
-//! Django-side consumer (run against the service's stream), `.env.example` and the README's
-//! configuration table (matched against the variables the service reads), and the first-run media
+//! Django-side consumer (run against the service's stream), `.env.example` and
+//! docs/configuration.md (matched against the variables the service reads), and the first-run media
 //! step without `../shared` (the sample media from the package registries).
 
 mod common;
@@ -85,6 +85,10 @@ print(json.dumps(docs))
     assert_eq!(cluster.len(), 3);
     let ids: std::collections::BTreeSet<&str> = cluster.values().map(|s| s["environment"]["INSTANCE_ID"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), 3, "unique INSTANCE_IDs");
+    // and unique across machines: each id carries a per-machine prefix compose insists on
+    for id in &ids {
+        assert!(id.starts_with("${INSTANCE_PREFIX:?"), "INSTANCE_ID {id} must not be the same on every machine");
+    }
     for s in cluster.values() {
         assert_eq!(s["build"], ".");
         assert_eq!(s["env_file"], ".env");
@@ -191,21 +195,15 @@ fn django_side_consumer_reads_acks_and_recovers() {
     wait_for(Duration::from_secs(30), "60 events", || (xrange(&mut conn, &stream).len() >= 60).then_some(()));
     svc.shutdown();
     let consumer = |args: &[&str]| -> Vec<Value> {
+        // Redis and the stream come from the environment, as the service reads them
         let out = Command::new(python())
             .arg(repo("examples/consumer.py"))
-            .args([
-                "--host",
-                &redis_host(),
-                "--port",
-                &redis_port().to_string(),
-                "--stream",
-                &stream,
-                "--group",
-                "django",
-                "--from-start",
-                "--max-seconds",
-                "20",
-            ])
+            .env("REDIS_HOST", redis_host())
+            .env("REDIS_PORT", redis_port().to_string())
+            .env("REDIS_DB", "0")
+            .env("REDIS_STREAM", &stream)
+            .env_remove("REDIS_PASSWORD")
+            .args(["--group", "django", "--from-start", "--max-seconds", "20"])
             .args(args)
             .output()
             .unwrap();

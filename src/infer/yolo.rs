@@ -259,7 +259,7 @@ impl Yolo {
     }
 
     pub fn model_info(&self) -> ModelInfo {
-        ModelInfo { model_type: self.info.name.clone(), version: format!("onnxruntime {}", self.info.runtime.version) }
+        ModelInfo::of_file(Path::new(&self.info.path), &self.info.name, &format!("onnxruntime {}", self.info.runtime.version))
     }
 
     /// Letterboxes up to `max_batch` images into the batch tensor (benchmarks: with

@@ -1,6 +1,12 @@
 //! Shared test fixtures: a service on port 0, a raw HTTP client, a real Redis (the machine's,
-//! or one a test starts on a spare port and kills), and unique stream names.
+//! or one a test starts on a spare port and kills), and unique stream names. Every stream
+//! entry read through [`xrange`] is validated against the JSON Schemas in `docs/schema/`
+//! ([`schema`]).
 #![allow(dead_code)]
+
+// Test builds only: src/bin/bench.rs includes this file too and has no dev-dependencies.
+#[cfg(test)]
+pub mod schema;
 
 use analytics_service::config::Config;
 use analytics_service::service::Service;
@@ -180,10 +186,30 @@ impl Drop for OwnRedis {
     }
 }
 
-/// All entries of a stream as (id, field map).
+/// All entries of a stream as (id, field map). Each event entry is checked against its JSON
+/// Schema in `docs/schema/` (the test fails on a field the docs do not describe).
 pub fn xrange(conn: &mut redis::Connection, stream: &str) -> Vec<(String, HashMap<String, String>)> {
-    redis::cmd("XRANGE").arg(stream).arg("-").arg("+").query(conn).unwrap()
+    // tests poll this: each entry is checked once
+    static CHECKED: std::sync::Mutex<Option<std::collections::HashSet<String>>> = std::sync::Mutex::new(None);
+    let entries: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE").arg(stream).arg("-").arg("+").query(conn).unwrap();
+    let mut checked = CHECKED.lock().unwrap_or_else(|e| e.into_inner());
+    let checked = checked.get_or_insert_with(Default::default);
+    for (id, fields) in &entries {
+        if checked.insert(format!("{stream}\0{id}")) {
+            check_entry(fields);
+        }
+    }
+    entries
 }
+
+#[cfg(test)]
+fn check_entry(fields: &HashMap<String, String>) {
+    schema::check_entry(fields)
+}
+
+/// Outside tests (src/bin/bench.rs) entries are not checked.
+#[cfg(not(test))]
+fn check_entry(_: &HashMap<String, String>) {}
 
 /// A sample media file (`vtest_pedestrians_768x576.mp4`, `bus.jpg`, `car_plate_cz_5AU5341.png`):
 /// the first of `$ANALYTICS_MEDIA_DIR/<name>`, `<repo>/.local/media/<name>` (where

@@ -213,6 +213,7 @@ impl<C: Clock> AnprStage<C> {
                             camera_id: cam_id.clone(),
                             frame_number: job.frame.frame_number,
                             captured_at: job.frame.captured_at,
+                            frame_size: (w as u32, h as u32),
                             plate_box: normalised(plate_box, w as f32, h as f32),
                             vehicle_box: normalised(v.bbox, w as f32, h as f32),
                             vehicle_class: v.class_name.clone(),
@@ -237,8 +238,8 @@ impl<C: Clock> AnprStage<C> {
                         v.class_name
                     );
                     events.push(Event::Anpr(AnprEvent {
-                        common: EventCommon::new(&cam_id, job.frame.captured_at, job.frame.frame_number),
-                        anpr_result: AnprResult { license_plate: read.text, confidence, region },
+                        common: EventCommon::new(&cam_id, job.frame.captured_at, job.frame.frame_number, (w as u32, h as u32)),
+                        anpr_result: AnprResult::new(read.text, confidence, region),
                         plate_box: normalised(plate_box, w as f32, h as f32),
                         vehicle_box: normalised(v.bbox, w as f32, h as f32),
                         vehicle_class: v.class_name.clone(),
@@ -292,8 +293,8 @@ impl<C: Clock> AnprStage<C> {
                 entry.votes.len()
             );
             out.push(Event::Anpr(AnprEvent {
-                common: EventCommon::new(&best.camera_id, best.captured_at, best.frame_number),
-                anpr_result: AnprResult { license_plate: best.text.clone(), confidence: best.confidence, region: best.region.clone() },
+                common: EventCommon::new(&best.camera_id, best.captured_at, best.frame_number, best.frame_size),
+                anpr_result: AnprResult::new(best.text.clone(), best.confidence, best.region.clone()),
                 plate_box: best.plate_box,
                 vehicle_box: best.vehicle_box,
                 vehicle_class: best.vehicle_class,
@@ -302,7 +303,7 @@ impl<C: Clock> AnprStage<C> {
         }
         entry.votes.clear();
         if let Some(mut ev) = entry.last_object.clone() {
-            ev.common = EventCommon::new(&ev.common.camera_id, best.captured_at, best.frame_number);
+            ev.common = EventCommon::new(&ev.common.camera_id, best.captured_at, best.frame_number, best.frame_size);
             ev.lifecycle = Lifecycle::Update;
             ev.update_reason = Some(UpdateReason::Plate);
             ev.license_plate = Some(plate);

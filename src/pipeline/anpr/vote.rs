@@ -13,6 +13,8 @@ pub(crate) struct Vote {
     pub(crate) camera_id: Arc<str>,
     pub(crate) frame_number: u64,
     pub(crate) captured_at: std::time::SystemTime,
+    /// The frame's width and height in pixels (events carry them).
+    pub(crate) frame_size: (u32, u32),
     pub(crate) plate_box: BoundingBox,
     pub(crate) vehicle_box: BoundingBox,
     pub(crate) vehicle_class: String,
@@ -45,6 +47,7 @@ mod tests {
             camera_id: Arc::from("c"),
             frame_number: 0,
             captured_at: std::time::SystemTime::UNIX_EPOCH,
+            frame_size: (640, 480),
             plate_box: b,
             vehicle_box: b,
             vehicle_class: "car".into(),

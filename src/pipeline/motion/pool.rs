@@ -18,6 +18,7 @@ use crate::pipeline::frame::Frame;
 use crate::stage::supervise::{beat, Supervisor, BEAT_EVERY};
 use crate::stage::{StageHandle, StageThread, Stop};
 use crossbeam_channel::{bounded, Receiver, Select, Sender, TrySendError};
+use opencv::prelude::MatTraitConst;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -198,7 +199,12 @@ impl Worker {
                         r.boxes.len()
                     );
                     let ev = Event::Motion(MotionEvent {
-                        common: EventCommon::new(&cam.camera.camera_id, frame.captured_at, frame.frame_number),
+                        common: EventCommon::new(
+                            &cam.camera.camera_id,
+                            frame.captured_at,
+                            frame.frame_number,
+                            (frame.image.cols() as u32, frame.image.rows() as u32),
+                        ),
                         motion_intensity: r.intensity,
                         affected_area_percentage: r.area,
                         motion_boxes: r.boxes,

@@ -228,7 +228,7 @@ impl TrackStage {
                 .collect();
             if !detections.is_empty() {
                 let ev = Event::Detection(DetectionEvent {
-                    common: EventCommon::new(&id, frame.captured_at, frame.frame_number),
+                    common: EventCommon::new(&id, frame.captured_at, frame.frame_number, (w as u32, h as u32)),
                     detections,
                     model_info: self.settings.model_info.clone(),
                 });
@@ -371,7 +371,7 @@ fn object_event(
 ) -> ObjectEvent {
     let (first, last, best) = (track.first(), track.last(), track.best());
     ObjectEvent {
-        common: EventCommon::new(camera_id, last.stamp.captured_at, last.stamp.frame_number),
+        common: EventCommon::new(camera_id, last.stamp.captured_at, last.stamp.frame_number, (w as u32, h as u32)),
         track_id: st.track_id.clone(),
         lifecycle,
         class_name: settings.class_names.get(track.class_id()).cloned().unwrap_or_default(),
@@ -410,7 +410,7 @@ mod tests {
         let settings = TrackSettings {
             lost_timeout: Duration::from_secs(3),
             class_names: names,
-            model_info: ModelInfo { model_type: "test".into(), version: "test".into() },
+            model_info: ModelInfo { model_type: "test".into(), model: "test.onnx".into(), version: "test".into(), runtime: "test".into() },
         };
         (TrackStage::new(settings, Outputs { events: tx, anpr: None }, Metrics::new()), rx)
     }
