@@ -186,6 +186,12 @@ impl Drop for OwnRedis {
     }
 }
 
+/// All entries of a stream as (id, field map), unchecked: for streams the service did not
+/// write (the seed design's, in `tests/baseline.rs`).
+pub fn xrange_unchecked(conn: &mut redis::Connection, stream: &str) -> Vec<(String, HashMap<String, String>)> {
+    redis::cmd("XRANGE").arg(stream).arg("-").arg("+").query(conn).unwrap()
+}
+
 /// All entries of a stream as (id, field map). Each event entry is checked against its JSON
 /// Schema in `docs/schema/` (the test fails on a field the docs do not describe).
 pub fn xrange(conn: &mut redis::Connection, stream: &str) -> Vec<(String, HashMap<String, String>)> {
