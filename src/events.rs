@@ -69,6 +69,13 @@ pub struct ModelInfo {
     pub model_type: String,
     /// Runtime version, e.g. `onnxruntime 1.31.1`.
     pub version: String,
+    /// `fp32`, or `int8` for the quantised detector (`YOLO_PRECISION`, docs/int8.md).
+    #[serde(default = "fp32")]
+    pub precision: String,
+}
+
+fn fp32() -> String {
+    "fp32".into()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -46,7 +46,7 @@ fn event(n: u64) -> Event {
                 zones: vec!["gate".into()],
                 track_id: Some("cam/1-1".into()),
             }],
-            model_info: ModelInfo { model_type: "yolov8n".into(), version: "test".into() },
+            model_info: ModelInfo { model_type: "yolov8n".into(), version: "test".into(), precision: "fp32".into() },
         }),
         _ => Event::Anpr(AnprEvent {
             common,

@@ -479,7 +479,7 @@ mod tests {
         let settings = TrackSettings {
             lost_timeout: Duration::from_secs(3),
             class_names: names,
-            model_info: ModelInfo { model_type: "test".into(), version: "test".into() },
+            model_info: ModelInfo { model_type: "test".into(), version: "test".into(), precision: "fp32".into() },
         };
         (TrackStage::new(settings, Outputs { events: tx, anpr: None }, Metrics::new()), rx)
     }
