@@ -120,6 +120,12 @@ fi
 MEDIA_SRC="${ANALYTICS_MEDIA_DIR:-$PWD/../shared/media}"
 "$VENV/bin/python" scripts/fetch_media.py "$MEDIA_SRC" "$PREFIX/media"
 
+# --- INT8 detector --------------------------------------------------------------------------
+# models/yolov8n.int8.onnx, statically quantised from models/yolov8n.onnx and calibrated on fixed
+# frames of the sample video (docs/int8.md); skipped in seconds when its sidecar JSON says it is
+# current. YOLO_PRECISION=auto runs it on CPUs with VNNI.
+"$VENV/bin/python" scripts/quantize.py
+
 # --- Redis ---------------------------------------------------------------------------------
 REDIS_HOST="${REDIS_HOST:-127.0.0.1}"
 REDIS_PORT="${REDIS_PORT:-6379}"

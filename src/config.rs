@@ -284,6 +284,16 @@ mod p {
         }
     }
 
+    pub fn precision(v: &str) -> Result<crate::infer::PrecisionSetting, String> {
+        use crate::infer::PrecisionSetting;
+        match v.to_ascii_lowercase().as_str() {
+            "auto" => Ok(PrecisionSetting::Auto),
+            "fp32" | "float32" => Ok(PrecisionSetting::Fp32),
+            "int8" => Ok(PrecisionSetting::Int8),
+            _ => Err("unknown precision".into()),
+        }
+    }
+
     pub fn device(v: &str) -> Result<InferenceDevice, String> {
         match v.to_ascii_lowercase().as_str() {
             "auto" => Ok(InferenceDevice::Auto),
@@ -401,6 +411,12 @@ define_config! {
     /// models/README.md).
     yolo_model: PathBuf = "YOLO_MODEL", default "models/yolov8n.onnx", section "Object detection (YOLOv8, ONNX)", plain,
         form "a path to an ONNX file, e.g. models/yolov8n.onnx", parse p::model;
+    /// `auto` | `fp32` | `int8`. auto = the INT8 model beside `YOLO_MODEL` (`yolov8n.int8.onnx`,
+    /// made by scripts/quantize.py) on a CPU with VNNI (AVX-512 VNNI / AVX-VNNI), where it
+    /// detects ~1.4-1.9x the frames; FP32 without VNNI, on GPUs and when the file is missing
+    /// (with a warning). int8 without the file fails at start-up. docs/int8.md.
+    yolo_precision: crate::infer::PrecisionSetting = "YOLO_PRECISION", default "auto", section "Object detection (YOLOv8, ONNX)", plain,
+        form "one of auto, fp32, int8", parse p::precision;
     /// `auto` | `cpu` | `cuda` | `tensorrt`. auto = CUDA when its provider, driver and GPU load,
     /// else CPU (logged with the reason); cuda / tensorrt fail at start-up instead. GPU setup:
     /// docs/gpu.md.

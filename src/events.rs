@@ -100,6 +100,13 @@ pub struct ModelInfo {
     /// The inference runtime, e.g. `onnxruntime 1.31.1`.
     #[serde(default)]
     pub runtime: String,
+    /// `fp32`, or `int8` for the quantised detector (`YOLO_PRECISION`, docs/int8.md).
+    #[serde(default = "fp32")]
+    pub precision: String,
+}
+
+fn fp32() -> String {
+    "fp32".into()
 }
 
 impl ModelInfo {
@@ -124,6 +131,7 @@ impl ModelInfo {
             model: path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
             version,
             runtime: runtime.to_string(),
+            precision: fp32(),
         }
     }
 }

@@ -51,6 +51,7 @@ fn event(n: u64) -> Event {
                 model: "yolov8n.onnx".into(),
                 version: "sha256:0123456789abcdef".into(),
                 runtime: "onnxruntime 1.31.1".into(),
+                precision: "fp32".into(),
             },
         }),
         _ => Event::Anpr(AnprEvent {

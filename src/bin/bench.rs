@@ -25,7 +25,10 @@
 //! `--max-cameras` (32)), and prints cameras per core. `--decode-budget` measures keyframes-only
 //! decoding instead (`bench_modes/decode.rs`: `--cameras` 1080p25 cameras at `max_fps` 1, cores
 //! with `decode` `all` vs `keyframes`, and a substream; `--phases all,keyframes,...` runs some). The seed design runs with the setup's
-//! venv Python (`ANALYTICS_PYTHON` overrides it). Redis: REDIS_HOST/REDIS_PORT
+//! venv Python (`ANALYTICS_PYTHON` overrides it). `--precision fp32,int8` runs the service with
+//! each `YOLO_PRECISION` back to back instead (`bench_modes/precision.rs`: saturated frames/s
+//! with `--cameras` fast cameras and light-load latency with one real-time camera, `--rounds R`
+//! (2), order flipped every round); with `--capacity` it runs the capacity search per precision. Redis: REDIS_HOST/REDIS_PORT
 //! (127.0.0.1:6379), streams `bench:<pid>` and `bench:seed:<pid>`, and the service's keys under
 //! `bench:<pid>:` (its own cluster), all deleted afterwards.
 
@@ -35,6 +38,9 @@ mod capacity;
 // `--decode-budget`
 #[path = "bench_modes/decode.rs"]
 mod decode;
+// `--precision fp32,int8`
+#[path = "bench_modes/precision.rs"]
+mod precision;
 // The test fixtures' `media()`: one way to find the sample media for tests, benches and tools.
 #[path = "../../tests/common/mod.rs"]
 mod common;
@@ -54,6 +60,7 @@ use std::time::{Duration, Instant, SystemTime};
 const TARGET_OVER_BARE: f64 = 0.95;
 const TARGET_OVER_SEED: f64 = 1.05;
 
+#[derive(Clone)]
 struct Args {
     cameras: usize,
     seconds: f64,
@@ -73,6 +80,8 @@ struct Args {
     phases: Vec<String>,
     slo_p99_ms: f64,
     max_cameras: usize,
+    precisions: Vec<analytics_service::infer::PrecisionSetting>,
+    rounds: usize,
 }
 
 fn args() -> Args {
@@ -95,6 +104,8 @@ fn args() -> Args {
         phases: Vec::new(),
         slo_p99_ms: 1000.0,
         max_cameras: 32,
+        precisions: Vec::new(),
+        rounds: 2,
     };
     if let Err(e) = parse_args(&mut a) {
         eprintln!("bench: {e}; --help lists the options");
@@ -128,6 +139,8 @@ fn parse_args(a: &mut Args) -> Result<(), lexopt::Error> {
             Long("capacity") => a.capacity = true,
             Long("decode-budget") => a.decode_budget = true,
             Long("phases") => a.phases = p.value()?.string()?.split(',').map(str::to_string).collect(),
+            Long("precision") => a.precisions = precision::parse(&p.value()?.string()?),
+            Long("rounds") => a.rounds = p.value()?.parse()?,
             Long("slo-p99-ms") => a.slo_p99_ms = p.value()?.parse()?,
             Long("max-cameras") => a.max_cameras = p.value()?.parse()?,
             Long("help") | Short('h') => {
@@ -516,12 +529,35 @@ fn main() -> anyhow::Result<()> {
     }
     if a.capacity {
         let ca = capacity::CapacityArgs { seconds: a.seconds, slo_p99_ms: a.slo_p99_ms, max_cameras: a.max_cameras };
-        let v = capacity::run(&cfg, &video, &ca)?;
+        let v = if a.precisions.is_empty() {
+            capacity::run(&cfg, &video, &ca)?
+        } else {
+            let mut per = serde_json::Map::new();
+            for &p in &a.precisions {
+                println!("\n#### capacity with YOLO_PRECISION={p:?}");
+                per.insert(format!("{p:?}").to_lowercase(), capacity::run(&Config { yolo_precision: p, ..cfg.clone() }, &video, &ca)?);
+            }
+            Value::Object(per)
+        };
         if let Some(path) = &a.json {
             let (commit, dirty) = git_commit();
             let doc = json!({"bench": "analytics-service src/bin/bench.rs --capacity", "git_commit": commit, "git_dirty": dirty,
                 "when": analytics_service::time::rfc3339_millis(SystemTime::now()), "machine": {"nproc": std::thread::available_parallelism().map_or(1, |n| n.get()), "cpu": cpu_model()},
                 "capacity": v});
+            std::fs::write(path, serde_json::to_string_pretty(&doc)?)?;
+            println!("figures written to {path}");
+        }
+        return Ok(());
+    }
+    if !a.precisions.is_empty() {
+        let v = precision::run(&a, &cfg, &video, &a.precisions, a.rounds.max(1))?;
+        if let Some(path) = &a.json {
+            let (commit, dirty) = git_commit();
+            let doc = json!({"bench": "analytics-service src/bin/bench.rs --precision", "git_commit": commit, "git_dirty": dirty,
+                "when": analytics_service::time::rfc3339_millis(SystemTime::now()),
+                "machine": {"nproc": std::thread::available_parallelism().map_or(1, |n| n.get()), "cpu": cpu_model(),
+                    "vnni": analytics_service::infer::CpuFeatures::detect().vnni},
+                "cameras": a.cameras, "seconds": a.seconds, "warmup": a.warmup, "max_fps": a.max_fps, "precision": v});
             std::fs::write(path, serde_json::to_string_pretty(&doc)?)?;
             println!("figures written to {path}");
         }

@@ -6,6 +6,7 @@
 //!   [`ModelSession`] (tensor names and shapes checked at load), I/O binding.
 //! - `letterbox.rs`: [`Letterbox`], the fit of a frame into the model input, and the pixel copy.
 //! - `decode.rs`: pure decode of `[4 + C, N]`, class-aware NMS, IoU, boxes back to the frame.
+//! - `precision.rs`: [`PrecisionSetting`] -> FP32 or the INT8 model (CPU with VNNI), testable.
 //! - `yolo.rs`: [`Yolo`], the YOLOv8 detector: a session, what is read from the model, one
 //!   preallocated batch tensor.
 //!
@@ -14,10 +15,12 @@
 
 pub mod decode; // decode, NMS, IoU, un-letterbox, normalise
 pub mod letterbox; // Letterbox: fit, copy into the batch tensor, map back
+pub mod precision; // YOLO_PRECISION: FP32 or the INT8 sibling, a pure choice
 pub mod session; // the only file that uses ort
 pub mod yolo; // the YOLOv8 model: shapes, names, batch tensor
 
 pub use decode::{iou, RawDetection};
 pub use letterbox::Letterbox;
+pub use precision::{CpuFeatures, Precision, PrecisionSetting};
 pub use session::{Device, InferenceError, ModelSession, Provider, TensorRtOptions};
 pub use yolo::{Yolo, YoloInfo};

@@ -7,6 +7,7 @@
 
 use super::decode::{decode, RawDetection};
 use super::letterbox::{letterbox_into, Letterbox};
+use super::precision::{select_model, CpuFeatures, Precision, PrecisionSetting};
 use super::session::{BoundIo, Device, InferenceError, ModelSession, Provider, RuntimeInfo};
 use crate::coco::COCO_CLASSES;
 use crate::events::ModelInfo;
@@ -34,6 +35,8 @@ pub struct YoloInfo {
     pub classes: usize,
     /// Whether runs go through ONNX Runtime's I/O binding ([`BoundIo`]): on by itself on a GPU.
     pub io_binding: bool,
+    /// `fp32`, or `int8` for the statically quantised model (`YOLO_PRECISION`, docs/int8.md).
+    pub precision: Precision,
 }
 
 /// A session on every core that the inference workers share ([`Yolo::load_wide_session`]).
@@ -146,6 +149,8 @@ impl Yolo {
             max_batch,
             classes,
             io_binding: false,
+            // the INT8 model is the FP32 one's quantised sibling (scripts/quantize.py)
+            precision: if path.to_string_lossy().ends_with(".int8.onnx") { Precision::Int8 } else { Precision::Fp32 },
         };
         log::info!(
             "detect: {} ready on {:?}: input {w}x{h}, batch {}, {classes} classes",
@@ -167,6 +172,58 @@ impl Yolo {
                 log::warn!("detect: {}: I/O binding unavailable on {:?}, running without it: {e}", yolo.info.name, yolo.info.provider);
             }
         }
+        Ok(yolo)
+    }
+
+    /// [`load_with_threads`](Self::load_with_threads) of the FP32 model `path` or its INT8
+    /// sibling, as `setting` (`YOLO_PRECISION`) chooses for the provider and this CPU
+    /// ([`select_model`]). With `INFERENCE_DEVICE=auto` the provider is known only once a
+    /// session loaded, so the FP32 model is loaded first and swapped for the INT8 one when the
+    /// choice asks for it (a yolov8n loads in ~0.1 s).
+    #[allow(clippy::too_many_arguments)]
+    pub fn load_with_precision(
+        path: &Path,
+        name: String,
+        device: &Device,
+        dylib: Option<&Path>,
+        batch_size: usize,
+        iou: f32,
+        intra_threads: usize,
+        setting: PrecisionSetting,
+    ) -> Result<Self, InferenceError> {
+        let cpu = CpuFeatures::detect();
+        let known = match device {
+            Device::Cpu => Some(Provider::Cpu),
+            Device::Cuda => Some(Provider::Cuda),
+            Device::TensorRt(_) => Some(Provider::TensorRt),
+            Device::Auto => None,
+        };
+        let load =
+            |file: &Path, device: &Device| Self::load_with_threads(file, name.clone(), device, dylib, batch_size, iou, intra_threads);
+        let yolo = match known {
+            Some(provider) => {
+                let (file, _) = select_model(setting, path, provider, cpu)?;
+                load(&file, device)?
+            }
+            None => {
+                let first = load(path, device)?;
+                let (file, _) = select_model(setting, path, first.info.provider, cpu)?;
+                if file == path {
+                    first
+                } else {
+                    // the same provider the probe got, now required
+                    let device = if first.info.provider == Provider::Cpu { Device::Cpu } else { device.clone() };
+                    drop(first);
+                    load(&file, &device)?
+                }
+            }
+        };
+        log::info!(
+            "detect: YOLO_PRECISION={setting:?}: running {} ({:?}) on {:?}",
+            yolo.info.path,
+            yolo.info.precision,
+            yolo.info.provider
+        );
         Ok(yolo)
     }
 
@@ -259,7 +316,10 @@ impl Yolo {
     }
 
     pub fn model_info(&self) -> ModelInfo {
-        ModelInfo::of_file(Path::new(&self.info.path), &self.info.name, &format!("onnxruntime {}", self.info.runtime.version))
+        let mut info =
+            ModelInfo::of_file(Path::new(&self.info.path), &self.info.name, &format!("onnxruntime {}", self.info.runtime.version));
+        info.precision = self.info.precision.as_str().into();
+        info
     }
 
     /// Letterboxes up to `max_batch` images into the batch tensor (benchmarks: with

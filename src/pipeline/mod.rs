@@ -102,7 +102,7 @@ impl Pipeline {
         // one model instance per inference worker (each owns its session)
         let (workers, threads) = config.inference_worker_count();
         let load = || {
-            crate::infer::Yolo::load_with_threads(
+            crate::infer::Yolo::load_with_precision(
                 &config.yolo_model,
                 config.yolo_model_name(),
                 &device,
@@ -110,6 +110,7 @@ impl Pipeline {
                 config.batch_size_to_load(),
                 config.nms_iou,
                 threads,
+                config.yolo_precision,
             )
             .map_err(StartError::Model)
         };

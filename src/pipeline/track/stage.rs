@@ -410,7 +410,13 @@ mod tests {
         let settings = TrackSettings {
             lost_timeout: Duration::from_secs(3),
             class_names: names,
-            model_info: ModelInfo { model_type: "test".into(), model: "test.onnx".into(), version: "test".into(), runtime: "test".into() },
+            model_info: ModelInfo {
+                model_type: "test".into(),
+                model: "test.onnx".into(),
+                version: "test".into(),
+                runtime: "test".into(),
+                precision: "fp32".into(),
+            },
         };
         (TrackStage::new(settings, Outputs { events: tx, anpr: None }, Metrics::new()), rx)
     }
