@@ -23,7 +23,7 @@ cargo clippy --locked --all-targets -- -D warnings
 cargo build --locked --all-targets
 # criterion benches in test mode: each benchmark runs once, as a smoke test
 cargo test --locked --benches
-cargo test --locked --lib --bins --tests -- --test-threads="${TEST_THREADS:-2}"
+cargo test --locked --no-fail-fast --lib --bins --tests -- --test-threads="${TEST_THREADS:-2}"
 if [ "${GPU_READY:-1}" = 1 ]; then
     cargo test --locked --test gpu_ready -- --ignored --test-threads=1
 fi
