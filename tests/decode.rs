@@ -15,31 +15,7 @@ use std::time::Duration;
 /// 20 s of the pedestrian sample at 25 fps, 640x360, one keyframe a second (no scene-cut
 /// keyframes), like an IP camera's main settings at a lower resolution (cheap to make).
 fn clip_gop25() -> std::path::PathBuf {
-    let src = media("vtest_pedestrians_768x576.mp4");
-    ffmpeg_fixture(
-        "vtest_25fps_gop25_360p.mp4",
-        &[
-            "-i",
-            src.to_str().unwrap(),
-            "-t",
-            "20",
-            "-vf",
-            "scale=640:360,fps=25",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-g",
-            "25",
-            "-keyint_min",
-            "25",
-            "-sc_threshold",
-            "0",
-            "-pix_fmt",
-            "yuv420p",
-            "-an",
-        ],
-    )
+    gop25_clip(&media("vtest_pedestrians_768x576.mp4"), 640, 360, 20)
 }
 
 /// The measured window (s): longer than the clip.

@@ -261,6 +261,39 @@ pub fn ffmpeg_fixture(name: &str, args: &[&str]) -> std::path::PathBuf {
     out
 }
 
+/// The first `seconds` of `video` at `width`x`height`, 25 fps, H.264 with a keyframe every
+/// second exactly (`-g 25`, no scene-cut keyframes), as an IP camera's stream is set up; the
+/// decode-budget test and `bench --decode-budget` play it.
+pub fn gop25_clip(video: &std::path::Path, width: u32, height: u32, seconds: u32) -> std::path::PathBuf {
+    let name = format!("{}_{width}x{height}_{seconds}s_25fps_gop25.mp4", video.file_stem().unwrap_or_default().to_string_lossy());
+    let (t, vf) = (seconds.to_string(), format!("scale={width}:{height},fps=25"));
+    let input = video.to_str().expect("a UTF-8 path");
+    ffmpeg_fixture(
+        &name,
+        &[
+            "-i",
+            input,
+            "-t",
+            &t,
+            "-vf",
+            &vf,
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-g",
+            "25",
+            "-keyint_min",
+            "25",
+            "-sc_threshold",
+            "0",
+            "-pix_fmt",
+            "yuv420p",
+            "-an",
+        ],
+    )
+}
+
 /// A 10 s static H.264 clip (the bus photo, 10 fps): real encoder noise, no motion.
 pub fn static_clip() -> std::path::PathBuf {
     let bus = media("bus.jpg");

@@ -39,58 +39,12 @@ pub struct DecodeArgs {
 /// The 1080p25 clip with a keyframe every second (30 s of the sample video, looped by the
 /// cameras).
 fn clip_1080p25(video: &Path) -> PathBuf {
-    common::ffmpeg_fixture(
-        "vtest_1080p25_gop25.mp4",
-        &[
-            "-i",
-            video.to_str().unwrap(),
-            "-t",
-            "30",
-            "-vf",
-            "scale=1920:1080,fps=25",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-g",
-            "25",
-            "-keyint_min",
-            "25",
-            "-sc_threshold",
-            "0",
-            "-pix_fmt",
-            "yuv420p",
-            "-an",
-        ],
-    )
+    common::gop25_clip(video, 1920, 1080, 30)
 }
 
 /// The substream: the same footage at 640x360, 25 fps, a keyframe a second.
 fn clip_360p25(video: &Path) -> PathBuf {
-    common::ffmpeg_fixture(
-        "vtest_360p25_gop25.mp4",
-        &[
-            "-i",
-            video.to_str().unwrap(),
-            "-t",
-            "30",
-            "-vf",
-            "scale=640:360,fps=25",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-g",
-            "25",
-            "-keyint_min",
-            "25",
-            "-sc_threshold",
-            "0",
-            "-pix_fmt",
-            "yuv420p",
-            "-an",
-        ],
-    )
+    common::gop25_clip(video, 640, 360, 30)
 }
 
 /// A phase's name, as printed and as `--phases` takes it: `[sub360p.]all|keyframes[.detect]`.
