@@ -15,33 +15,8 @@ use analytics_service::pipeline::frame::Frame;
 use common::*;
 use opencv::imgcodecs;
 use serde_json::{json, Value};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// 8 s at 10 fps zooming into the plate photo (the car grows, so it is not stationary).
-fn plate_video() -> PathBuf {
-    let img = media("car_plate_cz_5AU5341.png");
-    ffmpeg_fixture(
-        "plate_zoom_8s.mp4",
-        &[
-            "-loop",
-            "1",
-            "-framerate",
-            "10",
-            "-i",
-            img.to_str().unwrap(),
-            "-vf",
-            "scale=1036:662,zoompan=z='1+0.003*on':x='iw/2-(iw/zoom/2)':y='ih/2-(ih/zoom/2)':d=1:s=1036x662:fps=10",
-            "-t",
-            "8",
-            "-c:v",
-            "libx264",
-            "-pix_fmt",
-            "yuv420p",
-        ],
-    )
-}
 
 /// The sample photo reads `5AU5341` through detection and the ANPR stage, with plate and
 /// vehicle boxes where the media README says, region CZ from the format.

@@ -23,30 +23,6 @@ fn walk_10s() -> PathBuf {
     )
 }
 
-/// 8 s at 10 fps zooming into the plate photo (as in tests/anpr.rs).
-fn plate_video() -> PathBuf {
-    let img = media("car_plate_cz_5AU5341.png");
-    ffmpeg_fixture(
-        "plate_zoom_8s.mp4",
-        &[
-            "-loop",
-            "1",
-            "-framerate",
-            "10",
-            "-i",
-            img.to_str().unwrap(),
-            "-vf",
-            "scale=1036:662,zoompan=z='1+0.003*on':x='iw/2-(iw/zoom/2)':y='ih/2-(ih/zoom/2)':d=1:s=1036x662:fps=10",
-            "-t",
-            "8",
-            "-c:v",
-            "libx264",
-            "-pix_fmt",
-            "yuv420p",
-        ],
-    )
-}
-
 /// Every event type is published by a real run and matches its schema. The first event of each
 /// type (and an object `update` with its plate) is written to
 /// `$TMPDIR/analytics-service-event-examples.jsonl`: the examples of docs/events.md come from it.

@@ -294,6 +294,31 @@ pub fn gop25_clip(video: &std::path::Path, width: u32, height: u32, seconds: u32
     )
 }
 
+/// 8 s at 10 fps zooming into the plate photo (the car grows, so it is not stationary): the
+/// ANPR end-to-end tests' camera.
+pub fn plate_video() -> std::path::PathBuf {
+    let img = media("car_plate_cz_5AU5341.png");
+    ffmpeg_fixture(
+        "plate_zoom_8s.mp4",
+        &[
+            "-loop",
+            "1",
+            "-framerate",
+            "10",
+            "-i",
+            img.to_str().unwrap(),
+            "-vf",
+            "scale=1036:662,zoompan=z='1+0.003*on':x='iw/2-(iw/zoom/2)':y='ih/2-(ih/zoom/2)':d=1:s=1036x662:fps=10",
+            "-t",
+            "8",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+        ],
+    )
+}
+
 /// A 10 s static H.264 clip (the bus photo, 10 fps): real encoder noise, no motion.
 pub fn static_clip() -> std::path::PathBuf {
     let bus = media("bus.jpg");
