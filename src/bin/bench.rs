@@ -22,7 +22,10 @@
 //! `--skip-baseline` (the seed design), `--json PATH`. `--capacity` runs the capacity search
 //! instead (`bench_modes/capacity.rs`: cameras of a scene where people come and go, 2, 4, 6, ...
 //! until a visit is missed or p99 passes `--slo-p99-ms` (1000); `--seconds` per count, up to
-//! `--max-cameras` (32)), and prints cameras per core. `--decode-budget` measures keyframes-only
+//! `--max-cameras` (32)), and prints cameras per core; `--capacity --low-fps` searches instead
+//! for the most 1080p25 cameras at `max_fps` 1, motion only, decoding everything and keyframes
+//! only (`bench_modes/decode.rs`: 8, 16, 24, 32, 48, 64, ... cameras until one camera analyses
+//! or reports motion less than 0.8 times a second). `--decode-budget` measures keyframes-only
 //! decoding instead (`bench_modes/decode.rs`: `--cameras` 1080p25 cameras at `max_fps` 1, cores
 //! with `decode` `all` vs `keyframes`, and a substream; `--phases all,keyframes,...` runs some). The seed design runs with the setup's
 //! venv Python (`ANALYTICS_PYTHON` overrides it). `--precision fp32,int8` runs the service with
@@ -76,6 +79,7 @@ struct Args {
     skip_baseline: bool,
     json: Option<String>,
     capacity: bool,
+    low_fps: bool,
     decode_budget: bool,
     phases: Vec<String>,
     slo_p99_ms: f64,
@@ -100,6 +104,7 @@ fn args() -> Args {
         skip_baseline: false,
         json: None,
         capacity: false,
+        low_fps: false,
         decode_budget: false,
         phases: Vec::new(),
         slo_p99_ms: 1000.0,
@@ -137,6 +142,7 @@ fn parse_args(a: &mut Args) -> Result<(), lexopt::Error> {
             Long("skip-baseline") => a.skip_baseline = true,
             Long("json") => a.json = Some(p.value()?.string()?),
             Long("capacity") => a.capacity = true,
+            Long("low-fps") => a.low_fps = true,
             Long("decode-budget") => a.decode_budget = true,
             Long("phases") => a.phases = p.value()?.string()?.split(',').map(str::to_string).collect(),
             Long("precision") => a.precisions = precision::parse(&p.value()?.string()?),
@@ -513,6 +519,15 @@ fn main() -> anyhow::Result<()> {
     // file sources must be absolute and inside STREAM_FILE_ROOT: the video's own folder
     cfg.stream_file_root = video.parent().map(Into::into);
 
+    if a.capacity && a.low_fps {
+        let da = decode::DecodeArgs { cameras: a.cameras, seconds: a.seconds, warmup: a.warmup, phases: Vec::new() };
+        let v = decode::capacity(&cfg, &video, &da, a.max_cameras)?;
+        if let Some(path) = &a.json {
+            let doc = json!({"bench": "analytics-service src/bin/bench.rs --capacity --low-fps", "low_fps_capacity": v});
+            std::fs::write(path, serde_json::to_string_pretty(&doc)?)?;
+        }
+        return Ok(());
+    }
     if a.decode_budget {
         let v = decode::run(
             &cfg,

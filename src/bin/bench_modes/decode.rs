@@ -61,9 +61,24 @@ struct Phase {
 }
 
 fn phase(svc: &Service, stream: &str, clip: &Path, a: &DecodeArgs, decode: &str, detect: bool, sub: bool) -> anyhow::Result<Phase> {
+    phase_of(svc, stream, clip, a.cameras, a, decode, detect, sub)
+}
+
+/// [`phase`] with `cameras` cameras instead of `--cameras`.
+#[allow(clippy::too_many_arguments)]
+fn phase_of(
+    svc: &Service,
+    stream: &str,
+    clip: &Path,
+    cameras: usize,
+    a: &DecodeArgs,
+    decode: &str,
+    detect: bool,
+    sub: bool,
+) -> anyhow::Result<Phase> {
     let addr = svc.api_addr();
     let name = phase_name(decode, detect, sub);
-    let ids: Vec<String> = (0..a.cameras).map(|i| format!("{name}-{i}")).collect();
+    let ids: Vec<String> = (0..cameras).map(|i| format!("{name}-{i}")).collect();
     let cams: Vec<Value> = ids
         .iter()
         .map(|id| {
@@ -177,3 +192,56 @@ pub fn run(cfg: &Config, video: &Path, a: &DecodeArgs) -> anyhow::Result<Value> 
         "ratio_main_all_over_substream_keyframes": sub_kf, "target_ratio": TARGET_RATIO,
     }))
 }
+
+/// `bench --capacity --low-fps`: the most 1080p25 cameras (keyframe every second) this machine
+/// sustains at `max_fps` 1, motion only, with `decode: "all"` and with `"keyframes"`, in one run.
+/// For 8, 16, 24, 32, 48, 64, 96, 128 cameras (up to `max_cameras`) in turn, one phase each on
+/// one service (cameras deleted between): the SLO is that *every* camera analysed at least
+/// [`LOW_FPS_SLO`] frames/s and published at least [`LOW_FPS_SLO`] motion events/s over the
+/// window (the footage always holds walkers, so each analysed frame has motion). The search per
+/// mode stops at the first count that misses it. Cameras per core = the most that met it / the
+/// machine's cores.
+pub fn capacity(cfg: &Config, video: &Path, a: &DecodeArgs, max_cameras: usize) -> anyhow::Result<Value> {
+    let clip = clip_1080p25(video);
+    let mut cfg = cfg.clone();
+    cfg.stream_file_root = clip.parent().map(Into::into);
+    cfg.max_cameras = cfg.max_cameras.max(max_cameras);
+    let stream = cfg.redis_stream.clone();
+    let cores_here = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
+    let svc = Service::start(cfg.clone())?;
+    println!("low-fps capacity: 1920x1080 25 fps cameras (keyframe every 1 s) at max_fps 1, motion only, on {cores_here} cores");
+    let mut modes = Vec::new();
+    for decode in ["all", "keyframes"] {
+        let mut best: Option<(usize, f64)> = None;
+        let mut steps = Vec::new();
+        for n in LOW_FPS_COUNTS.iter().copied().filter(|&n| n <= max_cameras) {
+            let p = phase_of(&svc, &stream, &clip, n, a, decode, false, false)?;
+            let worst_analysed = p.per_camera.iter().map(|c| c.2).fold(f64::INFINITY, f64::min);
+            let worst_motion = p.per_camera.iter().map(|c| c.3).fold(f64::INFINITY, f64::min);
+            let met = worst_analysed >= LOW_FPS_SLO && worst_motion >= LOW_FPS_SLO;
+            println!(
+                "  decode {decode:9} {n:3} cameras: {:.2} cores, slowest camera analysed {worst_analysed:.2} fps, motion {worst_motion:.2} events/s: {}",
+                p.cores,
+                if met { "met" } else { "MISSED" }
+            );
+            steps.push(json!({"cameras": n, "cores": p.cores, "min_analysed_fps": worst_analysed, "min_motion_events_per_s": worst_motion, "met": met}));
+            if !met {
+                break;
+            }
+            best = Some((n, p.cores));
+        }
+        let most = best.map(|b| b.0).unwrap_or(0);
+        println!("  decode {decode}: {most} cameras = {:.1} cameras per core", most as f64 / cores_here);
+        modes.push(json!({"decode": decode, "max_cameras_met": most, "cameras_per_core": most as f64 / cores_here,
+            "cores_at_max": best.map(|b| b.1), "steps": steps}));
+    }
+    svc.shutdown();
+    let _ = redis::cmd("DEL").arg(&stream).query::<()>(&mut common::redis_conn());
+    Ok(json!({"clip": "1920x1080 25 fps, keyframe every 25 frames", "max_fps": 1, "slo_min_per_camera": LOW_FPS_SLO,
+        "seconds": a.seconds, "warmup": a.warmup, "machine_cores": cores_here, "modes": modes}))
+}
+
+/// The camera counts the low-fps search tries, in order.
+const LOW_FPS_COUNTS: [usize; 8] = [8, 16, 24, 32, 48, 64, 96, 128];
+/// Per camera, at least this many analysed frames and motion events a second (of `max_fps` 1).
+const LOW_FPS_SLO: f64 = 0.8;
