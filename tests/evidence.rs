@@ -259,6 +259,16 @@ fn every_ended_object_has_a_snapshot_the_reference_detector_agrees_with() {
             println!("{}: reference IoU {best:.2} in the frame, {tbest:.2} in the thumbnail", e["track_id"]);
         }
     }
+    // what Redis holds: every snapshot and thumbnail still there (superseded ones no event named are deleted)
+    let kept: Vec<String> = conn.keys(format!("{}*humbnail:*", cfg.redis_key_prefix)).unwrap();
+    let kept_full: Vec<String> = conn.keys(format!("{}snapshot:*", cfg.redis_key_prefix)).unwrap();
+    let held: u64 = kept.iter().chain(&kept_full).map(|k| conn.strlen::<_, u64>(k).unwrap()).sum();
+    println!(
+        "Redis holds {} snapshots + {} thumbnails, {held} bytes: {} bytes per ended object",
+        kept_full.len(),
+        kept.len(),
+        held / ends.len().max(1) as u64
+    );
     let (n, bytes) = svc.metrics.snapshots();
     let enc = &svc.metrics.snapshot_encode_seconds;
     println!(
