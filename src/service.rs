@@ -65,6 +65,7 @@ impl Service {
             validate: validate::Context { file_root: config.stream_file_root.clone() },
             http: Arc::new(HttpStats::default()),
             draining: Default::default(),
+            images: crate::api::images::Images::new(RedisTarget::from_config(&config), &config.redis_key_prefix),
             started: Instant::now(),
         });
         if config.api_token.is_none() && !is_loopback(&config.api_host) {

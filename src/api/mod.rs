@@ -16,6 +16,7 @@
 pub mod error; // ApiError: {"error", "message", "details"} with its status
 pub mod front; // between hyper and the routes: head checks, token, body, permits
 pub mod health; // /api/health, /livez, /readyz
+pub mod images; // latest.jpg, object snapshots and thumbnails (from Redis)
 pub mod reply; // Request and Reply, and the hyper response
 pub mod routes; // path + method -> handler, bearer token
 pub mod server; // runtime, accept loop, connections, start/stop

@@ -15,6 +15,8 @@ pub struct Request {
     pub method: Method,
     /// The path as sent, without the query (`/api/cameras/x`).
     pub path: String,
+    /// The query string without the `?` (empty when none).
+    pub query: String,
     pub headers: HeaderMap,
     pub body: Bytes,
 }
