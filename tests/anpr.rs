@@ -100,9 +100,16 @@ fn plate_video_over_rtsp_gives_one_event() {
     let searched = gate["plates_searched"].as_u64().unwrap();
     let detected = gate["frames_detected"].as_u64().unwrap();
     assert!(searched >= 2 && searched <= detected * 6, "{gate}");
-    // object detection is off for the gate: it is tracked for ANPR but reports no objects
-    let gate_objects = entries.iter().filter(|(_, f)| f["event_type"] == "object" && f["camera_id"] == "gate").count();
-    assert_eq!(gate_objects, 0);
+    // object detection is off for the gate: it is tracked for ANPR, and the vehicle whose plate
+    // was read is its one object (a read plate makes a reported object)
+    let gate_objects: Vec<Value> = entries
+        .iter()
+        .filter(|(_, f)| f["event_type"] == "object" && f["camera_id"] == "gate")
+        .map(|(_, f)| serde_json::from_str(&f["payload"]).unwrap())
+        .collect();
+    assert!(gate_objects.iter().all(|o| o["track_id"] == anpr[0]["track_id"]), "{gate_objects:?}");
+    assert_eq!(gate_objects.iter().filter(|o| o["lifecycle"] == "start").count(), 1, "{gate_objects:?}");
+    assert_eq!(gate_objects.iter().filter(|o| o["lifecycle"] == "end").count(), 1, "{gate_objects:?}");
     assert_eq!(plain["plates_searched"], 0, "no enable_anpr, no plate model runs: {plain}");
     assert!(plain["frames_detected"].as_u64().unwrap() > 0);
     let gate_detections = entries.iter().filter(|(_, f)| f["event_type"] == "detection" && f["camera_id"] == "gate").count();

@@ -82,9 +82,17 @@ pub enum AnprInput {
     Job(AnprJob),
     /// An object event, to carry the plate and go on to the publisher.
     Object(Box<ObjectEvent>),
-    /// A vehicle track ANPR was asked to read has ended without an object event (its camera
-    /// does not report objects): decide its plate from the reads it got, then forget it.
-    TrackEnded(String),
+    /// A vehicle track about to be read that the camera does not report (its class, confidence
+    /// or zones do not pass the camera's filter, or object detection is off): its object as it
+    /// would `start` now. Sent before the job that reads it. If its plate is read, ANPR
+    /// publishes this `start` before the `anpr` event: a track whose plate is read is a
+    /// reported object (docs/architecture.md, "Events"), and then it ends exactly once too.
+    Unreported(Box<ObjectEvent>),
+    /// A vehicle track ANPR was asked to read has ended without an object event of the track
+    /// stage (its camera does not report it): its `end` as it would be. ANPR decides its plate
+    /// from the reads it got, publishes the `end` if it published the object's `start`, then
+    /// forgets it.
+    TrackEnded(Box<ObjectEvent>),
 }
 
 /// A frame with its vehicles, for ANPR.

@@ -58,8 +58,9 @@ pub fn spawn(
                             let _ = events.send(e);
                         }
                     }
-                    AnprInput::TrackEnded(t) => {
-                        for e in stage.track_ended(&t) {
+                    AnprInput::Unreported(ev) => stage.unreported(*ev),
+                    AnprInput::TrackEnded(ev) => {
+                        for e in stage.track_ended(*ev) {
                             let _ = events.send(e);
                         }
                     }
@@ -95,8 +96,16 @@ struct TrackPlate {
     decided: Option<ObjectPlate>,
     /// Reads tried (with or without a result).
     reads: usize,
-    /// The last object event seen for the track (for the `plate` update).
+    /// The last object event seen for the track (for the `plate` update); `None` while the
+    /// object has not started.
     last_object: Option<ObjectEvent>,
+    /// The track's object as it would start, while the camera does not report it
+    /// (`AnprInput::Unreported`): published as its `start` when its plate is.
+    unreported: Option<ObjectEvent>,
+    /// Its `start` was published here (a read plate made it a reported object): the track
+    /// stage's own `start`, should it come, is not published again, and the `end` comes here
+    /// through `track_ended` unless the track stage started it.
+    started_here: bool,
     touched: Option<Instant>,
     /// The track has ended: jobs of it still queued are skipped (the entry stays as a
     /// tombstone until the sweep, so a late job cannot start a second vote).
@@ -110,7 +119,8 @@ pub struct AnprStage<C: Clock> {
     dedupe: Dedupe<C>,
     /// Per vehicle track: votes, the decided plate, the last object event. An entry goes when
     /// its track's `end` passes; entries of tracks whose end never came here (jobs that
-    /// outlived their track) are swept after a minute.
+    /// outlived their track) are swept after a minute, except objects started here, which
+    /// wait for their end.
     tracks: HashMap<String, TrackPlate>,
     /// When memory was last swept.
     swept: Instant,
@@ -130,6 +140,7 @@ impl TrackPlate {
         self.ended = true;
         self.votes.clear();
         self.last_object = None;
+        self.unreported = None;
         self.touched = Some(Instant::now());
     }
 }
@@ -277,8 +288,9 @@ impl<C: Clock> AnprStage<C> {
     }
 
     /// Decides track `t`'s plate from its votes (the most confident read of the largest
-    /// cluster) and publishes it once: the `anpr` event, and an object `update` (reason
-    /// `plate`) when the object has started. The window dedupe (ANPR_DEDUPE_WINDOW_S) still
+    /// cluster) and publishes it once: the object's `start` if the camera had not reported it
+    /// (see [`unreported`](Self::unreported)), the `anpr` event, and an object `update`
+    /// (reason `plate`). The window dedupe (ANPR_DEDUPE_WINDOW_S) still
     /// applies across tracks (a vehicle whose track was split is not read out twice).
     fn decide(&mut self, t: &str) -> Vec<Event> {
         let Some(entry) = self.tracks.get_mut(t) else { return Vec::new() };
@@ -294,6 +306,17 @@ impl<C: Clock> AnprStage<C> {
         entry.decided = Some(plate.clone());
         let mut out = Vec::new();
         if self.dedupe.should_publish(&best.camera_id, &best.text, best.confidence) {
+            // a track whose plate is read is a reported object: its `start` goes first
+            if entry.last_object.is_none() {
+                if let Some(mut start) = entry.unreported.take() {
+                    start.lifecycle = Lifecycle::Start;
+                    start.update_reason = None;
+                    start.license_plate = None;
+                    entry.last_object = Some(start.clone());
+                    entry.started_here = true;
+                    out.push(Event::Object(start));
+                }
+            }
             log::debug!(
                 "anpr cam={} track {t}: plate {} ({:.2}) from {} read(s)",
                 best.camera_id,
@@ -345,8 +368,14 @@ impl<C: Clock> AnprStage<C> {
             }
         } else if let Some(entry) = self.tracks.get_mut(&t) {
             ev.license_plate = entry.decided.clone();
-            entry.last_object = Some(ev.clone());
+            entry.unreported = None;
             entry.touched = Some(Instant::now());
+            if ev.lifecycle == Lifecycle::Start && entry.started_here {
+                // started here already, when its plate was read: the same object, not news
+                entry.last_object = Some(ev);
+                return out;
+            }
+            entry.last_object = Some(ev.clone());
         } else if VEHICLE_CLASSES.contains(&ev.class_name.as_str()) {
             self.tracks.insert(t, TrackPlate { last_object: Some(ev.clone()), touched: Some(Instant::now()), ..Default::default() });
         }
@@ -354,14 +383,36 @@ impl<C: Clock> AnprStage<C> {
         out
     }
 
-    /// A vehicle track ended without an object event: its plate is decided now, then forgotten.
-    pub fn track_ended(&mut self, t: &str) -> Vec<Event> {
+    /// A vehicle track the camera does not report, about to be read: `ev` is its object as it
+    /// would start now. Kept (the latest) until its plate is read, which makes it a reported
+    /// object: then `ev` is published as its `start`, before the `anpr` event.
+    pub fn unreported(&mut self, ev: ObjectEvent) {
+        let entry = self.tracks.entry(ev.track_id.clone()).or_default();
+        entry.touched = Some(Instant::now());
+        if !entry.ended && entry.last_object.is_none() {
+            entry.unreported = Some(ev);
+        }
+    }
+
+    /// A vehicle track ended that the track stage never reported (`end`: its `end` as it would
+    /// be): its plate is decided now; if that (or an earlier read) made it a reported object,
+    /// its `end` is published, with the plate. Then it is forgotten.
+    pub fn track_ended(&mut self, mut end: ObjectEvent) -> Vec<Event> {
         self.sweep();
-        let out = self.decide(t);
-        match self.tracks.get_mut(t) {
-            Some(entry) => entry.end(),
+        let t = end.track_id.clone();
+        let mut out = self.decide(&t);
+        match self.tracks.get_mut(&t) {
+            Some(entry) => {
+                if entry.started_here && !entry.ended {
+                    end.lifecycle = Lifecycle::End;
+                    end.update_reason = None;
+                    end.license_plate = entry.decided.clone();
+                    out.push(Event::Object(end));
+                }
+                entry.end();
+            }
             None => {
-                self.tracks.insert(t.to_string(), TrackPlate::tombstone());
+                self.tracks.insert(t, TrackPlate::tombstone());
             }
         }
         out
@@ -374,7 +425,8 @@ impl<C: Clock> AnprStage<C> {
             return;
         }
         self.swept = Instant::now();
-        self.tracks.retain(|_, t| t.touched.is_some_and(|at| at.elapsed() < Duration::from_secs(60)));
+        // an object started here stays until its end comes (its track is live: it ends for sure)
+        self.tracks.retain(|_, t| (t.started_here && !t.ended) || t.touched.is_some_and(|at| at.elapsed() < Duration::from_secs(60)));
         self.dedupe.sweep();
     }
 

@@ -250,6 +250,8 @@ impl TrackStage {
         let mut vehicles = Vec::new();
         let mut snapshots = Vec::new();
         let now = Instant::now();
+        // numeric ids of the vehicle sightings, in `vehicles`' order
+        let mut vehicle_ids = Vec::new();
         for &t in &seen {
             let Some(track) = cam.tracker.track(t) else { continue };
             let track = track.clone();
@@ -281,6 +283,7 @@ impl TrackStage {
                     confidence: track.last().confidence,
                     bbox: track.last().bbox,
                 });
+                vehicle_ids.push(t);
             }
         }
         if let Some(ev) = &self.out.evidence {
@@ -326,8 +329,16 @@ impl TrackStage {
                 let any_vehicle_box = boxes.iter().any(|b| {
                     b.confidence >= VEHICLE_BOX_MIN && names.get(b.class_id).is_some_and(|n| VEHICLE_CLASSES.contains(&n.as_str()))
                 });
-                if let Some(vehicles) = cam.requests.pick(&vehicles, any_vehicle_box, stamp.captured) {
-                    let _ = anpr.send(AnprInput::Job(AnprJob { frame, vehicles }));
+                if let Some(picked) = cam.requests.pick(&vehicles, any_vehicle_box, stamp.captured) {
+                    // vehicles the camera does not report: their object as it would start, so
+                    // that a read plate makes them a reported object (ANPR publishes the start)
+                    for v in &picked {
+                        let n = vehicles.iter().position(|s| Some(&s.track_id) == v.track_id.as_ref()).map(|i| vehicle_ids[i]);
+                        if let Some(ev) = n.and_then(|n| self.unreported_object(&id, &cam, n)) {
+                            let _ = anpr.send(AnprInput::Unreported(Box::new(ev)));
+                        }
+                    }
+                    let _ = anpr.send(AnprInput::Job(AnprJob { frame, vehicles: picked }));
                 }
             }
         }
@@ -391,6 +402,27 @@ impl TrackStage {
         events.into_iter().map(|ev| self.with_snapshot(ev, &params)).collect()
     }
 
+    /// Track `n`'s object as it would `start` now, if it has not started (the camera does not
+    /// report it); `None` once it has.
+    fn unreported_object(&self, camera_id: &str, cam: &CameraTracks, n: u64) -> Option<ObjectEvent> {
+        let track = cam.tracker.track(n)?;
+        let fresh;
+        let st = match cam.objects.get(&n) {
+            Some(st) if st.started => return None,
+            Some(st) => st,
+            None => {
+                fresh = ObjectState::new(track_id(camera_id, cam.started_ms, n));
+                &fresh
+            }
+        };
+        let mut ev = object_event(&self.settings, camera_id, cam.size, track, st, Lifecycle::Start, None);
+        // an unstarted object's zones are not kept by its state: these are the ones it is in now
+        let (w, h) = cam.size;
+        ev.zones = zones_of(&track.last().bbox, w, h, &cam.params);
+        ev.entered_zones = ev.zones.clone();
+        Some(ev)
+    }
+
     /// Ends the objects of `ended` tracks that had started; forgets every one of them.
     fn end_objects(&mut self, camera_id: &str, cam: &mut CameraTracks, ended: Vec<EndedTrack>) {
         for e in ended {
@@ -408,9 +440,15 @@ impl TrackStage {
                     }
                     self.send_object(ev);
                 }
-                _ => {
+                st => {
                     if let (true, Some(anpr)) = (asked, &self.out.anpr) {
-                        let _ = anpr.send(AnprInput::TrackEnded(tid));
+                        // its end as it would be: published by ANPR if a read plate started it
+                        let st = st.unwrap_or_else(|| ObjectState::new(tid));
+                        let mut ev = object_event(&self.settings, camera_id, cam.size, &e.track, &st, Lifecycle::End, None);
+                        let (w, h) = cam.size;
+                        ev.zones = zones_of(&e.track.last().bbox, w, h, &cam.params);
+                        ev.entered_zones = ev.zones.clone();
+                        let _ = anpr.send(AnprInput::TrackEnded(Box::new(ev)));
                     }
                 }
             }
@@ -607,6 +645,42 @@ mod tests {
         let end = objs.iter().find(|o| o.lifecycle == Lifecycle::End).unwrap();
         assert_eq!(end.entered_zones, ["left"]);
         assert_eq!(objs.len(), 2, "no per-frame updates: {objs:?}");
+    }
+
+    /// A vehicle the camera's filter leaves out (here: only people reported) is still read on an
+    /// ANPR camera: before its job, ANPR gets its object as it would start (`Unreported`), and
+    /// at its end the `end` it would have (`TrackEnded`), so that a read plate can make it a
+    /// reported object. A vehicle the camera reports goes the usual way (`Object`).
+    #[test]
+    fn an_unreported_vehicle_goes_to_anpr_with_its_object() {
+        let (tx, _events) = crossbeam_channel::unbounded();
+        let (anpr_tx, anpr_rx) = crossbeam_channel::unbounded();
+        let (st, _) = stage();
+        let mut st = TrackStage::new(st.settings, Outputs { events: tx, anpr: Some(anpr_tx), evidence: None }, Metrics::new());
+        let p = CameraParams { enable_anpr: true, detection_classes: vec!["person".into()], ..Default::default() };
+        let t0 = Instant::now();
+        let car = RawDetection { class_id: 2, confidence: 0.9, bbox: [10.0, 200.0, 300.0, 400.0] };
+        for n in 1..=5 {
+            st.frame(Detected { frame: frame("g", 1, n, &p, t0), boxes: vec![car] });
+        }
+        st.camera_ended(&CameraEnded { camera_id: Arc::from("g"), generation: 1 });
+        let inputs: Vec<AnprInput> = anpr_rx.try_iter().collect();
+        let kinds: Vec<&str> = inputs
+            .iter()
+            .map(|i| match i {
+                AnprInput::Job(_) => "job",
+                AnprInput::Object(_) => "object",
+                AnprInput::Unreported(_) => "unreported",
+                AnprInput::TrackEnded(_) => "ended",
+            })
+            .collect();
+        assert_eq!(kinds.first(), Some(&"unreported"), "{kinds:?}");
+        assert_eq!(kinds.get(1), Some(&"job"), "{kinds:?}");
+        assert_eq!(kinds.last(), Some(&"ended"), "{kinds:?}");
+        assert!(!kinds.contains(&"object"), "the camera does not report cars: {kinds:?}");
+        let (AnprInput::Unreported(start), Some(AnprInput::TrackEnded(end))) = (&inputs[0], inputs.last()) else { unreachable!() };
+        assert_eq!((start.lifecycle, start.class_name.as_str()), (Lifecycle::Start, "car"));
+        assert_eq!((end.lifecycle, &end.track_id), (Lifecycle::End, &start.track_id));
     }
 
     #[test]
