@@ -219,6 +219,10 @@ pub enum UpdateReason {
     Class,
     /// A clearly better snapshot of the object was kept (at most every `SNAPSHOT_UPDATE_S`).
     Snapshot,
+    /// Zone analytics (docs/events.md, "Zone analytics"): with `line`.
+    LineCross,
+    Loitering,
+    Speeding,
 }
 
 /// The best sighting of an object so far.
@@ -288,6 +292,51 @@ pub struct ObjectEvent {
     /// (Boxed: it keeps `Event`'s variants of similar size.)
     #[serde(default)]
     pub snapshot: Option<Box<Snapshot>>,
+    /// The line crossed, on a `line_cross` update only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<LineCrossing>,
+    /// Ground speed while inside a zone with `distances_m`, averaged over the last 10 positions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speed_kmh: Option<f32>,
+}
+
+/// Which line was crossed, and which way (`in`: from the left of p1 -> p2 to its right).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineCrossing {
+    pub name: String,
+    pub direction: Direction,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    In,
+    Out,
+}
+
+/// Crossings of one line by one class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct InOut {
+    #[serde(rename = "in")]
+    pub into: u64,
+    pub out: u64,
+}
+
+/// A camera's zone occupancy now (zone -> class -> objects) and line totals (line -> class ->
+/// in/out) since it started or its counts were reset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Counts {
+    pub zones: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
+    pub lines: std::collections::BTreeMap<String, std::collections::BTreeMap<String, InOut>>,
+}
+
+/// Published when a camera's [`Counts`] change, at most once a second.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CountsEvent {
+    #[serde(flatten)]
+    pub common: EventCommon,
+    #[serde(flatten)]
+    pub counts: Counts,
 }
 
 /// Every event the service publishes.
@@ -298,19 +347,21 @@ pub enum Event {
     Motion(MotionEvent),
     Anpr(AnprEvent),
     Object(ObjectEvent),
+    Counts(CountsEvent),
 }
 
-/// The four event types, for counters.
+/// The event types, for counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventType {
     Detection,
     Motion,
     Anpr,
     Object,
+    Counts,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 4] = [EventType::Detection, EventType::Motion, EventType::Anpr, EventType::Object];
+    pub const ALL: [EventType; 5] = [EventType::Detection, EventType::Motion, EventType::Anpr, EventType::Object, EventType::Counts];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -318,6 +369,7 @@ impl EventType {
             EventType::Motion => "motion",
             EventType::Anpr => "anpr",
             EventType::Object => "object",
+            EventType::Counts => "counts",
         }
     }
 }
@@ -329,6 +381,7 @@ impl Event {
             Event::Motion(_) => EventType::Motion,
             Event::Anpr(_) => EventType::Anpr,
             Event::Object(_) => EventType::Object,
+            Event::Counts(_) => EventType::Counts,
         }
     }
 
@@ -338,6 +391,7 @@ impl Event {
             Event::Motion(e) => &e.common,
             Event::Anpr(e) => &e.common,
             Event::Object(e) => &e.common,
+            Event::Counts(e) => &e.common,
         }
     }
 
@@ -347,6 +401,7 @@ impl Event {
             Event::Motion(e) => &mut e.common,
             Event::Anpr(e) => &mut e.common,
             Event::Object(e) => &mut e.common,
+            Event::Counts(e) => &mut e.common,
         }
     }
 }

@@ -33,6 +33,7 @@ pub use pipeline::events_channel;
 pub use pipeline::frame::Frame;
 pub use pipeline::motion::{MotionDetector, MotionSettings};
 pub use pipeline::publish::{self, PublisherConfig};
+pub use pipeline::track::analytics::Analytics;
 pub use pipeline::track::{FrameStamp, TrackInput, Tracker, TrackerConfig};
 pub use redis_target::RedisTarget;
 pub use service::Service;

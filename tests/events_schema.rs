@@ -35,7 +35,8 @@ fn every_event_type_of_a_real_run_matches_its_schema() {
     let cams = json!([
         {"camera_id": "square", "stream_url": walk_10s().to_str().unwrap(),
          "parameters": {"detection_classes": ["person"], "confidence_threshold": 0.5, "max_fps": 5, "motion_threshold": 0.01,
-                        "roi_zones": [{"name": "left", "points": [[0, 0], [0.5, 0], [0.5, 1], [0, 1]]}]}},
+                        "roi_zones": [{"name": "left", "points": [[0, 0], [0.5, 0], [0.5, 1], [0, 1]]}],
+                        "lines": [{"name": "middle", "points": [[0.5, 1], [0.5, 0]]}]}},
         {"camera_id": "gate", "stream_url": plate_video().to_str().unwrap(),
          "parameters": {"enable_anpr": true, "enable_motion_detection": false, "max_fps": 5}},
     ]);

@@ -24,7 +24,7 @@ fn detector() -> MotionDetector {
 }
 
 fn zone(name: &str, x0: f32, x1: f32) -> RoiZone {
-    RoiZone { name: name.into(), points: vec![[x0, 0.0], [x1, 0.0], [x1, 1.0], [x0, 1.0]] }
+    RoiZone { name: name.into(), points: vec![[x0, 0.0], [x1, 0.0], [x1, 1.0], [x0, 1.0]], ..Default::default() }
 }
 
 /// The first frame only builds the background: no motion.

@@ -5,6 +5,8 @@
 //! | --- | --- | --- |
 //! | `/api/cameras` | GET (list), POST (create / update in place) | yes |
 //! | `/api/cameras/{camera_id}` | GET, DELETE | yes |
+//! | `/api/cameras/{camera_id}/counts` | GET (zone occupancy, line totals) | yes |
+//! | `/api/cameras/{camera_id}/counts/reset` | POST (line totals to zero) | yes |
 //! | `/api/health` | GET | no |
 //! | `/livez`, `/readyz` | GET (Kubernetes probes) | no |
 //! | `/metrics` | GET (Prometheus text) | yes |
@@ -20,7 +22,7 @@ use super::images::ImageQuery;
 use super::reply::{Reply, Request};
 use super::state::AppState;
 use crate::camera::validate::validate_cameras;
-use crate::camera::{ApplyOutcome, CameraView};
+use crate::camera::{ApplyOutcome, CameraView, CountsReset};
 use crate::cluster::store::StoreError;
 use crate::cluster::ClusterError;
 use http::{HeaderMap, Method};
@@ -34,6 +36,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/cameras"),
     ("GET", "/api/cameras/{camera_id}"),
     ("DELETE", "/api/cameras/{camera_id}"),
+    ("GET", "/api/cameras/{camera_id}/counts"),
+    ("POST", "/api/cameras/{camera_id}/counts/reset"),
     ("GET", "/api/health"),
     ("GET", "/livez"),
     ("GET", "/readyz"),
@@ -153,6 +157,30 @@ fn route(state: &AppState, req: &Request) -> Result<Reply, ApiError> {
         (["api", "objects", track @ .., "snapshot.jpg" | "thumbnail.jpg"], m) if !track.is_empty() => {
             Err(ApiError::method_not_allowed(m, path, "GET"))
         }
+        (["api", "cameras", id, "counts"], _) if get => {
+            let id = percent_decode(id);
+            state.cluster.registry().counts(&id).map(|v| Reply::json(200, &v)).ok_or_else(|| unknown_camera(&id))
+        }
+        (["api", "cameras", _, "counts"], m) => Err(ApiError::method_not_allowed(m, path, "GET")),
+        (["api", "cameras", id, "counts", "reset"], "POST") => {
+            let id = percent_decode(id);
+            match state.cluster.registry().reset_counts(&id) {
+                Some(CountsReset::Done(v)) => Ok(Reply::json(200, &v)),
+                Some(CountsReset::Elsewhere(Some(owner))) => Err(ApiError::conflict(
+                    "not_owner",
+                    format!(
+                        "camera '{}' runs on instance '{owner}': send the reset to that instance (counts live where the camera runs)",
+                        truncate_path(&id)
+                    ),
+                )),
+                Some(CountsReset::Elsewhere(None)) => Err(ApiError::conflict(
+                    "not_running",
+                    format!("camera '{}' is not running on any instance: it has no counts to reset", truncate_path(&id)),
+                )),
+                None => Err(unknown_camera(&id)),
+            }
+        }
+        (["api", "cameras", _, "counts", "reset"], m) => Err(ApiError::method_not_allowed(m, path, "POST")),
         (["api", "health"], _) if get => Ok(Reply::json(200, &health::health(state))),
         (["livez"], _) if get => Ok(health::livez()),
         (["readyz"], _) if get => Ok(health::readyz(state)),

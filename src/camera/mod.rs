@@ -8,7 +8,7 @@ pub mod url; // StreamUrl: masks credentials wherever it is printed
 pub mod validate; // body -> Vec<CameraConfig> or per-field issues
 pub mod worker; // the per-camera OS thread
 
-pub use payload::{CameraConfig, CameraParams, DesiredStatus, DetectOn, RoiZone};
-pub use registry::{ApplyOutcome, CameraView, Registry};
+pub use payload::{CameraConfig, CameraParams, CountLine, DesiredStatus, DetectOn, RoiZone};
+pub use registry::{ApplyOutcome, CameraView, CountsReset, Registry};
 pub use runtime::{CameraRuntime, CameraState};
 pub use url::StreamUrl;

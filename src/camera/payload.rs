@@ -49,15 +49,47 @@ impl DecodeMode {
     }
 }
 
-/// A named polygon in normalised image coordinates.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A named polygon in normalised image coordinates, with its zone analytics options
+/// (docs/architecture.md, "Zone analytics"; all optional).
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
 pub struct RoiZone {
     pub name: String,
     /// At least 3 points, each `[x, y]` with 0 <= x, y <= 1.
     pub points: Vec<[f32; 2]>,
+    /// Classes whose occupancy, loitering and speed the zone reports; empty = every class the
+    /// camera reports.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub classes: Vec<String>,
+    /// Seconds inside after which an object is `loitering` (once per stay).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loitering_s: Option<f32>,
+    /// Inertia: consecutive frames inside before an object counts as entered, and outside
+    /// before it counts as gone; none = [`RoiZone::DEFAULT_MIN_FRAMES`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_frames: Option<u32>,
+    /// Real lengths in metres of a 4-point zone's sides p1p2, p2p3, p3p4, p4p1 (speed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distances_m: Option<[f32; 4]>,
+    /// Above this speed an object in the zone is `speeding` (once per stay); needs `distances_m`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub speed_limit_kmh: Option<f32>,
+}
+
+/// A counting line (`lines`): crossings of a box's bottom-centre, by direction and class.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct CountLine {
+    pub name: String,
+    /// `[[x1, y1], [x2, y2]]`, normalised; `in` is crossing from the left of p1 -> p2 to its right.
+    pub points: [[f32; 2]; 2],
+    /// Classes counted; empty = every class the camera reports.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub classes: Vec<String>,
 }
 
 impl RoiZone {
+    /// `min_frames` when the payload leaves it out.
+    pub const DEFAULT_MIN_FRAMES: u32 = 3;
+
     /// Whether point (`x`, `y`) (normalised) lies inside the polygon (even-odd rule).
     pub fn contains(&self, x: f32, y: f32) -> bool {
         let pts = &self.points;
@@ -74,6 +106,14 @@ impl RoiZone {
     }
 }
 
+/// Whether points go round a convex polygon (either way), no three on a line: what a zone
+/// with `distances_m` must be for its perspective transform.
+pub fn convex_quad(p: &[[f32; 2]]) -> bool {
+    let turn = |a: [f32; 2], b: [f32; 2], c: [f32; 2]| (b[0] - a[0]) * (c[1] - b[1]) - (b[1] - a[1]) * (c[0] - b[0]);
+    let turns: Vec<f32> = (0..p.len()).map(|i| turn(p[i], p[(i + 1) % p.len()], p[(i + 2) % p.len()])).collect();
+    turns.iter().all(|t| *t > 1e-6) || turns.iter().all(|t| *t < -1e-6)
+}
+
 /// Per-camera processing parameters. Every field is optional in the payload; defaults here.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CameraParams {
@@ -83,6 +123,9 @@ pub struct CameraParams {
     pub confidence_threshold: f32,
     /// Zones; empty = whole frame.
     pub roi_zones: Vec<RoiZone>,
+    /// Counting lines (at most 16).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lines: Vec<CountLine>,
     pub enable_motion_detection: bool,
     pub enable_object_detection: bool,
     pub enable_anpr: bool,
@@ -117,6 +160,7 @@ impl Default for CameraParams {
             detection_classes: Vec::new(),
             confidence_threshold: 0.5,
             roi_zones: Vec::new(),
+            lines: Vec::new(),
             enable_motion_detection: true,
             enable_object_detection: true,
             enable_anpr: false,
@@ -150,10 +194,10 @@ mod tests {
 
     #[test]
     fn zone_contains_uses_even_odd_rule() {
-        let z = RoiZone { name: "z".into(), points: vec![[0.0, 0.0], [0.5, 0.0], [0.5, 0.5], [0.0, 0.5]] };
+        let z = RoiZone { name: "z".into(), points: vec![[0.0, 0.0], [0.5, 0.0], [0.5, 0.5], [0.0, 0.5]], ..Default::default() };
         assert!(z.contains(0.25, 0.25));
         assert!(!z.contains(0.75, 0.25));
-        let tri = RoiZone { name: "t".into(), points: vec![[0.0, 1.0], [1.0, 1.0], [0.5, 0.0]] };
+        let tri = RoiZone { name: "t".into(), points: vec![[0.0, 1.0], [1.0, 1.0], [0.5, 0.0]], ..Default::default() };
         assert!(tri.contains(0.5, 0.9));
         assert!(!tri.contains(0.05, 0.1));
     }

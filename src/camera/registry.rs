@@ -41,6 +41,17 @@ pub struct RemoteStatus {
     /// Redis time (ms) of the owner's last publication: older than the lease TTL is stale.
     #[serde(default)]
     pub at_ms: u64,
+    /// Zone analytics counts (`GET .../counts` on another instance), when the camera has any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counts: Option<serde_json::Value>,
+}
+
+/// What `POST .../counts/reset` found.
+pub enum CountsReset {
+    /// Done here: the counts with the line totals at zero.
+    Done(serde_json::Value),
+    /// Another instance runs the camera (its id), or none does (`None`).
+    Elsewhere(Option<String>),
 }
 
 /// A camera as the API shows it: configuration (URL masked), which instance runs it, live state
@@ -289,6 +300,7 @@ impl Registry {
                         status: s.runtime.status(),
                         counters: s.runtime.counters.snapshot(),
                         at_ms: 0,
+                        counts: s.runtime.counters.counts().and_then(|c| serde_json::to_value(c).ok()),
                     },
                 )
             })
@@ -310,6 +322,43 @@ impl Registry {
     pub fn list(&self) -> Vec<CameraView> {
         let inner = self.slots.lock();
         inner.cameras.values().map(|s| self.view(s)).collect()
+    }
+
+    /// A camera's zone analytics counts (docs/api.md, "Counts"): `{camera_id, owner, zones,
+    /// lines}` from its worker here, else from what its owner last published in Redis (at most
+    /// a status tick old), else zeros (no instance runs it: counts start when one does).
+    pub fn counts(&self, camera_id: &str) -> Option<serde_json::Value> {
+        let inner = self.slots.lock();
+        let s = inner.cameras.get(camera_id)?;
+        let (owner, counts) = if s.leased {
+            (Some(self.instance_id.clone()), s.runtime.counters.counts().and_then(|c| serde_json::to_value(c).ok()))
+        } else {
+            match (&s.remote, s.config.status) {
+                (Some(r), DesiredStatus::Active) => (Some(r.owner.clone()), r.counts.clone()),
+                _ => (None, None),
+            }
+        };
+        Some(counts_reply(camera_id, owner, counts, &s.config))
+    }
+
+    /// Resets the line totals of a camera this instance runs (its track stage does so at the
+    /// camera's next frame). `None` if unknown.
+    pub fn reset_counts(&self, camera_id: &str) -> Option<CountsReset> {
+        let inner = self.slots.lock();
+        let s = inner.cameras.get(camera_id)?;
+        if !s.leased {
+            let owner = s.remote.as_ref().filter(|_| s.config.status == DesiredStatus::Active).map(|r| r.owner.clone());
+            return Some(CountsReset::Elsewhere(owner));
+        }
+        let counters = &s.runtime.counters;
+        counters.request_counts_reset();
+        let mut counts = counters.counts();
+        if let Some(c) = counts.as_mut() {
+            c.lines.values_mut().for_each(|l| l.clear());
+            counters.set_counts(Some(c.clone()));
+        }
+        let counts = counts.and_then(|c| serde_json::to_value(c).ok());
+        Some(CountsReset::Done(counts_reply(camera_id, Some(self.instance_id.clone()), counts, &s.config)))
     }
 
     pub fn get(&self, camera_id: &str) -> Option<CameraView> {
@@ -400,4 +449,14 @@ impl Registry {
         }
         counts
     }
+}
+
+/// The counts reply: `counts` when known, else every zone and line of the camera at zero.
+fn counts_reply(camera_id: &str, owner: Option<String>, counts: Option<serde_json::Value>, cfg: &CameraConfig) -> serde_json::Value {
+    let empty = |names: Vec<&String>| names.into_iter().map(|n| (n.clone(), serde_json::json!({}))).collect::<serde_json::Map<_, _>>();
+    let counts = counts.unwrap_or_else(|| {
+        let p = &cfg.parameters;
+        serde_json::json!({"zones": empty(p.roi_zones.iter().map(|z| &z.name).collect()), "lines": empty(p.lines.iter().map(|l| &l.name).collect())})
+    });
+    serde_json::json!({"camera_id": camera_id, "owner": owner, "zones": counts["zones"], "lines": counts["lines"]})
 }

@@ -5,7 +5,7 @@
 //! instead of errors, and a known field with a wrong type is reported as such. All cameras are
 //! checked before any is applied: one invalid camera means nothing changes.
 
-use super::payload::{CameraConfig, CameraParams, DecodeMode, DesiredStatus, DetectOn, RoiZone};
+use super::payload::{CameraConfig, CameraParams, CountLine, DecodeMode, DesiredStatus, DetectOn, RoiZone};
 use super::url::{SourceKind, StreamUrl};
 use crate::coco::{coco_class_id, COCO_CLASSES};
 use serde::Serialize;
@@ -32,6 +32,15 @@ const MAX_ITEMS: usize = 1024;
 /// Limits (docs/architecture.md, "REST API"). Each is checked before the list is walked, so a huge list costs
 /// one error, not one per element.
 pub const MAX_ZONES: usize = 16;
+pub const MAX_LINES: usize = 16;
+/// Zone analytics limits: `loitering_s` up to a day, `min_frames` up to 100, sides up to 10 km,
+/// speed limits up to 1000 km/h.
+pub const MAX_LOITERING_S: f64 = 86_400.0;
+pub const MAX_MIN_FRAMES: u64 = 100;
+pub const MAX_DISTANCE_M: f64 = 10_000.0;
+pub const MAX_SPEED_KMH: f64 = 1_000.0;
+/// Shortest line (normalised length): shorter is a typo, and no crossing could be told.
+pub const MIN_LINE_LENGTH: f32 = 0.01;
 pub const MAX_ZONE_POINTS: usize = 64;
 pub const MAX_CLASSES: usize = 80;
 pub const MAX_NAME_CHARS: usize = 128;
@@ -60,6 +69,7 @@ const PARAM_FIELDS: &[&str] = &[
     "detection_classes",
     "confidence_threshold",
     "roi_zones",
+    "lines",
     "enable_motion_detection",
     "enable_object_detection",
     "enable_anpr",
@@ -362,18 +372,33 @@ fn params(w: &mut Walk, p: &Map<String, Value>, path: &str) -> Option<CameraPara
             None => w.err(&format!("{path}roi_zones"), format!("must be an array of zones, got {}", type_name(v))),
         }
     }
+    if let Some(v) = present(p, "lines") {
+        match v.as_array() {
+            Some(lines) if lines.len() > MAX_LINES => {
+                w.err(&format!("{path}lines"), format!("at most {MAX_LINES} lines, got {}", lines.len()))
+            }
+            Some(lines) => {
+                let mut names = HashSet::new();
+                for (i, l) in lines.iter().enumerate() {
+                    if let Some(line) = count_line(w, l, &format!("{path}lines[{i}]")) {
+                        if names.insert(line.name.clone()) {
+                            out.lines.push(line);
+                        } else {
+                            w.err(&format!("{path}lines[{i}].name"), format!("duplicate line name '{}'", line.name));
+                        }
+                    }
+                }
+            }
+            None => w.err(&format!("{path}lines"), format!("must be an array of lines, got {}", type_name(v))),
+        }
+    }
     (w.n_errors == before).then_some(out)
 }
 
-fn roi_zone(w: &mut Walk, z: &Value, path: &str) -> Option<RoiZone> {
-    let Some(obj) = z.as_object() else {
-        w.err(path, format!("must be an object {{\"name\", \"points\"}}, got {}", type_name(z)));
-        return None;
-    };
-    let before = w.n_errors;
+/// `name` of a zone or line: required, 1 to 128 characters, not only spaces.
+fn item_name(w: &mut Walk, obj: &Map<String, Value>, path: &str) -> Option<String> {
     let prefix = format!("{path}.");
-    w.warn_unknown(&prefix, obj, &["name", "points"]);
-    let name = match w.string(obj, "name", &prefix) {
+    match w.string(obj, "name", &prefix) {
         Some(n) if !n.trim().is_empty() && n.chars().count() <= MAX_NAME_CHARS => Some(n.to_string()),
         Some(_) => {
             w.err(&format!("{path}.name"), format!("must be 1 to {MAX_NAME_CHARS} characters, not only spaces"));
@@ -385,7 +410,93 @@ fn roi_zone(w: &mut Walk, z: &Value, path: &str) -> Option<RoiZone> {
             }
             None
         }
+    }
+}
+
+/// `classes` of a zone or line: COCO names (at most 80); empty or missing = every class.
+fn class_list(w: &mut Walk, obj: &Map<String, Value>, path: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let Some(v) = present(obj, "classes") else { return out };
+    match v.as_array() {
+        Some(list) if list.len() > MAX_CLASSES => {
+            w.err(&format!("{path}.classes"), format!("at most {MAX_CLASSES} classes, got {}", list.len()))
+        }
+        Some(list) => {
+            for (i, c) in list.iter().enumerate() {
+                match c.as_str() {
+                    Some(name) if coco_class_id(name).is_some() => {
+                        if !out.iter().any(|n| n == name) {
+                            out.push(name.to_string());
+                        }
+                    }
+                    Some(name) => w.err_with(
+                        || format!("{path}.classes[{i}]"),
+                        || format!("unknown class '{}'; valid classes (COCO): {}", truncate(name), COCO_CLASSES.join(", ")),
+                    ),
+                    None => w.err_with(|| format!("{path}.classes[{i}]"), || format!("must be a string, got {}", type_name(c))),
+                }
+            }
+        }
+        None => w.err(&format!("{path}.classes"), format!("must be an array of class names, got {}", type_name(v))),
+    }
+    out
+}
+
+/// One `[x, y]` point in [0, 1]; records the error at `path` otherwise.
+fn point(w: &mut Walk, pt: &Value, path: impl FnOnce() -> String) -> Option<[f32; 2]> {
+    let xy: Option<Vec<f64>> = pt.as_array().filter(|a| a.len() == 2).and_then(|a| a.iter().map(Value::as_f64).collect());
+    match xy {
+        Some(xy) if xy.iter().all(|c| (0.0..=1.0).contains(c)) => Some([xy[0] as f32, xy[1] as f32]),
+        Some(_) => {
+            w.err_with(path, || format!("coordinates must be in [0, 1] (normalised), got {pt}"));
+            None
+        }
+        None => {
+            w.err_with(path, || format!("must be [x, y] with two numbers, got {}", truncate(&pt.to_string())));
+            None
+        }
+    }
+}
+
+fn count_line(w: &mut Walk, l: &Value, path: &str) -> Option<CountLine> {
+    let Some(obj) = l.as_object() else {
+        w.err(path, format!("must be an object {{\"name\", \"points\", \"classes\"}}, got {}", type_name(l)));
+        return None;
     };
+    let before = w.n_errors;
+    w.warn_unknown(&format!("{path}."), obj, &["name", "points", "classes"]);
+    let name = item_name(w, obj, path);
+    let mut points = Vec::new();
+    match present(obj, "points") {
+        Some(Value::Array(list)) if list.len() != 2 => {
+            w.err(&format!("{path}.points"), format!("needs exactly 2 points [[x1, y1], [x2, y2]], got {}", list.len()))
+        }
+        Some(Value::Array(list)) => {
+            for (i, pt) in list.iter().enumerate() {
+                points.extend(point(w, pt, || format!("{path}.points[{i}]")));
+            }
+            if let [a, b] = points[..] {
+                if (a[0] - b[0]).hypot(a[1] - b[1]) < MIN_LINE_LENGTH {
+                    w.err(&format!("{path}.points"), format!("the two points must be at least {MIN_LINE_LENGTH} apart (normalised)"));
+                }
+            }
+        }
+        Some(other) => w.err(&format!("{path}.points"), format!("must be [[x1, y1], [x2, y2]], got {}", type_name(other))),
+        None => w.err(&format!("{path}.points"), "is required"),
+    }
+    let classes = class_list(w, obj, path);
+    (w.n_errors == before).then(|| CountLine { name: name.unwrap_or_default(), points: [points[0], points[1]], classes })
+}
+
+fn roi_zone(w: &mut Walk, z: &Value, path: &str) -> Option<RoiZone> {
+    let Some(obj) = z.as_object() else {
+        w.err(path, format!("must be an object {{\"name\", \"points\"}}, got {}", type_name(z)));
+        return None;
+    };
+    let before = w.n_errors;
+    let prefix = format!("{path}.");
+    w.warn_unknown(&prefix, obj, &["name", "points", "classes", "loitering_s", "min_frames", "distances_m", "speed_limit_kmh"]);
+    let name = item_name(w, obj, path);
     let mut points = Vec::new();
     match present(obj, "points") {
         Some(Value::Array(list)) if !(3..=MAX_ZONE_POINTS).contains(&list.len()) => {
@@ -393,23 +504,58 @@ fn roi_zone(w: &mut Walk, z: &Value, path: &str) -> Option<RoiZone> {
         }
         Some(Value::Array(list)) => {
             for (i, pt) in list.iter().enumerate() {
-                let xy: Option<Vec<f64>> = pt.as_array().filter(|a| a.len() == 2).and_then(|a| a.iter().map(Value::as_f64).collect());
-                match xy {
-                    Some(xy) if xy.iter().all(|c| (0.0..=1.0).contains(c)) => points.push([xy[0] as f32, xy[1] as f32]),
-                    Some(_) => {
-                        w.err_with(|| format!("{path}.points[{i}]"), || format!("coordinates must be in [0, 1] (normalised), got {pt}"))
-                    }
-                    None => w.err_with(
-                        || format!("{path}.points[{i}]"),
-                        || format!("must be [x, y] with two numbers, got {}", truncate(&pt.to_string())),
-                    ),
-                }
+                points.extend(point(w, pt, || format!("{path}.points[{i}]")));
             }
         }
         Some(other) => w.err(&format!("{path}.points"), format!("must be an array of [x, y] points, got {}", type_name(other))),
         None => w.err(&format!("{path}.points"), "is required"),
     }
-    (w.n_errors == before).then(|| RoiZone { name: name.unwrap_or_default(), points })
+    let classes = class_list(w, obj, path);
+    let loitering_s = w.number(obj, "loitering_s", &prefix, 0.0, MAX_LOITERING_S, true);
+    let min_frames = present(obj, "min_frames").and_then(|v| match v.as_u64() {
+        Some(n) if (1..=MAX_MIN_FRAMES).contains(&n) => Some(n as u32),
+        _ => {
+            w.err(&format!("{path}.min_frames"), format!("must be an integer in [1, {MAX_MIN_FRAMES}], got {}", truncate(&v.to_string())));
+            None
+        }
+    });
+    let mut distances_m = None;
+    if let Some(v) = present(obj, "distances_m") {
+        let dp = format!("{path}.distances_m");
+        let sides: Option<Vec<f64>> = v.as_array().filter(|a| a.len() == 4).and_then(|a| a.iter().map(Value::as_f64).collect());
+        match sides {
+            Some(d) if d.iter().all(|m| *m > 0.0 && *m <= MAX_DISTANCE_M) => {
+                if points.len() != 4 && w.n_errors == before {
+                    w.err(
+                        &dp,
+                        format!("needs a zone of exactly 4 points (its sides p1p2, p2p3, p3p4, p4p1), this one has {}", points.len()),
+                    );
+                } else if points.len() == 4 && !crate::camera::payload::convex_quad(&points) {
+                    w.err(
+                        &format!("{path}.points"),
+                        "with distances_m the 4 points must go round a convex quadrilateral (in order, no three on a line)",
+                    );
+                } else {
+                    distances_m = Some([d[0] as f32, d[1] as f32, d[2] as f32, d[3] as f32]);
+                }
+            }
+            Some(_) => w.err(&dp, format!("each side must be in (0, {MAX_DISTANCE_M}] metres, got {}", truncate(&v.to_string()))),
+            None => w.err(&dp, format!("must be 4 numbers (metres of the sides p1p2, p2p3, p3p4, p4p1), got {}", truncate(&v.to_string()))),
+        }
+    }
+    let speed_limit_kmh = w.number(obj, "speed_limit_kmh", &prefix, 0.0, MAX_SPEED_KMH, true);
+    if speed_limit_kmh.is_some() && present(obj, "distances_m").is_none() {
+        w.err(&format!("{path}.speed_limit_kmh"), "needs distances_m (the zone's real side lengths) to measure speed");
+    }
+    (w.n_errors == before).then(|| RoiZone {
+        name: name.unwrap_or_default(),
+        points,
+        classes,
+        loitering_s,
+        min_frames,
+        distances_m,
+        speed_limit_kmh,
+    })
 }
 
 /// Local file sources must resolve (symlinks followed) inside `STREAM_FILE_ROOT`; without it
@@ -573,6 +719,65 @@ mod tests {
         assert!(validate_cameras(&cam(json!({"anpr_region": "Č".repeat(32)})), &Context::default()).is_ok());
         let long_url = format!("rtsp://h/{}", "é".repeat(2040));
         assert_eq!(paths(json!({"camera_id": "c", "stream_url": long_url})), ["stream_url"]);
+    }
+
+    /// Lines and zone analytics options: valid ones parse; each malformed field is a 422
+    /// entry with its own path (docs/architecture.md, "Zone analytics").
+    #[test]
+    fn lines_and_zone_options() {
+        let cam = |params: Value| json!({"camera_id": "c", "stream_url": "rtsp://h/x", "parameters": params});
+        let quad = json!([[0.3, 0.2], [0.7, 0.2], [0.9, 0.9], [0.1, 0.9]]);
+        let ok = cam(json!({
+            "lines": [{"name": "door", "points": [[0.5, 1.0], [0.5, 0.0]], "classes": ["person"]}],
+            "roi_zones": [{"name": "road", "points": quad, "loitering_s": 30, "min_frames": 5,
+                           "distances_m": [10, 40, 10, 40], "speed_limit_kmh": 50, "classes": ["car"]}]}));
+        let p = validate_cameras(&ok, &Context::default()).unwrap().cameras.remove(0).parameters;
+        assert_eq!(p.lines[0].points, [[0.5, 1.0], [0.5, 0.0]]);
+        let z = &p.roi_zones[0];
+        assert_eq!(
+            (z.loitering_s, z.min_frames, z.distances_m, z.speed_limit_kmh),
+            (Some(30.0), Some(5), Some([10.0, 40.0, 10.0, 40.0]), Some(50.0))
+        );
+        // the stored form validates back to the same parameters (the registry keeps it in Redis)
+        let back = cam(serde_json::to_value(&p).unwrap());
+        assert_eq!(validate_cameras(&back, &Context::default()).unwrap().cameras[0].parameters, p);
+
+        let line = |v: Value| cam(json!({"lines": [v]}));
+        assert_eq!(paths(line(json!({"name": "a", "points": [[0, 0]]}))), ["parameters.lines[0].points"]);
+        assert_eq!(paths(line(json!({"name": "a", "points": [[0, 0], [0.001, 0]]}))), ["parameters.lines[0].points"]);
+        assert_eq!(paths(line(json!({"name": "a", "points": [[0, 0], [1.5, 0]]}))), ["parameters.lines[0].points[1]"]);
+        assert_eq!(
+            paths(line(json!({"points": [[0, 0], [1, 0]], "classes": ["unicorn"]}))),
+            ["parameters.lines[0].name", "parameters.lines[0].classes[0]"]
+        );
+        assert_eq!(paths(line(json!("door"))), ["parameters.lines[0]"]);
+        let l = json!({"name": "a", "points": [[0, 0], [1, 1]]});
+        assert_eq!(paths(cam(json!({"lines": vec![l.clone(); 17]}))), ["parameters.lines"]);
+        assert_eq!(paths(cam(json!({"lines": [l.clone(), l]}))), ["parameters.lines[1].name"]);
+        assert_eq!(paths(cam(json!({"lines": {"a": 1}}))), ["parameters.lines"]);
+
+        let zone = |extra: Value| {
+            let mut z = json!({"name": "z", "points": [[0, 0], [1, 0], [1, 1], [0, 1]]});
+            z.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            cam(json!({"roi_zones": [z]}))
+        };
+        let bad = |extra: Value| paths(zone(extra));
+        assert_eq!(bad(json!({"loitering_s": 0})), ["parameters.roi_zones[0].loitering_s"]);
+        assert_eq!(bad(json!({"loitering_s": "long"})), ["parameters.roi_zones[0].loitering_s"]);
+        assert_eq!(bad(json!({"min_frames": 0})), ["parameters.roi_zones[0].min_frames"]);
+        assert_eq!(bad(json!({"min_frames": 2.5})), ["parameters.roi_zones[0].min_frames"]);
+        assert_eq!(bad(json!({"distances_m": [1, 2, 3]})), ["parameters.roi_zones[0].distances_m"]);
+        assert_eq!(bad(json!({"distances_m": [1, 2, 3, -4]})), ["parameters.roi_zones[0].distances_m"]);
+        assert_eq!(bad(json!({"speed_limit_kmh": 50})), ["parameters.roi_zones[0].speed_limit_kmh"]);
+        assert_eq!(bad(json!({"speed_limit_kmh": 0, "distances_m": [1, 1, 1, 1]})), ["parameters.roi_zones[0].speed_limit_kmh"]);
+        assert_eq!(bad(json!({"classes": ["person", 3]})), ["parameters.roi_zones[0].classes[1]"]);
+        assert_eq!(
+            bad(json!({"points": [[0, 0], [1, 0], [0, 1], [1, 1]], "distances_m": [1, 1, 1, 1]})),
+            ["parameters.roi_zones[0].points"]
+        );
+        let tri = cam(json!({"roi_zones": [{"name": "t", "points": [[0, 0], [1, 0], [0, 1]], "distances_m": [1, 1, 1, 1]}]}));
+        assert_eq!(paths(tri), ["parameters.roi_zones[0].distances_m"]);
+        assert!(validate_cameras(&zone(json!({"loitering_s": 0.5, "min_frames": 1})), &Context::default()).is_ok());
     }
 
     #[test]

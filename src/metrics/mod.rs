@@ -4,7 +4,7 @@
 //! n)`) and never touch atomics directly. Names follow `analytics_<name>_<unit>_total`. A retry is
 //! never counted as a drop: an event that is retried and then published counts once, as published.
 
-use crate::events::EventType;
+use crate::events::{Counts, EventType};
 use parking_lot::RwLock;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -116,6 +116,11 @@ pub struct CameraCounters {
     /// Frames decoded / analysed per second over the last few seconds (`f32` bits; gauges).
     decoded_fps: AtomicU32,
     analysed_fps: AtomicU32,
+    /// Zone analytics: the counts the track stage last computed (`GET .../counts`; none while
+    /// the camera has no lines or zones, or runs on no generation), and how many resets the API
+    /// asked for (the track stage resets when the number changes).
+    live_counts: parking_lot::Mutex<Option<Counts>>,
+    counts_resets: AtomicU64,
 }
 
 /// A copy of a camera's counters, as `GET /api/cameras` shows them.
@@ -158,6 +163,19 @@ impl CameraCounters {
         self.decoded_fps.store(decoded_fps.to_bits(), Relaxed);
         self.analysed_fps.store(analysed_fps.to_bits(), Relaxed);
     }
+    pub fn set_counts(&self, counts: Option<Counts>) {
+        *self.live_counts.lock() = counts;
+    }
+    pub fn counts(&self) -> Option<Counts> {
+        self.live_counts.lock().clone()
+    }
+    /// Asks the track stage to reset the line totals (it does at the camera's next frame).
+    pub fn request_counts_reset(&self) {
+        self.counts_resets.fetch_add(1, Relaxed);
+    }
+    pub fn counts_resets(&self) -> u64 {
+        self.counts_resets.load(Relaxed)
+    }
     pub fn dropped_at(&self, stage: Stage) -> u64 {
         self.frames_dropped[stage as usize].load(Relaxed)
     }
@@ -192,7 +210,7 @@ pub struct Metrics {
     /// ANPR jobs dropped because the ANPR queue was full.
     anpr_jobs_dropped: AtomicU64,
     cameras: RwLock<BTreeMap<String, Arc<CameraCounters>>>,
-    events_published: [AtomicU64; 4],
+    events_published: [AtomicU64; EventType::ALL.len()],
     publish_retries: AtomicU64,
     events_dropped: [AtomicU64; 3],
     publish_buffered: AtomicU64,

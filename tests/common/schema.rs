@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 /// The event types the schemas describe (one `docs/schema/<type>.json` each).
-pub const EVENT_TYPES: [&str; 4] = ["motion", "detection", "object", "anpr"];
+pub const EVENT_TYPES: [&str; 5] = ["motion", "detection", "object", "anpr", "counts"];
 
 /// `docs/schema/` of this checkout.
 pub fn schema_dir() -> PathBuf {

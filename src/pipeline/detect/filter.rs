@@ -62,7 +62,8 @@ mod tests {
         p.detection_classes = vec!["car".into()];
         assert_eq!(camera_detections(&raw, &lb, &names, &p)[0].class_name, "car");
         p.detection_classes.clear();
-        p.roi_zones = vec![RoiZone { name: "bottom".into(), points: vec![[0.0, 0.5], [1.0, 0.5], [1.0, 1.0], [0.0, 1.0]] }];
+        p.roi_zones =
+            vec![RoiZone { name: "bottom".into(), points: vec![[0.0, 0.5], [1.0, 0.5], [1.0, 1.0], [0.0, 1.0]], ..Default::default() }];
         let z = camera_detections(&raw, &lb, &names, &p);
         assert_eq!(z.len(), 1);
         assert_eq!((z[0].class_name.as_str(), z[0].zones.clone()), ("car", vec!["bottom".to_string()]));

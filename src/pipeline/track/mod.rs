@@ -13,7 +13,9 @@
 //! - `kalman.rs`: the 8-state constant-velocity Kalman filter, predicting by elapsed time.
 //! - `assign.rs`: IoU costs and the thresholded linear assignment (Kuhn-Munkres).
 //! - `tracker.rs`: the association passes, track states, lifecycle bookkeeping.
+//! - `analytics.rs`: zone analytics over the tracks (lines, inertia, loitering, speed, counts).
 
+pub mod analytics; // zone analytics: lines, inertia, loitering, speed, counts; pure
 mod assign;
 mod kalman;
 pub mod lifecycle; // an object's start / update / end rules, pure

@@ -6,7 +6,9 @@
 //!   per camera and worker generation: Tracker::update
 //!   -> detection event (camera's threshold, classes, zones; each box with its track_id)
 //!        unless frame_detections is false                               -> events (Block)
-//!   -> object start / update (zone_enter, zone_leave, stationary, moving, class) / end
+//!   -> object start / update (zone_enter, zone_leave, stationary, moving, class,
+//!      line_cross, loitering, speeding: analytics.rs) / end
+//!   -> counts (zone occupancy, line totals) on change, at most 1/s     -> events (Block)
 //!   -> plate requests for vehicle tracks (anpr::requests, ANPR's policy)
 //!        objects and jobs -> anpr (ANPR_CAP, Block), or objects -> events without ANPR
 //! ```
@@ -18,14 +20,17 @@
 //! detector for [`QUIET_CAMERA`], `TRACK_LOST_S` after it was last seen. The `end` carries the
 //! last sighting's frame number and time.
 
+use super::analytics::{Analytics, Happening};
 use super::lifecycle::{ObjectState, Observation};
 use super::{EndedTrack, FrameStamp, Track, TrackInput, Tracker, TrackerConfig};
 use crate::camera::CameraParams;
-use crate::events::{BestSighting, Detection, DetectionEvent, Event, EventCommon, Lifecycle, ModelInfo, ObjectEvent, UpdateReason};
+use crate::events::{
+    BestSighting, CountsEvent, Detection, DetectionEvent, Event, EventCommon, Lifecycle, ModelInfo, ObjectEvent, UpdateReason,
+};
 use crate::evidence::image::touches_edge;
 use crate::evidence::OverlayBox;
 use crate::infer::decode::normalise;
-use crate::metrics::Metrics;
+use crate::metrics::{CameraCounters, Metrics};
 use crate::pipeline::anpr::requests::{Requests, VehicleSighting};
 use crate::pipeline::anpr::{AnprInput, AnprJob, VEHICLE_CLASSES};
 use crate::pipeline::detect::filter::{camera_filter, zones_of};
@@ -107,6 +112,25 @@ struct CameraTracks {
     last_detected: Instant,
     /// Per started object: its best frame so far (snapshots) and when it started.
     best: HashMap<u64, (BestFrame, Instant)>,
+    /// Zone analytics (lines, loitering, speed, counts); new with each generation, so a
+    /// camera's counts start over when it restarts.
+    analytics: Analytics,
+    /// Where the live counts go (`GET .../counts`), and the API's reset requests seen so far.
+    counters: Arc<CameraCounters>,
+    resets_seen: u64,
+    /// The last frame's number and capture time, for `counts` events published between frames.
+    last_frame: (u64, SystemTime),
+}
+
+impl CameraTracks {
+    /// Applies a reset of the counts the API asked for since the last look.
+    fn take_resets(&mut self) {
+        let resets = self.counters.counts_resets();
+        if resets != self.resets_seen {
+            self.resets_seen = resets;
+            self.analytics.reset();
+        }
+    }
 }
 
 /// The stage's state; public so tests can drive it without threads.
@@ -156,6 +180,7 @@ impl TrackStage {
             if let Some(mut cam) = self.cameras.remove(&id) {
                 let ended = cam.tracker.end_all();
                 self.end_objects(&id, &mut cam, ended);
+                self.camera_gone(&id, &mut cam);
             }
         }
     }
@@ -168,6 +193,7 @@ impl TrackStage {
             if let Some(mut cam) = self.cameras.remove(&e.camera_id) {
                 let ended = cam.tracker.end_all();
                 self.end_objects(&e.camera_id, &mut cam, ended);
+                self.camera_gone(&e.camera_id, &mut cam);
             }
         }
     }
@@ -187,9 +213,39 @@ impl TrackStage {
                 self.end_objects(&id, &mut cam, ended);
                 if cam.tracker.tracks().next().is_some() {
                     self.cameras.insert(id, cam);
+                } else {
+                    self.camera_gone(&id, &mut cam);
                 }
             }
         }
+        let ids: Vec<Arc<str>> = self.cameras.iter().filter(|(_, c)| c.analytics.active()).map(|(k, _)| k.clone()).collect();
+        for id in ids {
+            if let Some(mut cam) = self.cameras.remove(&id) {
+                cam.take_resets();
+                self.publish_counts(&id, &mut cam, now, false);
+                self.cameras.insert(id, cam);
+            }
+        }
+    }
+
+    /// A camera generation's tracks are all gone: its last counts go out (occupancy 0), and
+    /// the API shows none until a new generation counts afresh.
+    fn camera_gone(&mut self, camera_id: &str, cam: &mut CameraTracks) {
+        self.publish_counts(camera_id, cam, Instant::now(), true);
+        cam.counters.set_counts(None);
+    }
+
+    /// Publishes the camera's counts when they changed (at most once a second unless `force`)
+    /// and keeps the live copy the API reads up to date.
+    fn publish_counts(&mut self, camera_id: &str, cam: &mut CameraTracks, now: Instant, force: bool) {
+        if !cam.analytics.active() {
+            return;
+        }
+        let Some(counts) = cam.analytics.due_counts(now, force) else { return };
+        cam.counters.set_counts(Some(counts.clone()));
+        let (n, at) = cam.last_frame;
+        let common = EventCommon::new(camera_id, at, n, (cam.size.0 as u32, cam.size.1 as u32));
+        let _ = self.out.events.send(Event::Counts(CountsEvent { common, counts }));
     }
 
     /// One detected frame.
@@ -206,19 +262,23 @@ impl TrackStage {
                 // a restart whose end notice has not arrived yet: the old generation ends now
                 let ended = old.tracker.end_all();
                 self.end_objects(&id, &mut old, ended);
-                self.new_camera(&frame.params, frame.generation)
+                self.camera_gone(&id, &mut old);
+                self.new_camera(&frame)
             }
             Some(newer) => {
                 self.cameras.insert(id, newer);
                 frame.counters.frame_processed();
                 return;
             }
-            None => self.new_camera(&frame.params, frame.generation),
+            None => self.new_camera(&frame),
         };
         let (w, h) = (frame.image.cols() as f32, frame.image.rows() as f32);
         cam.size = (w, h);
         cam.params = frame.params.clone();
         cam.last_detected = Instant::now();
+        cam.last_frame = (frame.frame_number, frame.captured_at);
+        cam.analytics.configure(&cam.params);
+        cam.take_resets();
         let stamp = FrameStamp::from(&frame);
         let inputs: Vec<TrackInput> = boxes.iter().map(TrackInput::from).collect();
         let out = cam.tracker.update(&inputs, stamp);
@@ -322,6 +382,10 @@ impl TrackStage {
                 ev.offer_latest(&frame, Some(boxes));
             }
         }
+        if cam.analytics.active() {
+            self.publish_counts(&id, &mut cam, frame.captured, false);
+            cam.counters.set_counts(Some(cam.analytics.counts()));
+        }
         self.metrics.frame_to_event_seconds.observe(frame.captured.elapsed().as_secs_f64());
         frame.counters.frame_processed();
         if params.enable_anpr {
@@ -345,7 +409,8 @@ impl TrackStage {
         self.cameras.insert(id, cam);
     }
 
-    fn new_camera(&self, params: &Arc<CameraParams>, generation: u64) -> CameraTracks {
+    fn new_camera(&self, frame: &crate::pipeline::frame::Frame) -> CameraTracks {
+        let (params, generation) = (&frame.params, frame.generation);
         // The tracker's first pass, and new tracks, take boxes from the camera's own threshold
         // (ByteTrack starts tracks only from track_thresh + 0.1, which would hold back an object
         // the camera reports at 0.55), and from 0.3 on an ANPR camera: ANPR reads vehicles
@@ -370,6 +435,10 @@ impl TrackStage {
             params: params.clone(),
             last_detected: Instant::now(),
             best: HashMap::new(),
+            analytics: Analytics::new(params),
+            counters: frame.counters.clone(),
+            resets_seen: frame.counters.counts_resets(),
+            last_frame: (frame.frame_number, frame.captured_at),
         }
     }
 
@@ -383,18 +452,47 @@ impl TrackStage {
         let tid = track_id(camera_id, cam.started_ms, id);
         let st = cam.objects.entry(id).or_insert_with(|| ObjectState::new(tid));
         let last = track.last();
-        let zones = zones_of(&last.bbox, w, h, &params);
         // objects are what object detection reports: a camera with it off (ANPR only) is
         // tracked for ANPR's sake but publishes no object events
         let wanted =
             params.enable_object_detection && (params.detection_classes.is_empty() || params.detection_classes.contains(&class_name));
-        let reportable =
-            wanted && track.best().confidence >= params.confidence_threshold && (params.roi_zones.is_empty() || !zones.is_empty());
-        let sighting = Observation { captured: last.stamp.captured, bbox: last.bbox, zones, reportable, class_changed };
-        let events: Vec<ObjectEvent> = st
-            .observe(&sighting)
+        let wanted = wanted && track.best().confidence >= params.confidence_threshold;
+        // with zones, reported once in one (with the zone's inertia, analytics.rs)
+        let in_view = |zones: &[String]| params.roi_zones.is_empty() || !zones.is_empty();
+        let [x1, _, x2, y2] = last.bbox;
+        let foot = [(x1 + x2) / 2.0 / w, y2 / h];
+        let started = st.started;
+        let v = cam.analytics.observe(id, &class_name, foot, last.stamp.captured, |zones| started || (wanted && in_view(zones)));
+        let reportable = wanted && in_view(&v.zones);
+        let sighting = Observation { captured: last.stamp.captured, bbox: last.bbox, zones: v.zones, reportable, class_changed };
+        let mut said = st.observe(&sighting);
+        let mut lines = Vec::new();
+        if st.started {
+            for h in v.happened {
+                said.push((
+                    Lifecycle::Update,
+                    Some(match h {
+                        Happening::LineCross(l) => {
+                            lines.push(l);
+                            UpdateReason::LineCross
+                        }
+                        Happening::Loitering(_) => UpdateReason::Loitering,
+                        Happening::Speeding(_) => UpdateReason::Speeding,
+                    }),
+                ));
+            }
+        }
+        let mut lines = lines.into_iter();
+        let events: Vec<ObjectEvent> = said
             .into_iter()
-            .map(|(lifecycle, reason)| object_event(&self.settings, camera_id, cam.size, track, st, lifecycle, reason))
+            .map(|(lifecycle, reason)| {
+                let mut ev = object_event(&self.settings, camera_id, cam.size, track, st, lifecycle, reason);
+                ev.speed_kmh = v.speed_kmh.map(|s| (s * 10.0).round() / 10.0);
+                if reason == Some(UpdateReason::LineCross) {
+                    ev.line = lines.next();
+                }
+                ev
+            })
             .collect();
         if st.started {
             cam.best.entry(id).or_insert_with(|| (BestFrame::default(), Instant::now()));
@@ -427,6 +525,7 @@ impl TrackStage {
     fn end_objects(&mut self, camera_id: &str, cam: &mut CameraTracks, ended: Vec<EndedTrack>) {
         for e in ended {
             let id = e.track.id();
+            let speed = cam.analytics.forget(id);
             let tid = track_id(camera_id, cam.started_ms, id);
             let asked = cam.requests.forget(&tid);
             match cam.objects.remove(&id) {
@@ -438,6 +537,7 @@ impl TrackStage {
                         let kept = evidence.book.end(&tid, END_WAIT);
                         ev.snapshot = if cam.params.snapshots { kept.map(Box::new) } else { None };
                     }
+                    ev.speed_kmh = speed.map(|s| (s * 10.0).round() / 10.0);
                     self.send_object(ev);
                 }
                 st => {
@@ -525,6 +625,8 @@ fn object_event(
         license_plate: None,
         update_reason,
         snapshot: None,
+        line: None,
+        speed_kmh: None,
     }
 }
 
@@ -628,7 +730,7 @@ mod tests {
     #[test]
     fn zones_and_classes_decide_what_is_reported() {
         let (mut st, rx) = stage();
-        let zone = RoiZone { name: "left".into(), points: vec![[0.0, 0.0], [0.5, 0.0], [0.5, 1.0], [0.0, 1.0]] };
+        let zone = RoiZone { name: "left".into(), points: vec![[0.0, 0.0], [0.5, 0.0], [0.5, 1.0], [0.0, 1.0]], ..Default::default() };
         let p = CameraParams { roi_zones: vec![zone], detection_classes: vec!["person".into()], ..Default::default() };
         let t0 = Instant::now();
         // a person walking from the right half into the left zone, and a car that is never reported
