@@ -99,7 +99,8 @@ async fn answer(front: &Front, req: http::Request<Incoming>) -> Reply {
         Bytes::new()
     };
     let lane = routes::lane(&parts.method, parts.uri.path());
-    let req = Request { method: parts.method, path: parts.uri.path().to_string(), headers: parts.headers, body };
+    let query = parts.uri.query().unwrap_or("").to_string();
+    let req = Request { method: parts.method, path: parts.uri.path().to_string(), query, headers: parts.headers, body };
     front.state.http.requests.fetch_add(1, Relaxed);
     match lane {
         Lane::Inline => routes::handle(&front.state, &req),
