@@ -33,6 +33,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 PAYLOAD = "<img src=x onerror=window.__xss=1>"
 ZONE = [(0.20, 0.30), (0.70, 0.25), (0.80, 0.80), (0.25, 0.75)]
+LINE = [(0.50, 0.95), (0.55, 0.10)]
 
 
 def tid(name):
@@ -92,6 +93,17 @@ class Flow:
             "return [...document.querySelectorAll('img')].filter(i => (i.getAttribute('src') || '') === 'x').length")
         assert injected == 0, f"{where}: the payload became an <img> element"
 
+    def click_at(self, svg, points):
+        """Clicks each normalised point on `svg`; returns where the clicks landed (normalised)."""
+        w, h = self.driver.execute_script("const r = arguments[0].getBoundingClientRect(); return [r.width, r.height]", svg)
+        clicked = []
+        for (nx, ny) in points:
+            dx = round((nx - 0.5) * w)
+            dy = round((ny - 0.5) * h)
+            ActionChains(self.driver).move_to_element_with_offset(svg, dx, dy).click().perform()
+            clicked.append((0.5 + dx / w, 0.5 + dy / h))
+        return clicked
+
     def run(self):
         a = self.args
         d = self.driver
@@ -129,17 +141,11 @@ class Flow:
         # --- draw a 4-point zone by clicking, name it, save
         self.find("zone-new").click()
         svg = self.find("zone-editor")
-        rect = d.execute_script("const r = arguments[0].getBoundingClientRect(); return [r.width, r.height]", svg)
-        w, h = rect
-        clicked = []
-        for (nx, ny) in ZONE:
-            dx = round((nx - 0.5) * w)
-            dy = round((ny - 0.5) * h)
-            ActionChains(d).move_to_element_with_offset(svg, dx, dy).click().perform()
-            clicked.append((0.5 + dx / w, 0.5 + dy / h))
+        clicked = self.click_at(svg, ZONE)
         name = self.find("zone-name")
         name.clear()
         name.send_keys(PAYLOAD)
+        before = img.get_attribute("src")
         self.find("zone-save").click()
         self.wait("the zone to be saved", lambda: self.text("editor-note") == "Saved.", timeout=15)
         assert not self.text("editor-message"), self.text("editor-message")
@@ -152,8 +158,25 @@ class Flow:
         assert len(zones) == 1 and zones[0]["name"] == PAYLOAD, zones
         for (cx, cy), (px, py) in zip(clicked, zones[0]["points"]):
             assert abs(cx - px) <= 0.02 and abs(cy - py) <= 0.02, f"clicked {clicked}, saved {zones[0]['points']}"
-        self.wait("the live image after the save", lambda: img.get_attribute("src") != first, timeout=10)
+        self.wait("the live image after the save", lambda: img.get_attribute("src") != before, timeout=10)
         self.shot("zone-saved")
+
+        # --- a 2-point line: saved where the service knows `lines`; otherwise the page says so
+        self.find("line-new").click()
+        line_clicked = self.click_at(svg, LINE)
+        self.find("zone-save").click()
+        self.wait("the line's save", lambda: self.text("editor-note") == "Saved."
+                  or "lines" in (self.text("editor-message") or ""), timeout=15)
+        status, camera = self.api(f"/api/cameras/{cam}")
+        assert camera["parameters"]["roi_zones"] == zones, "saving the line changed the zones"
+        lines = camera["parameters"].get("lines")
+        if lines is None:
+            assert "not saved" in self.text("editor-message"), self.text("editor-message")
+        else:
+            assert len(lines) == 1 and len(lines[0]["points"]) == 2, lines
+            for (cx, cy), (px, py) in zip(line_clicked, lines[0]["points"]):
+                assert abs(cx - px) <= 0.02 and abs(cy - py) <= 0.02, f"clicked {line_clicked}, saved {lines}"
+        self.shot("line")
 
         # --- the recent events of the camera
         self.wait("an event in the feed",
@@ -190,7 +213,7 @@ class Flow:
         # nothing the page did was refused by its own Content-Security-Policy
         csp = [e["message"] for e in d.get_log("browser") if "Content Security Policy" in e.get("message", "")]
         assert not csp, f"CSP violations: {csp}"
-        return {"clicked": clicked, "saved": zones[0]["points"], "steps": self.steps,
+        return {"clicked": clicked, "saved": zones[0]["points"], "line_saved": lines is not None, "steps": self.steps,
                 "flow_s": round(time.monotonic() - self.t0, 2),
                 "browser": d.capabilities.get("browserVersion"),
                 "driver": d.capabilities.get("chrome", {}).get("chromedriverVersion", "").split(" ")[0]}

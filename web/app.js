@@ -762,7 +762,16 @@
           }
         });
         svg.append(line);
-        label(b, l.name + ' →in', 'line');
+        // the `in` side: walking from the first end to the second, the right-hand side
+        const mx = ((a[0] + b[0]) / 2) * W;
+        const my = ((a[1] + b[1]) / 2) * H;
+        const dx = (b[0] - a[0]) * W;
+        const dy = (b[1] - a[1]) * H;
+        const len = Math.hypot(dx, dy) || 1;
+        const tip = [mx + (-dy / len) * r * 5, my + (dx / len) * r * 5];
+        svg.append(svgEl('line', { x1: mx, y1: my, x2: tip[0], y2: tip[1], class: 'in-arrow' }));
+        svg.append(svgEl('text', { x: tip[0] + r, y: tip[1] + r, class: 'label line', 'font-size': r * 2.5, text: 'in' }));
+        label(b, l.name, 'line');
         if (isSel('line', i)) handles('line', i, l.points);
       });
       const d = this.drawing;
