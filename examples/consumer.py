@@ -20,6 +20,12 @@ Delivery is at-least-once (docs/events.md, "Delivery"): the same event can arriv
 the same event_id. Store events under a unique event_id (a unique index in Django) and treat a
 duplicate key as "already handled".
 
+Images (docs/events.md, "Snapshots"): an object event's `snapshot` names Redis keys holding
+JPEGs that expire after SNAPSHOT_TTL_S (default 1 h), so a consumer copies what it keeps: with
+--images DIR this one stores each object's thumbnail next to the event, as
+DIR/<event_id>.json and DIR/<event_id>.thumb.jpg (and an anpr event's plate crop as
+DIR/<event_id>.plate.jpg). In Django: an ImageField / FileField saved in handle().
+
 Prints one JSON line per handled event: {"id", "event_type", "camera_id", "event_id", "summary"}.
 In Django, put `handle()` in a management command (python manage.py consume_analytics) and
 save the event in `handle()` before returning; XACK comes after it.
@@ -43,9 +49,32 @@ def ensure_group(r, stream, group, from_start):
             raise
 
 
-def handle(entry_id, fields):
-    """Parses one entry and does the work (here: prints it). Raise to leave it pending."""
+def store_images(r, event, images_dir):
+    """Copies the event's pictures out of Redis before they expire: the object's thumbnail (the
+    newest snapshot the event names) or the plate crop, next to the event's JSON. A picture
+    already expired is simply missing (the event is still stored)."""
+    os.makedirs(images_dir, exist_ok=True)
+    base = os.path.join(images_dir, event["event_id"])
+    with open(base + ".json", "w") as f:
+        json.dump(event, f)
+    keys = []
+    if event["event_type"] == "object" and event.get("snapshot"):
+        keys.append((event["snapshot"]["thumbnail_key"], ".thumb.jpg"))
+    if event["event_type"] == "anpr" and event.get("plate_image_key"):
+        keys.append((event["plate_image_key"], ".plate.jpg"))
+    for key, suffix in keys:
+        jpeg = r.get(key)
+        if jpeg is not None:
+            with open(base + suffix, "wb") as f:
+                f.write(jpeg)
+
+
+def handle(entry_id, fields, r=None, images_dir=None):
+    """Parses one entry and does the work (here: prints it, and with --images stores the
+    pictures). Raise to leave it pending."""
     event = json.loads(fields["payload"])
+    if images_dir and r is not None:
+        store_images(r, event, images_dir)
     if event["event_type"] == "detection":
         summary = ", ".join(f"{d['class_name']} {d['confidence']:.2f}" for d in event["detections"])
     elif event["event_type"] == "motion":
@@ -54,6 +83,8 @@ def handle(entry_id, fields):
         summary = f"plate {event['anpr_result']['text']}"
     elif event["event_type"] == "object":
         summary = f"{event['class_name']} {event['track_id']} {event['lifecycle']}"
+        if event.get("snapshot"):
+            summary += f" snapshot {event['snapshot']['key']}"
     else:
         summary = ""
     print(json.dumps({"id": entry_id, "event_type": fields["event_type"], "camera_id": fields["camera_id"],
@@ -75,9 +106,13 @@ def main():
     ap.add_argument("--max-seconds", type=float, default=0, help="stop after this long (0 = no limit)")
     ap.add_argument("--claim-idle-ms", type=int, default=60000, help="claim other consumers' entries pending this long")
     ap.add_argument("--no-ack", action="store_true", help="never XACK (simulates a worker that crashes)")
+    ap.add_argument("--images", default=None, metavar="DIR",
+                    help="store each event (JSON) with its object thumbnail / plate crop (JPEG) in DIR")
     args = ap.parse_args()
 
     r = redis.Redis(host=args.host, port=args.port, db=args.db, password=args.password, decode_responses=True)
+    # JPEGs are bytes: a second client that does not decode replies
+    raw = redis.Redis(host=args.host, port=args.port, db=args.db, password=args.password)
     ensure_group(r, args.stream, args.group, args.from_start)
     handled, started = 0, time.monotonic()
 
@@ -97,7 +132,7 @@ def main():
             if not fields:  # deleted by MAXLEN trimming while pending: nothing to handle
                 r.xack(args.stream, args.group, entry_id)
                 continue
-            handle(entry_id, fields)
+            handle(entry_id, fields, raw, args.images)
             if not args.no_ack:
                 r.xack(args.stream, args.group, entry_id)
             handled += 1

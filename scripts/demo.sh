@@ -85,7 +85,11 @@ while not limit or time.time() - t0 < limit:
         elif kind == "detection":
             extra = ", ".join(f"{d['class_name']} {d['confidence']:.2f}" for d in p["detections"])
         elif kind == "anpr":
-            extra = f"plate={p['anpr_result']['license_plate']} conf={p['anpr_result']['confidence']:.2f}"
+            extra = f"plate={p['anpr_result']['license_plate']} conf={p['anpr_result']['confidence']:.2f} image={p.get('plate_image_key')}"
+        elif kind == "object":
+            snap = (p.get("snapshot") or {}).get("key")
+            why = f"/{p['update_reason']}" if p.get("update_reason") else ""
+            extra = f"{p['class_name']} {p['lifecycle']}{why} track={p['track_id']} conf={p['confidence']:.2f} snapshot={snap}"
         else:
             extra = ""
         print(f"{last}  {kind:9s} cam={f.get('camera_id')} ts={f.get('timestamp')} {extra}", flush=True)

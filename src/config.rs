@@ -365,6 +365,15 @@ define_config! {
     /// ends; its `object` event with lifecycle `end` is published then.
     track_lost: Duration = "TRACK_LOST_S", default "3", section "Objects (tracking)", plain,
         form "seconds 0.1..600, e.g. 3", parse p::secs(0.1, 600.0);
+    /// How long object snapshots, thumbnails and plate crops stay in Redis (seconds); the
+    /// consumer copies what it wants to keep. Redis memory is about this times the rate of
+    /// objects times ~100 KB (README, "Images").
+    snapshot_ttl: Duration = "SNAPSHOT_TTL_S", default "3600", section "Evidence (images)", plain,
+        form "seconds 1..604800, e.g. 3600", parse p::whole_secs(1, 604_800);
+    /// An object whose kept snapshot gets clearly better gets an `update` (reason `snapshot`) at
+    /// most this often (seconds).
+    snapshot_update: Duration = "SNAPSHOT_UPDATE_S", default "10", section "Evidence (images)", plain,
+        form "seconds 1..3600, e.g. 10", parse p::secs(1.0, 3600.0);
     /// The Redis to publish to; `redis` is the compose service, use 127.0.0.1 for a local Redis.
     redis_host: String = "REDIS_HOST", default "redis", section "Redis Stream", plain,
         form "a host name or IP, e.g. redis or 127.0.0.1", parse p::non_empty;

@@ -192,6 +192,10 @@ pub struct AnprEvent {
     /// The vehicle's track; null for a plate of the whole-frame search (no vehicle detected).
     #[serde(default)]
     pub track_id: Option<String>,
+    /// Redis key of the plate crop (JPEG, expires after `SNAPSHOT_TTL_S`); null when it could
+    /// not be written (Redis away).
+    #[serde(default)]
+    pub plate_image_key: Option<String>,
 }
 
 /// Where an object is in its life.
@@ -213,6 +217,8 @@ pub enum UpdateReason {
     Moving,
     Plate,
     Class,
+    /// A clearly better snapshot of the object was kept (at most every `SNAPSHOT_UPDATE_S`).
+    Snapshot,
 }
 
 /// The best sighting of an object so far.
@@ -222,6 +228,25 @@ pub struct BestSighting {
     pub timestamp: String,
     pub confidence: f32,
     pub bounding_box: BoundingBox,
+}
+
+/// An object's best frame, kept in Redis (docs/events.md, "Snapshots"): the keys of the full
+/// frame and of the square thumbnail (JPEG strings, EX `SNAPSHOT_TTL_S`), and which sighting
+/// it shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Redis key of the full frame, clean JPEG.
+    pub key: String,
+    /// Redis key of the square crop around the box (1.2x, 160..320 px), JPEG.
+    pub thumbnail_key: String,
+    pub frame_number: u64,
+    /// Capture time of that frame.
+    pub timestamp: String,
+    /// The object's box in that frame, normalised.
+    pub bounding_box: BoundingBox,
+    /// The frame's size in pixels.
+    pub width: u32,
+    pub height: u32,
 }
 
 /// A plate read attached to a vehicle object.
@@ -258,6 +283,11 @@ pub struct ObjectEvent {
     /// Why an `update` was published; null on `start` and `end`.
     #[serde(default)]
     pub update_reason: Option<UpdateReason>,
+    /// The object's best frame kept so far (already in Redis when the event is published);
+    /// null when the camera's `snapshots` is false or none could be kept yet.
+    /// (Boxed: it keeps `Event`'s variants of similar size.)
+    #[serde(default)]
+    pub snapshot: Option<Box<Snapshot>>,
 }
 
 /// Every event the service publishes.

@@ -10,6 +10,7 @@ pub mod cluster; // the registry's state in Redis, leases and fair share across 
 pub mod coco; // the 80 COCO class names (validation and the detector share them)
 pub mod config; // environment / `.env` configuration (`Config`)
 pub mod events; // the typed events (`detection`, `motion`, `anpr`, `object`) and their JSON form
+pub mod evidence; // images: Redis keys, overlay records, JPEG helpers (pipeline writes, API reads)
 pub mod infer; // ONNX Runtime sessions and providers, letterbox, YOLO decode, NMS, box geometry
 pub mod logging; // simplelog set-up at `LOG_LEVEL`
 pub mod metrics; // counters shared by every stage, Prometheus text rendering

@@ -66,6 +66,7 @@ impl Service {
             feed: crate::api::feed::EventFeed::new(RedisTarget::from_config(&config), config.redis_stream.clone()),
             http: Arc::new(HttpStats::default()),
             draining: Default::default(),
+            images: crate::api::images::Images::new(RedisTarget::from_config(&config), &config.redis_key_prefix),
             started: Instant::now(),
         });
         if config.api_token.is_none() && !is_loopback(&config.api_host) {

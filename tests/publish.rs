@@ -61,6 +61,7 @@ fn event(n: u64) -> Event {
             vehicle_box: BoundingBox::default(),
             vehicle_class: "car".into(),
             track_id: None,
+            plate_image_key: None,
         }),
     }
 }

@@ -17,6 +17,7 @@ pub mod error; // ApiError: {"error", "message", "details"} with its status
 pub mod feed; // GET /api/events: the stream read back with XREVRANGE
 pub mod front; // between hyper and the routes: head checks, token, body, permits
 pub mod health; // /api/health, /livez, /readyz
+pub mod images; // latest.jpg, object snapshots and thumbnails (from Redis)
 pub mod page; // GET / and /assets/*: the operator page, compiled in from web/
 pub mod reply; // Request and Reply, and the hyper response
 pub mod routes; // path + method -> handler, bearer token

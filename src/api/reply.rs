@@ -15,7 +15,7 @@ pub struct Request {
     pub method: Method,
     /// The path as sent, without the query (`/api/cameras/x`).
     pub path: String,
-    /// The query as sent, without the `?` (empty when none).
+    /// The query string without the `?` (empty when none).
     pub query: String,
     pub headers: HeaderMap,
     pub body: Bytes,

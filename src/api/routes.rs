@@ -10,12 +10,15 @@
 //! | `/api/health` | GET | no |
 //! | `/livez`, `/readyz` | GET (Kubernetes probes) | no |
 //! | `/metrics` | GET (Prometheus text) | yes |
+//! | `/api/cameras/{camera_id}/latest.jpg` | GET (the newest frame, JPEG) | yes |
+//! | `/api/objects/{track_id}/snapshot.jpg`, `.../thumbnail.jpg` | GET (an object's best frame) | yes |
 //!
 //! `HEAD` is answered like `GET` (hyper leaves the body out and keeps its `Content-Length`).
 //! A trailing slash is ignored. Other paths get 404, other methods 405 with `Allow`.
 
 use super::error::ApiError;
 use super::health;
+use super::images::ImageQuery;
 use super::reply::{Reply, Request};
 use super::state::AppState;
 use crate::camera::validate::validate_cameras;
@@ -38,6 +41,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/livez"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
+    ("GET", "/api/cameras/{camera_id}/latest.jpg"),
+    ("GET", "/api/objects/{track_id}/snapshot.jpg"),
+    ("GET", "/api/objects/{track_id}/thumbnail.jpg"),
     ("GET", "/"),
     ("GET", "/assets/app.js"),
     ("GET", "/assets/app.css"),
@@ -134,6 +140,26 @@ fn route(state: &AppState, req: &Request) -> Result<Reply, ApiError> {
             }
         }
         (["api", "cameras", _], m) => Err(ApiError::method_not_allowed(m, path, "GET, DELETE")),
+        (["api", "cameras", id, "latest.jpg"], _) if get => {
+            let id = percent_decode(id);
+            let q = ImageQuery::parse(&req.query)?;
+            state.cluster.registry().get(&id).ok_or_else(|| unknown_camera(&id))?;
+            state.images.latest(&id, &q)
+        }
+        (["api", "cameras", _, "latest.jpg"], m) => Err(ApiError::method_not_allowed(m, path, "GET")),
+        (["api", "objects", track @ .., "snapshot.jpg" | "thumbnail.jpg"], _) if get && !track.is_empty() => {
+            // a track id holds a '/' (`<camera>/<ms>-<n>`): sent as is or as %2F
+            let track_id = track.iter().map(|s| percent_decode(s)).collect::<Vec<_>>().join("/");
+            let q = ImageQuery::parse(&req.query)?;
+            if path.ends_with("snapshot.jpg") {
+                state.images.snapshot(&track_id, &q)
+            } else {
+                state.images.thumbnail(&track_id, &q)
+            }
+        }
+        (["api", "objects", track @ .., "snapshot.jpg" | "thumbnail.jpg"], m) if !track.is_empty() => {
+            Err(ApiError::method_not_allowed(m, path, "GET"))
+        }
         (["api", "health"], _) if get => Ok(Reply::json(200, &health::health(state))),
         (["livez"], _) if get => Ok(health::livez()),
         (["readyz"], _) if get => Ok(health::readyz(state)),

@@ -37,5 +37,7 @@ pub struct AppState {
     pub http: Arc<HttpStats>,
     /// Set when shutdown begins: `/readyz` answers 503 so that a load balancer stops sending.
     pub draining: AtomicBool,
+    /// The image routes' view of Redis (latest frames, snapshots).
+    pub images: super::images::Images,
     pub started: Instant,
 }

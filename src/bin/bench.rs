@@ -28,7 +28,10 @@
 //! venv Python (`ANALYTICS_PYTHON` overrides it). `--precision fp32,int8` runs the service with
 //! each `YOLO_PRECISION` back to back instead (`bench_modes/precision.rs`: saturated frames/s
 //! with `--cameras` fast cameras and light-load latency with one real-time camera, `--rounds R`
-//! (2), order flipped every round); with `--capacity` it runs the capacity search per precision. Redis: REDIS_HOST/REDIS_PORT
+//! (2), order flipped every round); with `--capacity` it runs the capacity search per precision.
+//! `--snapshots` runs the service with the cameras' `snapshots` parameter off and on back to
+//! back instead (`--rounds R`, order flipped every round; use `--fast` to saturate), and prints
+//! detected frames/s on over off (target >= 0.95), snapshots/s, bytes and encode time. Redis: REDIS_HOST/REDIS_PORT
 //! (127.0.0.1:6379), streams `bench:<pid>` and `bench:seed:<pid>`, and the service's keys under
 //! `bench:<pid>:` (its own cluster), all deleted afterwards.
 
@@ -82,6 +85,10 @@ struct Args {
     max_cameras: usize,
     precisions: Vec<analytics_service::infer::PrecisionSetting>,
     rounds: usize,
+    /// `--snapshots`: the service with the cameras' `snapshots` off and on, back to back.
+    snapshots: bool,
+    /// The cameras' `snapshots` parameter in [`run_service`] (default true).
+    camera_snapshots: bool,
 }
 
 fn args() -> Args {
@@ -106,6 +113,8 @@ fn args() -> Args {
         max_cameras: 32,
         precisions: Vec::new(),
         rounds: 2,
+        snapshots: false,
+        camera_snapshots: true,
     };
     if let Err(e) = parse_args(&mut a) {
         eprintln!("bench: {e}; --help lists the options");
@@ -141,6 +150,7 @@ fn parse_args(a: &mut Args) -> Result<(), lexopt::Error> {
             Long("phases") => a.phases = p.value()?.string()?.split(',').map(str::to_string).collect(),
             Long("precision") => a.precisions = precision::parse(&p.value()?.string()?),
             Long("rounds") => a.rounds = p.value()?.parse()?,
+            Long("snapshots") => a.snapshots = true,
             Long("slo-p99-ms") => a.slo_p99_ms = p.value()?.parse()?,
             Long("max-cameras") => a.max_cameras = p.value()?.parse()?,
             Long("help") | Short('h') => {
@@ -237,7 +247,8 @@ fn run_service(a: &Args, cfg: &Config, video: &std::path::Path) -> anyhow::Resul
     let cams: Vec<Value> = (0..a.cameras)
         .map(|i| {
             json!({"camera_id": format!("bench{i}"), "stream_url": video.display().to_string(),
-                "parameters": {"max_fps": a.max_fps, "loop_file": true, "file_realtime": !a.fast, "motion_threshold": 0.02}})
+                "parameters": {"max_fps": a.max_fps, "loop_file": true, "file_realtime": !a.fast, "motion_threshold": 0.02,
+                    "snapshots": a.camera_snapshots}})
         })
         .collect();
     let validated =
@@ -246,6 +257,7 @@ fn run_service(a: &Args, cfg: &Config, video: &std::path::Path) -> anyhow::Resul
     std::thread::sleep(Duration::from_secs_f64(a.warmup));
 
     let (t0, c0, cpu0, lat0) = (Instant::now(), totals(&svc), process_cpu_seconds(), svc.metrics.frame_to_event_seconds.counts());
+    let (snaps0, snap_bytes0) = svc.metrics.snapshots();
     let sys0 = system_busy_seconds();
     let pub0 = svc.metrics.publisher_snapshot();
     let mut rss_max = rss_mib();
@@ -255,6 +267,10 @@ fn run_service(a: &Args, cfg: &Config, video: &std::path::Path) -> anyhow::Resul
     }
     let secs = t0.elapsed().as_secs_f64();
     let (c1, cpu1, sys1) = (totals(&svc), process_cpu_seconds(), system_busy_seconds());
+    let (snaps1, snap_bytes1) = svc.metrics.snapshots();
+    let (snaps, snap_bytes) = (snaps1 - snaps0, snap_bytes1 - snap_bytes0);
+    let snap_drops = svc.metrics.evidence_drops(analytics_service::metrics::EvidenceKind::Snapshot);
+    let encode_ms = svc.metrics.snapshot_encode_seconds.mean() * 1e3;
     let other = other_cores(sys0, sys1, cpu1 - cpu0, secs);
     let window: Vec<u64> = svc.metrics.frame_to_event_seconds.counts().iter().zip(&lat0).map(|(b, a)| b - a).collect();
     let h = &svc.metrics.frame_to_event_seconds;
@@ -283,6 +299,13 @@ fn run_service(a: &Args, cfg: &Config, video: &std::path::Path) -> anyhow::Resul
     );
     println!("frame-to-event  p50 {p50:.1} ms, p99 {p99:.1} ms  (capture to detection result)");
     println!("cpu             {cpu:.2} cores;  rss max {rss_max:.0} MiB;  other processes {other:.2} cores");
+    println!(
+        "snapshots       {:8.1} /s  ({} written, {} bytes each, encode mean {encode_ms:.1} ms, {snap_drops} dropped; cameras' snapshots {})",
+        snaps as f64 / secs,
+        snaps,
+        snap_bytes / snaps.max(1),
+        if a.camera_snapshots { "on" } else { "off" }
+    );
     let mut conn = analytics_service::redis_target::RedisTarget::from_config(cfg).connect(Duration::from_secs(2))?;
     // exact capture-to-stream latency of the window's detection events: the entry id is Redis's
     // clock when the XADD landed, the payload's timestamp the capture (same machine, same clock)
@@ -317,6 +340,8 @@ fn run_service(a: &Args, cfg: &Config, video: &std::path::Path) -> anyhow::Resul
         "cpu_cores": cpu,
         "rss_max_mib": rss_max,
         "other_cpu_cores": other,
+        "snapshots": {"on": a.camera_snapshots, "written": snaps, "per_s": snaps as f64 / secs,
+            "bytes_each": snap_bytes / snaps.max(1), "encode_ms_mean": encode_ms, "dropped": snap_drops},
     }))
 }
 
@@ -544,6 +569,39 @@ fn main() -> anyhow::Result<()> {
             let doc = json!({"bench": "analytics-service src/bin/bench.rs --capacity", "git_commit": commit, "git_dirty": dirty,
                 "when": analytics_service::time::rfc3339_millis(SystemTime::now()), "machine": {"nproc": std::thread::available_parallelism().map_or(1, |n| n.get()), "cpu": cpu_model()},
                 "capacity": v});
+            std::fs::write(path, serde_json::to_string_pretty(&doc)?)?;
+            println!("figures written to {path}");
+        }
+        return Ok(());
+    }
+    if a.snapshots {
+        // off and on back to back, the order flipped every round (a busy machine drifts)
+        let (mut off, mut on) = (Vec::new(), Vec::new());
+        for round in 0..a.rounds.max(1) {
+            let order = if round % 2 == 0 { [false, true] } else { [true, false] };
+            for snapshots in order {
+                println!("\n#### round {}: cameras' snapshots {}", round + 1, if snapshots { "on" } else { "off" });
+                let v = run_service(&Args { camera_snapshots: snapshots, ..a.clone() }, &cfg, &video)?;
+                if snapshots {
+                    on.push(v)
+                } else {
+                    off.push(v)
+                }
+            }
+        }
+        let mean = |v: &[Value]| v.iter().map(|x| x["detected_fps"].as_f64().unwrap_or(0.0)).sum::<f64>() / v.len().max(1) as f64;
+        let (f_off, f_on) = (mean(&off), mean(&on));
+        let ratio = if f_off > 0.0 { f_on / f_off } else { 0.0 };
+        println!(
+            "\n== snapshots: detected {f_on:.1} frames/s on, {f_off:.1} off: {ratio:.3}x (target >= 0.95: {}) ==",
+            if ratio >= 0.95 { "met" } else { "MISSED" }
+        );
+        if let Some(path) = &a.json {
+            let (commit, dirty) = git_commit();
+            let doc = json!({"bench": "analytics-service src/bin/bench.rs --snapshots", "git_commit": commit, "git_dirty": dirty,
+                "when": analytics_service::time::rfc3339_millis(SystemTime::now()),
+                "machine": {"nproc": std::thread::available_parallelism().map_or(1, |n| n.get()), "cpu": cpu_model()},
+                "cameras": a.cameras, "seconds": a.seconds, "fast": a.fast, "ratio_on_over_off": ratio, "on": on, "off": off});
             std::fs::write(path, serde_json::to_string_pretty(&doc)?)?;
             println!("figures written to {path}");
         }

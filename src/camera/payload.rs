@@ -106,6 +106,9 @@ pub struct CameraParams {
     pub file_realtime: bool,
     /// Which frames are decoded: `auto` (default), `all` or `keyframes`.
     pub decode: DecodeMode,
+    /// Keep a best-frame snapshot of each object in Redis (default true; DESIGN section 10);
+    /// false: object events carry `snapshot: null` and nothing is encoded.
+    pub snapshots: bool,
 }
 
 impl Default for CameraParams {
@@ -126,6 +129,7 @@ impl Default for CameraParams {
             file_realtime: true,
             frame_detections: true,
             decode: DecodeMode::Auto,
+            snapshots: true,
         }
     }
 }

@@ -72,6 +72,7 @@ const PARAM_FIELDS: &[&str] = &[
     "file_realtime",
     "frame_detections",
     "decode",
+    "snapshots",
 ];
 
 /// Collects issues while walking.
@@ -315,6 +316,7 @@ fn params(w: &mut Walk, p: &Map<String, Value>, path: &str) -> Option<CameraPara
         ("loop_file", &mut out.loop_file),
         ("file_realtime", &mut out.file_realtime),
         ("frame_detections", &mut out.frame_detections),
+        ("snapshots", &mut out.snapshots),
     ] {
         if let Some(b) = w.boolean(p, key, path) {
             *slot = b;

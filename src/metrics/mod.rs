@@ -64,6 +64,25 @@ impl DropReason {
     }
 }
 
+/// What kind of evidence job the pool dropped (its queue was full).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvidenceKind {
+    /// A wanted camera's latest frame.
+    Latest,
+    /// An object's snapshot.
+    Snapshot,
+}
+
+impl EvidenceKind {
+    pub const ALL: [EvidenceKind; 2] = [EvidenceKind::Latest, EvidenceKind::Snapshot];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EvidenceKind::Latest => "latest",
+            EvidenceKind::Snapshot => "snapshot",
+        }
+    }
+}
+
 /// Phases of an inference batch, for `analytics_inference_seconds{phase}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -178,6 +197,14 @@ pub struct Metrics {
     events_dropped: [AtomicU64; 3],
     publish_buffered: AtomicU64,
     redis_up: AtomicBool,
+    /// Seconds to encode one snapshot (full frame + thumbnail).
+    pub snapshot_encode_seconds: Histogram,
+    latest_frame_encodes: AtomicU64,
+    evidence_dropped: [AtomicU64; 2],
+    snapshots_written: AtomicU64,
+    snapshot_bytes: AtomicU64,
+    plate_images_written: AtomicU64,
+    plate_image_bytes: AtomicU64,
 }
 
 /// Publisher counters, as `/api/health` shows them.
@@ -205,6 +232,13 @@ impl Default for Metrics {
             events_dropped: Default::default(),
             publish_buffered: AtomicU64::new(0),
             redis_up: AtomicBool::new(false),
+            snapshot_encode_seconds: Histogram::new(SECONDS_BUCKETS),
+            latest_frame_encodes: AtomicU64::new(0),
+            evidence_dropped: Default::default(),
+            snapshots_written: AtomicU64::new(0),
+            snapshot_bytes: AtomicU64::new(0),
+            plate_images_written: AtomicU64::new(0),
+            plate_image_bytes: AtomicU64::new(0),
         }
     }
 }
@@ -232,6 +266,41 @@ impl Metrics {
     /// ANPR's queue was full: a frame's vehicles were not read.
     pub fn anpr_job_dropped(&self) {
         self.anpr_jobs_dropped.fetch_add(1, Relaxed);
+    }
+
+    /// A latest frame was encoded as JPEG (only for a camera someone looks at).
+    pub fn latest_frame_encoded(&self) {
+        self.latest_frame_encodes.fetch_add(1, Relaxed);
+    }
+
+    pub fn latest_frame_encodes(&self) -> u64 {
+        self.latest_frame_encodes.load(Relaxed)
+    }
+
+    /// The evidence pool's queue was full: a job of `kind` was dropped.
+    pub fn evidence_dropped(&self, kind: EvidenceKind) {
+        self.evidence_dropped[kind as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn evidence_drops(&self, kind: EvidenceKind) -> u64 {
+        self.evidence_dropped[kind as usize].load(Relaxed)
+    }
+
+    /// A snapshot (full frame + thumbnail, `bytes` together) was written to Redis.
+    pub fn snapshot_written(&self, bytes: u64) {
+        self.snapshots_written.fetch_add(1, Relaxed);
+        self.snapshot_bytes.fetch_add(bytes, Relaxed);
+    }
+
+    /// Snapshots written and their bytes.
+    pub fn snapshots(&self) -> (u64, u64) {
+        (self.snapshots_written.load(Relaxed), self.snapshot_bytes.load(Relaxed))
+    }
+
+    /// A plate crop of `bytes` was written to Redis.
+    pub fn plate_image_written(&self, bytes: u64) {
+        self.plate_images_written.fetch_add(1, Relaxed);
+        self.plate_image_bytes.fetch_add(bytes, Relaxed);
     }
 
     pub fn set_detect_queue_depth(&self, n: usize) {

@@ -7,7 +7,7 @@
 //! for the same text. The format written here is small, fixed, escaped per the spec, and
 //! checked by the tests (`tests/api.rs` scrapes it).
 
-use super::{process_cpu_seconds, process_rss_bytes, CameraCounters, DropReason, Metrics, Phase, Stage};
+use super::{process_cpu_seconds, process_rss_bytes, CameraCounters, DropReason, EvidenceKind, Metrics, Phase, Stage};
 use crate::events::EventType;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -87,6 +87,42 @@ impl Metrics {
             "Frames whose vehicles ANPR skipped: its queue was full, or shutdown began.",
         );
         let _ = writeln!(out, "{n} {}", self.anpr_jobs_dropped.load(Relaxed));
+        let n = family_line(
+            &mut out,
+            "analytics_latest_frame_encodes_total",
+            "counter",
+            "Latest frames encoded as JPEG (only for cameras someone looks at).",
+        );
+        let _ = writeln!(out, "{n} {}", self.latest_frame_encodes.load(Relaxed));
+        let n = family_line(
+            &mut out,
+            "analytics_evidence_jobs_dropped_total",
+            "counter",
+            "Evidence jobs dropped because the JPEG pool's queue was full, by kind.",
+        );
+        for k in EvidenceKind::ALL {
+            let _ = writeln!(out, "{n}{{kind=\"{}\"}} {}", k.as_str(), self.evidence_drops(k));
+        }
+        let n = family_line(&mut out, "analytics_snapshots_written_total", "counter", "Object snapshots written to Redis.");
+        let _ = writeln!(out, "{n} {}", self.snapshots_written.load(Relaxed));
+        let n = family_line(
+            &mut out,
+            "analytics_snapshot_bytes_total",
+            "counter",
+            "Bytes of object snapshots written to Redis (full frame + thumbnail).",
+        );
+        let _ = writeln!(out, "{n} {}", self.snapshot_bytes.load(Relaxed));
+        let n = family_line(
+            &mut out,
+            "analytics_snapshot_encode_seconds",
+            "histogram",
+            "Time to encode one snapshot (full frame + thumbnail).",
+        );
+        self.snapshot_encode_seconds.render(&mut out, n, "");
+        let n = family_line(&mut out, "analytics_plate_images_written_total", "counter", "Plate crops of anpr events written to Redis.");
+        let _ = writeln!(out, "{n} {}", self.plate_images_written.load(Relaxed));
+        let n = family_line(&mut out, "analytics_plate_image_bytes_total", "counter", "Bytes of plate crops written to Redis.");
+        let _ = writeln!(out, "{n} {}", self.plate_image_bytes.load(Relaxed));
         let n = family_line(&mut out, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
         let _ = writeln!(out, "{n} {}", process_rss_bytes());
         let n = family_line(&mut out, "process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.");

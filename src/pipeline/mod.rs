@@ -23,6 +23,7 @@ pub mod anpr; // licence plates: plate detector, OCR, dedupe
 pub mod capture; // per-camera stream reading, reconnects, frame pacing
 pub mod decode; // decode budget: keyframes only when that loses nothing
 pub mod detect; // YOLOv8 object detection
+pub mod evidence; // the JPEG pool: latest frames, object snapshots, plate crops
 pub mod frame; // Frame: one decoded picture on its way through the stages
 pub mod motion; // the motion pool and the frame-differencing detector
 pub mod publish; // the Redis Stream publisher thread
@@ -135,6 +136,9 @@ impl Pipeline {
         }
         // ANPR is optional: without its model files the service runs, says why in /api/health,
         // and refuses cameras that ask for it.
+        let (evidence, evidence_stage) =
+            evidence::Evidence::spawn(evidence::EvidenceSettings::from_config(config), stop.subscribe(), metrics.clone(), supervisor)
+                .map_err(StartError::Threads)?;
         let (anpr, anpr_tx, anpr_status) = match anpr::AnprModels::load(config) {
             Ok(models) => {
                 let (tx, rx) = crossbeam_channel::bounded(anpr::ANPR_CAP);
@@ -146,7 +150,7 @@ impl Pipeline {
                 };
                 let h = anpr::spawn(
                     models,
-                    anpr::AnprSettings::from_config(config).shared_in_redis(config),
+                    anpr::AnprSettings::from_config(config).shared_in_redis(config).with_plate_images(evidence.settings.clone()),
                     rx,
                     events_tx.clone(),
                     stop.subscribe(),
@@ -164,7 +168,7 @@ impl Pipeline {
         let (detected_tx, detected_rx) = crossbeam_channel::bounded(track::stage::TRACK_CAP);
         let (ended_tx, ended_rx) = crossbeam_channel::bounded(track::stage::ENDED_CAP);
         let track_settings = track::stage::TrackSettings { lost_timeout: config.track_lost, class_names, model_info };
-        let outputs = track::stage::Outputs { events: events_tx.clone(), anpr: anpr_tx };
+        let outputs = track::stage::Outputs { events: events_tx.clone(), anpr: anpr_tx, evidence: Some(evidence.clone()) };
         let track = track::stage::spawn(track_settings, detected_rx, ended_rx, outputs, metrics.clone(), supervisor)
             .map_err(StartError::Threads)?;
         let (detect_tx, detect_rx) = crossbeam_channel::bounded(detect::DETECT_CAP);
@@ -176,6 +180,7 @@ impl Pipeline {
             motion::MotionSettings::default(),
             events_tx,
             Some(detect_tx),
+            Some(evidence),
             stop.subscribe(),
             supervisor,
         )
@@ -186,7 +191,8 @@ impl Pipeline {
             max_frame_pixels: config.max_frame_pixels,
             ended: ended_tx,
         };
-        let stages = [Some(motion_threads), Some(detect), Some(track), anpr, Some(publisher)].into_iter().flatten().collect();
+        let stages =
+            [Some(motion_threads), Some(detect), Some(track), anpr, Some(evidence_stage), Some(publisher)].into_iter().flatten().collect();
         Ok(Pipeline { inputs, model, anpr_status, publisher_health, stages, stop, flush })
     }
 

@@ -114,6 +114,9 @@ pub struct AnprSettings {
     pub min_plate_area: f32,
     /// Least mean character probability of a read (`ANPR_MIN_READ_CONFIDENCE`).
     pub min_read_confidence: f32,
+    /// Where each event's plate crop is written (`plate_image_key`); `None`: not kept (tests
+    /// driving the stage directly).
+    pub plate_images: Option<crate::pipeline::evidence::EvidenceSettings>,
 }
 
 impl AnprSettings {
@@ -121,6 +124,12 @@ impl AnprSettings {
     pub fn shared_in_redis(mut self, c: &crate::config::Config) -> Self {
         let target = crate::redis_target::RedisTarget::from_config(c);
         self.shared_dedupe = Some((target, c.redis_key_prefix.clone(), c.instance_id.clone()));
+        self
+    }
+
+    /// Writes each event's plate crop to Redis (the running service).
+    pub fn with_plate_images(mut self, e: crate::pipeline::evidence::EvidenceSettings) -> Self {
+        self.plate_images = Some(e);
         self
     }
 
@@ -135,6 +144,7 @@ impl AnprSettings {
             min_plate_score: c.anpr_min_plate_score,
             min_plate_area: 200.0,
             min_read_confidence: c.anpr_min_read_confidence,
+            plate_images: None,
         }
     }
 }

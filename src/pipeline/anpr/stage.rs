@@ -9,6 +9,7 @@ use super::{AnprInput, AnprJob, AnprModels, AnprSettings, Vehicle, FULL_FRAME_CL
 use crate::events::{AnprEvent, AnprResult, BoundingBox, Event, EventCommon, Lifecycle, ObjectEvent, ObjectPlate, UpdateReason};
 use crate::logging::RateLimit;
 use crate::metrics::Metrics;
+use crate::pipeline::evidence::PlateWriter;
 use crate::stage::supervise::{beat, Supervisor, BEAT_EVERY};
 use crate::stage::{StageHandle, StageThread, Stop};
 use crossbeam_channel::{Receiver, Sender};
@@ -115,6 +116,8 @@ pub struct AnprStage<C: Clock> {
     swept: Instant,
     metrics: Arc<Metrics>,
     error_log: RateLimit,
+    /// Writes each event's plate crop to Redis (`plate_image_key`); `None`: not kept (tests).
+    pub plates: Option<PlateWriter>,
 }
 
 impl TrackPlate {
@@ -151,6 +154,7 @@ impl<C: Clock> AnprStage<C> {
         if let Some(shared) = &settings.shared_dedupe {
             dedupe = dedupe.with_shared(dedupe::SharedDedupe::new(shared.0.clone(), &shared.1, &shared.2));
         }
+        let plates = settings.plate_images.clone().map(|e| PlateWriter::new(e, metrics.clone()));
         AnprStage {
             models,
             settings,
@@ -159,6 +163,7 @@ impl<C: Clock> AnprStage<C> {
             swept: Instant::now(),
             metrics,
             error_log: RateLimit::new(Duration::from_secs(10)),
+            plates,
         }
     }
 
@@ -199,7 +204,7 @@ impl<C: Clock> AnprStage<C> {
             }
             counters.plate_searched();
             match self.read_vehicle(img, v, w, h) {
-                Ok(Some((plate_box, read))) => {
+                Ok(Some((plate_box, read, plate_crop))) => {
                     let confidence = text::confidence(&read);
                     if confidence < s.min_read_confidence {
                         continue;
@@ -217,6 +222,7 @@ impl<C: Clock> AnprStage<C> {
                             plate_box: normalised(plate_box, w as f32, h as f32),
                             vehicle_box: normalised(v.bbox, w as f32, h as f32),
                             vehicle_class: v.class_name.clone(),
+                            plate_crop: Some(plate_crop),
                         };
                         let entry = self.tracks.entry(t.clone()).or_default();
                         entry.votes.push(vote);
@@ -237,13 +243,16 @@ impl<C: Clock> AnprStage<C> {
                         region.as_deref().unwrap_or("unknown"),
                         v.class_name
                     );
+                    let common = EventCommon::new(&cam_id, job.frame.captured_at, job.frame.frame_number, (w as u32, h as u32));
+                    let plate_image_key = self.plates.as_mut().and_then(|p| p.write(&plate_crop, &cam_id, &common.event_id));
                     events.push(Event::Anpr(AnprEvent {
-                        common: EventCommon::new(&cam_id, job.frame.captured_at, job.frame.frame_number, (w as u32, h as u32)),
+                        common,
                         anpr_result: AnprResult::new(read.text, confidence, region),
                         plate_box: normalised(plate_box, w as f32, h as f32),
                         vehicle_box: normalised(v.bbox, w as f32, h as f32),
                         vehicle_class: v.class_name.clone(),
                         track_id: None,
+                        plate_image_key,
                     }));
                 }
                 Ok(None) => {}
@@ -292,13 +301,19 @@ impl<C: Clock> AnprStage<C> {
                 best.confidence,
                 entry.votes.len()
             );
+            let common = EventCommon::new(&best.camera_id, best.captured_at, best.frame_number, best.frame_size);
+            let plate_image_key = match (self.plates.as_mut(), &best.plate_crop) {
+                (Some(p), Some(crop)) => p.write(crop, &best.camera_id, &common.event_id),
+                _ => None,
+            };
             out.push(Event::Anpr(AnprEvent {
-                common: EventCommon::new(&best.camera_id, best.captured_at, best.frame_number, best.frame_size),
+                common,
                 anpr_result: AnprResult::new(best.text.clone(), best.confidence, best.region.clone()),
                 plate_box: best.plate_box,
                 vehicle_box: best.vehicle_box,
                 vehicle_class: best.vehicle_class,
                 track_id: Some(t.to_string()),
+                plate_image_key,
             }));
         }
         entry.votes.clear();
@@ -364,7 +379,9 @@ impl<C: Clock> AnprStage<C> {
     }
 
     /// Plate box (frame pixels) and normalised read of one vehicle, or `None` when a guard says no.
-    fn read_vehicle(&mut self, img: &Mat, v: &Vehicle, w: i32, h: i32) -> Result<Option<([f32; 4], text::Read)>, String> {
+    /// The plate box, the read and the plate crop (what OCR read, for the event's plate image).
+    #[allow(clippy::type_complexity)]
+    fn read_vehicle(&mut self, img: &Mat, v: &Vehicle, w: i32, h: i32) -> Result<Option<([f32; 4], text::Read, Mat)>, String> {
         let s = &self.settings;
         let Some(vr) = crop_rect(v.bbox, 0.1, w, h) else { return Ok(None) };
         let crop = Mat::roi(img, vr).and_then(|m| m.try_clone()).map_err(|e| e.to_string())?;
@@ -382,6 +399,6 @@ impl<C: Clock> AnprStage<C> {
         let plate_img = Mat::roi(img, pr).and_then(|m| m.try_clone()).map_err(|e| e.to_string())?;
         let raw = self.models.reader.read(&plate_img).map_err(|e| e.to_string())?;
         self.metrics.anpr_seconds.observe(t.elapsed().as_secs_f64());
-        Ok(text::normalise(&raw, &s.rules).map(|r| (pb, r)))
+        Ok(text::normalise(&raw, &s.rules).map(|r| (pb, r, plate_img)))
     }
 }

@@ -18,6 +18,8 @@ pub(crate) struct Vote {
     pub(crate) plate_box: BoundingBox,
     pub(crate) vehicle_box: BoundingBox,
     pub(crate) vehicle_class: String,
+    /// The plate crop OCR read (the event's plate image).
+    pub(crate) plate_crop: Option<opencv::core::Mat>,
 }
 
 /// Indices of the largest group of votes that agree (edit distance <= 1 to the group's most
@@ -51,6 +53,7 @@ mod tests {
             plate_box: b,
             vehicle_box: b,
             vehicle_class: "car".into(),
+            plate_crop: None,
         }
     }
 

@@ -14,6 +14,7 @@ use crate::camera::{CameraRuntime, DetectOn};
 use crate::events::{Event, EventCommon, MotionEvent};
 use crate::logging::RateLimit;
 use crate::metrics::Stage;
+use crate::pipeline::evidence::Evidence;
 use crate::pipeline::frame::Frame;
 use crate::stage::supervise::{beat, Supervisor, BEAT_EVERY};
 use crate::stage::{StageHandle, StageThread, Stop};
@@ -81,6 +82,7 @@ impl MotionPool {
         settings: MotionSettings,
         events: Sender<Event>,
         next: MotionOutput,
+        evidence: Option<Evidence>,
         stop: Stop,
         supervisor: &Supervisor,
     ) -> std::io::Result<(MotionPool, StageHandle)> {
@@ -93,6 +95,7 @@ impl MotionPool {
                 settings: settings.clone(),
                 events: events.clone(),
                 next: next.clone(),
+                evidence: evidence.clone(),
                 cameras: cameras.clone(),
                 error_log: RateLimit::new(Duration::from_secs(10)),
             };
@@ -131,6 +134,8 @@ struct Worker {
     settings: MotionSettings,
     events: Sender<Event>,
     next: MotionOutput,
+    /// Latest frames for viewers (frames that do not go on to detection are handed over here).
+    evidence: Option<Evidence>,
     cameras: Arc<AtomicUsize>,
     error_log: RateLimit,
 }
@@ -179,6 +184,14 @@ impl Worker {
         self.cameras.store(0, Ordering::SeqCst);
     }
 
+    /// A frame that does not reach the track stage is still the camera's latest (drawn with
+    /// the newest tracked boxes).
+    fn offer_latest(&self, frame: &Frame) {
+        if let Some(ev) = self.evidence.as_ref().filter(|e| e.latest_wanted(&frame.camera_id)) {
+            ev.offer_latest(frame, None);
+        }
+    }
+
     fn process(&mut self, cam: &mut Attached, frame: Frame) {
         let params = frame.params.clone();
         let mut moving = false;
@@ -190,6 +203,9 @@ impl Worker {
             match detector.and_then(|d| d.detect(&frame.image, &params.roi_zones)) {
                 Ok(r) if r.area > 0.0 && r.area >= params.motion_threshold => {
                     moving = true;
+                    if let Some(ev) = self.evidence.as_ref().filter(|e| e.latest_wanted(&cam.camera.camera_id)) {
+                        ev.set_motion(&cam.camera.camera_id, &r.boxes);
+                    }
                     log::debug!(
                         "motion cam={} frame={}: area {:.3}, intensity {:.3}, {} box(es)",
                         cam.camera.camera_id,
@@ -239,12 +255,16 @@ impl Worker {
             Some(next) if wanted && due => {
                 cam.last_detect = Some(std::time::Instant::now());
                 // detection counts it as processed (or dropped) when it is done with it
-                if next.try_send(frame).is_err() {
+                if let Err(e) = next.try_send(frame) {
                     cam.camera.counters.frame_dropped(Stage::Motion);
+                    self.offer_latest(&e.into_inner());
                 }
             }
             // this frame's journey ends here
-            _ => frame.counters.frame_processed(),
+            _ => {
+                self.offer_latest(&frame);
+                frame.counters.frame_processed()
+            }
         }
     }
 }

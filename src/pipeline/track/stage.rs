@@ -22,12 +22,16 @@ use super::lifecycle::{ObjectState, Observation};
 use super::{EndedTrack, FrameStamp, Track, TrackInput, Tracker, TrackerConfig};
 use crate::camera::CameraParams;
 use crate::events::{BestSighting, Detection, DetectionEvent, Event, EventCommon, Lifecycle, ModelInfo, ObjectEvent, UpdateReason};
+use crate::evidence::image::touches_edge;
+use crate::evidence::OverlayBox;
 use crate::infer::decode::normalise;
 use crate::metrics::Metrics;
 use crate::pipeline::anpr::requests::{Requests, VehicleSighting};
 use crate::pipeline::anpr::{AnprInput, AnprJob, VEHICLE_CLASSES};
 use crate::pipeline::detect::filter::{camera_filter, zones_of};
 use crate::pipeline::detect::Detected;
+use crate::pipeline::evidence::best::{BestFrame, Quality};
+use crate::pipeline::evidence::{Evidence, SnapshotJob, END_WAIT};
 use crate::pipeline::frame::CameraEnded;
 use crate::stage::supervise::{beat, Supervisor, BEAT_EVERY};
 use crate::stage::{StageHandle, StageThread};
@@ -64,10 +68,12 @@ pub struct TrackSettings {
     pub model_info: ModelInfo,
 }
 
-/// Where objects go: through ANPR (to carry plates) when it runs, else to the publisher.
+/// Where objects go: through ANPR (to carry plates) when it runs, else to the publisher; and
+/// where snapshots and latest frames go (the evidence pool; `None` in unit tests).
 pub struct Outputs {
     pub events: Sender<Event>,
     pub anpr: Option<Sender<AnprInput>>,
+    pub evidence: Option<Evidence>,
 }
 
 /// Starts the track thread; it ends (ending every track) once detection has ended.
@@ -99,6 +105,8 @@ struct CameraTracks {
     size: (f32, f32),
     params: Arc<CameraParams>,
     last_detected: Instant,
+    /// Per started object: its best frame so far (snapshots) and when it started.
+    best: HashMap<u64, (BestFrame, Instant)>,
 }
 
 /// The stage's state; public so tests can drive it without threads.
@@ -240,12 +248,30 @@ impl TrackStage {
         let class_changed: Vec<u64> = out.class_changed.iter().map(|c| c.id).collect();
         let seen: Vec<u64> = out.assigned.iter().flatten().copied().collect();
         let mut vehicles = Vec::new();
-        for t in seen {
+        let mut snapshots = Vec::new();
+        let now = Instant::now();
+        for &t in &seen {
             let Some(track) = cam.tracker.track(t) else { continue };
             let track = track.clone();
             let events = self.observe(&id, &mut cam, &track, class_changed.contains(&t));
             for ev in events {
                 self.send_object(ev);
+            }
+            if let (Some(ev), true) = (&self.out.evidence, params.snapshots) {
+                if let Some(ev) = self.snapshot_update(ev, &id, &mut cam, &track) {
+                    self.send_object(ev);
+                }
+                if let Some((best, _)) = cam.best.get(&t) {
+                    let b = track.last().bbox;
+                    let q = Quality {
+                        confidence: track.last().confidence,
+                        area: (b[2] - b[0]) * (b[3] - b[1]),
+                        on_edge: touches_edge(&b, w, h),
+                    };
+                    if best.wants(&q, now) {
+                        snapshots.push((t, b, q));
+                    }
+                }
             }
             let class_name = names.get(track.class_id()).cloned().unwrap_or_default();
             if VEHICLE_CLASSES.contains(&class_name.as_str()) {
@@ -255,6 +281,42 @@ impl TrackStage {
                     confidence: track.last().confidence,
                     bbox: track.last().bbox,
                 });
+            }
+        }
+        if let Some(ev) = &self.out.evidence {
+            if !snapshots.is_empty() {
+                // one copy of the frame for every object of it that gets a snapshot
+                if let Ok(image) = frame.image.try_clone() {
+                    let image = Arc::new(image);
+                    for (t, bbox, q) in snapshots {
+                        let job = SnapshotJob {
+                            track_id: track_id(&id, cam.started_ms, t),
+                            image: image.clone(),
+                            bbox,
+                            frame_number: frame.frame_number,
+                            captured_at: frame.captured_at,
+                            quality: q,
+                        };
+                        if ev.snapshot(job) {
+                            if let Some((best, _)) = cam.best.get_mut(&t) {
+                                best.accept(q, now);
+                            }
+                        }
+                    }
+                }
+            }
+            if ev.latest_wanted(&id) {
+                let boxes = seen
+                    .iter()
+                    .filter_map(|&t| cam.tracker.track(t).map(|tr| (t, tr)))
+                    .map(|(t, tr)| OverlayBox {
+                        class_name: names.get(tr.class_id()).cloned().unwrap_or_default(),
+                        confidence: tr.last().confidence,
+                        track_id: Some(track_id(&id, cam.started_ms, t)),
+                        bounding_box: normalise(&tr.last().bbox, w, h),
+                    })
+                    .collect();
+                ev.offer_latest(&frame, Some(boxes));
             }
         }
         self.metrics.frame_to_event_seconds.observe(frame.captured.elapsed().as_secs_f64());
@@ -296,6 +358,7 @@ impl TrackStage {
             size: (1.0, 1.0),
             params: params.clone(),
             last_detected: Instant::now(),
+            best: HashMap::new(),
         }
     }
 
@@ -317,10 +380,15 @@ impl TrackStage {
         let reportable =
             wanted && track.best().confidence >= params.confidence_threshold && (params.roi_zones.is_empty() || !zones.is_empty());
         let sighting = Observation { captured: last.stamp.captured, bbox: last.bbox, zones, reportable, class_changed };
-        st.observe(&sighting)
+        let events: Vec<ObjectEvent> = st
+            .observe(&sighting)
             .into_iter()
             .map(|(lifecycle, reason)| object_event(&self.settings, camera_id, cam.size, track, st, lifecycle, reason))
-            .collect()
+            .collect();
+        if st.started {
+            cam.best.entry(id).or_insert_with(|| (BestFrame::default(), Instant::now()));
+        }
+        events.into_iter().map(|ev| self.with_snapshot(ev, &params)).collect()
     }
 
     /// Ends the objects of `ended` tracks that had started; forgets every one of them.
@@ -331,7 +399,13 @@ impl TrackStage {
             let asked = cam.requests.forget(&tid);
             match cam.objects.remove(&id) {
                 Some(st) if st.started => {
-                    let ev = object_event(&self.settings, camera_id, cam.size, &e.track, &st, Lifecycle::End, None);
+                    let mut ev = object_event(&self.settings, camera_id, cam.size, &e.track, &st, Lifecycle::End, None);
+                    cam.best.remove(&id);
+                    if let Some(evidence) = &self.out.evidence {
+                        // the snapshot named is written; a job still in the pool is waited for
+                        let kept = evidence.book.end(&tid, END_WAIT);
+                        ev.snapshot = if cam.params.snapshots { kept.map(Box::new) } else { None };
+                    }
                     self.send_object(ev);
                 }
                 _ => {
@@ -341,6 +415,27 @@ impl TrackStage {
                 }
             }
         }
+    }
+
+    /// The object's written snapshot on an event about to leave (null with `snapshots: false`).
+    fn with_snapshot(&self, mut ev: ObjectEvent, params: &CameraParams) -> ObjectEvent {
+        if let (Some(evidence), true) = (&self.out.evidence, params.snapshots) {
+            ev.snapshot = evidence.book.announce(&ev.track_id).map(Box::new);
+        }
+        ev
+    }
+
+    /// An `update` (reason `snapshot`) when the object's written snapshot is clearly better
+    /// than the one announced last, at most every `SNAPSHOT_UPDATE_S`.
+    fn snapshot_update(&self, evidence: &Evidence, camera_id: &str, cam: &mut CameraTracks, track: &Track) -> Option<ObjectEvent> {
+        let &(_, since) = cam.best.get(&track.id())?;
+        let st = cam.objects.get(&track.id())?;
+        if !st.started || !evidence.book.update_due(&st.track_id, evidence.settings.update_every, since) {
+            return None;
+        }
+        let ev = object_event(&self.settings, camera_id, cam.size, track, st, Lifecycle::Update, Some(UpdateReason::Snapshot));
+        let ev = self.with_snapshot(ev, &cam.params);
+        ev.snapshot.is_some().then_some(ev)
     }
 
     fn send_object(&self, ev: ObjectEvent) {
@@ -391,6 +486,7 @@ fn object_event(
         stationary: st.stationary,
         license_plate: None,
         update_reason,
+        snapshot: None,
     }
 }
 
@@ -418,7 +514,7 @@ mod tests {
                 precision: "fp32".into(),
             },
         };
-        (TrackStage::new(settings, Outputs { events: tx, anpr: None }, Metrics::new()), rx)
+        (TrackStage::new(settings, Outputs { events: tx, anpr: None, evidence: None }, Metrics::new()), rx)
     }
 
     fn frame(cam: &str, generation: u64, n: u64, params: &CameraParams, t0: Instant) -> Frame {
