@@ -2,7 +2,8 @@
 //! and a real RTSP camera on the sample video, and headless Debian Chromium driven by Selenium
 //! (`tests/page_flow.py`, both installed by scripts/setup.sh). Screenshots of every step go to
 //! `$PAGE_ARTEFACTS` (default: a fresh folder under the temp dir, printed); with
-//! `UPDATE_SCREENSHOT=1` the zone step's picture also replaces `docs/images/operator-page.png`.
+//! `UPDATE_SCREENSHOT=1` the zone step's picture, palette-reduced, also replaces
+//! `docs/images/operator-page.png` (the README's).
 //!
 //! Also, without a browser: the page's headers (CSP, nosniff, no token needed) and
 //! `GET /api/events` (token, newest first, per camera, bounded `count`).
@@ -69,15 +70,18 @@ fn operator_page_in_a_real_browser() {
     let dir = artefacts_dir();
     eprintln!("page: screenshots in {}", dir.display());
     let t0 = Instant::now();
-    let out = Command::new(python())
-        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/page_flow.py"))
+    let readme_shot = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/images/operator-page.png");
+    let mut flow = Command::new(python());
+    flow.arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/page_flow.py"))
         .args(["--url", &format!("http://{addr}/"), "--token", TOKEN, "--camera", "walk", "--delete-camera", "page-spare"])
         .arg("--artefacts")
         .arg(&dir)
         // Selenium must use the given driver, never download one
-        .env("SE_OFFLINE", "true")
-        .output()
-        .expect("the venv's python (scripts/setup.sh installs selenium into it)");
+        .env("SE_OFFLINE", "true");
+    if std::env::var_os("UPDATE_SCREENSHOT").is_some() {
+        flow.arg("--readme-shot").arg(&readme_shot);
+    }
+    let out = flow.output().expect("the venv's python (scripts/setup.sh installs selenium into it)");
     let stdout = String::from_utf8_lossy(&out.stdout);
     eprintln!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "the browser flow failed; screenshots in {}", dir.display());
@@ -111,13 +115,8 @@ fn operator_page_in_a_real_browser() {
     assert_eq!(cam.config.stream_url.expose(), rtsp.url("walk"));
     assert!(svc.registry().get("page-spare").is_none(), "the page deleted page-spare");
 
-    let zone_shot = result["steps"].as_array().unwrap().iter().find(|s| s["step"] == "zone-saved").unwrap()["screenshot"].clone();
-    if std::env::var_os("UPDATE_SCREENSHOT").is_some() {
-        let to = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/images/operator-page.png");
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(zone_shot.as_str().unwrap(), &to).unwrap();
-        eprintln!("page: {} updated", to.display());
-    }
+    let size = std::fs::metadata(&readme_shot).map(|m| m.len()).unwrap_or(0);
+    assert!(size < 300 * 1024, "{} is {size} bytes; keep the README's picture under 300 KB", readme_shot.display());
     svc.shutdown();
 }
 

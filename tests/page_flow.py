@@ -160,6 +160,8 @@ class Flow:
             assert abs(cx - px) <= 0.02 and abs(cy - py) <= 0.02, f"clicked {clicked}, saved {zones[0]['points']}"
         self.wait("the live image after the save", lambda: img.get_attribute("src") != before, timeout=10)
         self.shot("zone-saved")
+        if self.args.readme_shot:
+            readme_picture(self.steps[-1]["screenshot"], self.args.readme_shot)
 
         # --- a 2-point line: saved where the service knows `lines`; otherwise the page says so
         self.find("line-new").click()
@@ -219,6 +221,14 @@ class Flow:
                 "driver": d.capabilities.get("chrome", {}).get("chromedriverVersion", "").split(" ")[0]}
 
 
+def readme_picture(src, dst):
+    """The README's picture: the screenshot with a 128-colour palette (a few hundred KB less)."""
+    from PIL import Image  # Pillow comes with supervision in the setup's venv
+
+    Image.open(src).convert("RGB").quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(dst, optimize=True)
+    print(f"page_flow: {dst} written ({os.path.getsize(dst)} bytes)", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--url", required=True)
@@ -226,6 +236,7 @@ def main():
     ap.add_argument("--camera", required=True)
     ap.add_argument("--delete-camera", required=True)
     ap.add_argument("--artefacts", required=True)
+    ap.add_argument("--readme-shot", help="also write the zone step's picture here, palette-reduced (docs/images/operator-page.png)")
     ap.add_argument("--chromium", default="/usr/bin/chromium")
     ap.add_argument("--chromedriver", default="/usr/bin/chromedriver")
     args = ap.parse_args()
