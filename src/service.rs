@@ -63,6 +63,7 @@ impl Service {
             anpr: pipeline.anpr_status.clone(),
             supervisor: supervisor.clone(),
             validate: validate::Context { file_root: config.stream_file_root.clone() },
+            feed: crate::api::feed::EventFeed::new(RedisTarget::from_config(&config), config.redis_stream.clone()),
             http: Arc::new(HttpStats::default()),
             draining: Default::default(),
             images: crate::api::images::Images::new(RedisTarget::from_config(&config), &config.redis_key_prefix),

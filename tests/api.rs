@@ -183,13 +183,17 @@ fn methods_and_routes() {
         ("POST", "/api/cameras/x", "GET, DELETE"),
         ("POST", "/api/health", "GET"),
         ("DELETE", "/metrics", "GET"),
+        ("POST", "/", "GET"),
+        ("POST", "/api/events", "GET"),
     ] {
         let r = http(addr, method, path, None, b"");
         error_of(&r, 405, "method_not_allowed");
         assert_eq!(r.headers["allow"], allow);
     }
     error_of(&get(addr, "/api/nothing"), 404, "not_found");
-    error_of(&get(addr, "/"), 404, "not_found");
+    error_of(&get(addr, "/nothing"), 404, "not_found");
+    error_of(&get(addr, "/assets/other.js"), 404, "not_found");
+    assert_eq!(get(addr, "/").status, 200, "the operator page (tests/page.rs)");
     error_of(&get(addr, "/api/cameras/a/b"), 404, "not_found");
     assert_eq!(get(addr, "/api/cameras/").status, 200);
     assert_eq!(get(addr, "/api/health?verbose=1").status, 200);

@@ -11,12 +11,14 @@
 //! Layers, outermost first: [`server`] (runtime, accept, connection cap and lifetimes) ->
 //! [`wire`] (the socket under hyper: hyper's own error replies in the error shape, write
 //! timeout) -> hyper -> [`front`] (checks on the head before any body byte, token, body
-//! limit, handler permits) -> [`routes`] -> [`health`] and the registry.
+//! limit, handler permits) -> [`routes`] -> [`health`], [`feed`], [`page`] and the registry.
 
 pub mod error; // ApiError: {"error", "message", "details"} with its status
+pub mod feed; // GET /api/events: the stream read back with XREVRANGE
 pub mod front; // between hyper and the routes: head checks, token, body, permits
 pub mod health; // /api/health, /livez, /readyz
 pub mod images; // latest.jpg, object snapshots and thumbnails (from Redis)
+pub mod page; // GET / and /assets/*: the operator page, compiled in from web/
 pub mod reply; // Request and Reply, and the hyper response
 pub mod routes; // path + method -> handler, bearer token
 pub mod server; // runtime, accept loop, connections, start/stop

@@ -5,7 +5,7 @@
 
 use super::error::ApiError;
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue, ALLOW, CONNECTION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{HeaderName, HeaderValue, ALLOW, CONNECTION, CONTENT_TYPE, WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS};
 use http::{HeaderMap, Method};
 use http_body_util::Full;
 
@@ -25,6 +25,11 @@ impl Request {
     /// The first header named `name` as text (`None` when absent or not visible ASCII).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The first value of query parameter `name`, decoded (`application/x-www-form-urlencoded`).
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        form_urlencoded::parse(self.query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
     }
 }
 
@@ -78,6 +83,8 @@ impl Reply {
         *r.status_mut() = http::StatusCode::from_u16(self.status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
         let h = r.headers_mut();
         h.insert(CONTENT_TYPE, HeaderValue::from_static(self.content_type));
+        // every reply is what its Content-Type says: browsers must not guess (the operator page)
+        h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
         for (name, value) in self.headers {
             if let Ok(v) = HeaderValue::from_str(&value) {
                 h.append(name, v);

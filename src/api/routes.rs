@@ -7,6 +7,8 @@
 //! | `/api/cameras/{camera_id}` | GET, DELETE | yes |
 //! | `/api/cameras/{camera_id}/counts` | GET (zone occupancy, line totals) | yes |
 //! | `/api/cameras/{camera_id}/counts/reset` | POST (line totals to zero) | yes |
+//! | `/api/events` | GET (newest events from the stream, [`super::feed`]) | yes |
+//! | `/`, `/assets/*` | GET (the operator page, [`super::page`]) | no |
 //! | `/api/health` | GET | no |
 //! | `/livez`, `/readyz` | GET (Kubernetes probes) | no |
 //! | `/metrics` | GET (Prometheus text) | yes |
@@ -38,6 +40,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/api/cameras/{camera_id}"),
     ("GET", "/api/cameras/{camera_id}/counts"),
     ("POST", "/api/cameras/{camera_id}/counts/reset"),
+    ("GET", "/api/events"),
     ("GET", "/api/health"),
     ("GET", "/livez"),
     ("GET", "/readyz"),
@@ -45,6 +48,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/cameras/{camera_id}/latest.jpg"),
     ("GET", "/api/objects/{track_id}/snapshot.jpg"),
     ("GET", "/api/objects/{track_id}/thumbnail.jpg"),
+    ("GET", "/"),
+    ("GET", "/assets/app.js"),
+    ("GET", "/assets/app.css"),
 ];
 
 /// Where [`super::front`] runs a request's handler.
@@ -81,9 +87,10 @@ pub fn lane(method: &Method, path: &str) -> Lane {
     }
 }
 
-/// Whether a request needs the token: all but `GET`/`HEAD` of health and the probes.
+/// Whether a request needs the token: all but `GET`/`HEAD` of health, the probes and the
+/// operator page's assets (they hold no data; every data call the page makes sends the token).
 pub fn needs_token(method: &Method, path: &str) -> bool {
-    lane(method, path) == Lane::Handler
+    lane(method, path) == Lane::Handler && !(is_get(method) && super::page::is_asset(normalise(path)))
 }
 
 /// `Authorization: Bearer <API_TOKEN>`, compared in constant time. Checked by
@@ -187,6 +194,15 @@ fn route(state: &AppState, req: &Request) -> Result<Reply, ApiError> {
         (["api", "health"] | ["livez"] | ["readyz"], m) => Err(ApiError::method_not_allowed(m, path, "GET")),
         (["metrics"], _) if get => Ok(Reply::text(200, "text/plain; version=0.0.4; charset=utf-8", render_metrics(state))),
         (["metrics"], m) => Err(ApiError::method_not_allowed(m, path, "GET")),
+        (["api", "events"], _) if get => events(state, req),
+        (["api", "events"], m) => Err(ApiError::method_not_allowed(m, path, "GET")),
+        _ if super::page::is_asset(path) => {
+            if get {
+                Ok(super::page::asset(path).expect("is_asset"))
+            } else {
+                Err(ApiError::method_not_allowed(method, path, "GET"))
+            }
+        }
         _ => Err(ApiError::not_found(format!("no route {}; see README.md for the API", truncate_path(path)))),
     }
 }
@@ -274,10 +290,55 @@ fn post_cameras(state: &AppState, req: &Request) -> Result<Reply, ApiError> {
             return Err(ApiError::validation(refused.len(), refused));
         }
     }
-    let applied = state.cluster.apply(validated.cameras).map_err(cluster_error)?;
+    let mut cameras = validated.cameras;
+    keep_masked_urls(state, &mut cameras);
+    let applied = state.cluster.apply(cameras).map_err(cluster_error)?;
     let created = applied.iter().any(|(o, _)| *o == ApplyOutcome::Created);
     let cameras: Vec<Applied> = applied.into_iter().map(|(result, camera)| Applied { result, camera }).collect();
     Ok(Reply::json(if created { 201 } else { 200 }, &PostReply { cameras, warnings: validated.warnings }))
+}
+
+/// A `stream_url` sent back exactly as the API shows it masked (`rtsp://user:***@host/...`)
+/// keeps the stored URL: a client (the operator page) can read a camera, change a parameter
+/// and post it back without knowing the password, and without replacing it with `***`.
+fn keep_masked_urls(state: &AppState, cameras: &mut [crate::camera::CameraConfig]) {
+    for cam in cameras {
+        if let Some(stored) = state.cluster.registry().get(&cam.camera_id) {
+            let stored = stored.config.stream_url;
+            if stored.masked() != stored.expose() && cam.stream_url.expose() == stored.masked() {
+                cam.stream_url = stored;
+            }
+        }
+    }
+}
+
+/// `GET /api/events?camera_id=&count=`: the newest events, newest first ([`super::feed`]).
+fn events(state: &AppState, req: &Request) -> Result<Reply, ApiError> {
+    use super::feed::{DEFAULT_COUNT, MAX_COUNT};
+    let mut details = Vec::new();
+    let camera_id = req.query_param("camera_id").filter(|c| !c.is_empty());
+    if let Some(id) = &camera_id {
+        if !crate::camera::validate::valid_camera_id(id) {
+            details.push(json!({"path": "camera_id", "message": "is not a valid id: use 1 to 128 characters of A-Z a-z 0-9 . _ : -"}));
+        }
+    }
+    let count = match req.query_param("count").filter(|c| !c.is_empty()) {
+        None => DEFAULT_COUNT,
+        Some(c) => match c.parse::<usize>() {
+            Ok(n) if (1..=MAX_COUNT).contains(&n) => n,
+            _ => {
+                details.push(
+                    json!({"path": "count", "message": format!("must be an integer in [1, {MAX_COUNT}], got '{}'", truncate_path(&c))}),
+                );
+                0
+            }
+        },
+    };
+    if !details.is_empty() {
+        return Err(ApiError::validation(details.len(), details));
+    }
+    let feed = state.feed.recent(camera_id.as_deref(), count).map_err(ApiError::unavailable)?;
+    Ok(Reply::json(200, &feed))
 }
 
 /// Decodes `%XX` escapes in a path segment (ids may contain ':' which clients may escape).

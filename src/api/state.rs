@@ -31,6 +31,8 @@ pub struct AppState {
     pub supervisor: Arc<Supervisor>,
     /// What request validation needs (`STREAM_FILE_ROOT`).
     pub validate: validate::Context,
+    /// `GET /api/events`: the stream read back, one kept connection.
+    pub feed: super::feed::EventFeed,
     /// The HTTP layer's counters (connections, refusals, handler panics).
     pub http: Arc<HttpStats>,
     /// Set when shutdown begins: `/readyz` answers 503 so that a load balancer stops sending.
