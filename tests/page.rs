@@ -170,6 +170,16 @@ fn page_headers_and_the_events_endpoint() {
     let all = authed(addr, "GET", "/api/events?count=100", None).json();
     assert_eq!(all["events"].as_array().unwrap().len(), 30);
     assert_eq!(all["exhausted"], true);
+    // camera a's events behind 1200 newer ones of c: found across pages of the stream
+    let mut pipe = redis::pipe();
+    for i in 0..1200 {
+        pipe.cmd("XADD").arg(&stream).arg("*").arg("camera_id").arg("c").arg("payload").arg(json!({"n": 1000 + i}).to_string()).ignore();
+    }
+    let () = pipe.query(&mut conn).unwrap();
+    let v = authed(addr, "GET", "/api/events?camera_id=a&count=20", None).json();
+    let ns: Vec<i64> = v["events"].as_array().unwrap().iter().map(|e| e["event"]["n"].as_i64().unwrap()).collect();
+    assert_eq!(ns, [27, 24, 21, 18, 15, 12, 9, 6, 3, 0], "{v}");
+    assert_eq!((v["scanned"].as_u64(), v["exhausted"].as_bool()), (Some(1230), Some(true)));
     let r = authed(addr, "GET", "/api/events?camera_id=nobody", None);
     assert_eq!(r.json()["events"].as_array().unwrap().len(), 0);
     for bad in ["count=0", "count=201", "count=1e9", "count=-1", "count=abc", "camera_id=%3Cx%3E"] {

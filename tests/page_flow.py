@@ -9,7 +9,8 @@ sample video); run by hand the same way:
 
 Steps (a screenshot of each goes into --artefacts): a wrong token is refused and the prompt
 comes back, the right one is kept; the camera's row becomes `running`; its live view shows
-`latest.jpg` (naturalWidth > 0); a 4-point zone is drawn by clicking on the image, named with
+`latest.jpg` (naturalWidth > 0) and refreshes it, but fetches none while the tab is hidden
+(document.hidden and visibilitychange emulated); a 4-point zone is drawn by clicking on the image, named with
 an HTML payload and saved, and the API then holds that polygon (within 2 % of the clicks) and
 the name as text; the recent events list fills; a camera with a bad URL (and a class named with
 the payload) gets the API's messages next to its fields; a camera is deleted and its row goes.
@@ -34,6 +35,10 @@ from selenium.webdriver.support.ui import WebDriverWait
 PAYLOAD = "<img src=x onerror=window.__xss=1>"
 ZONE = [(0.20, 0.30), (0.70, 0.25), (0.80, 0.80), (0.25, 0.75)]
 LINE = [(0.50, 0.95), (0.55, 0.10)]
+HIDE = ("Object.defineProperty(document, 'hidden', {configurable: true, get: () => true});"
+        "document.dispatchEvent(new Event('visibilitychange'))")
+SHOW = ("Object.defineProperty(document, 'hidden', {configurable: true, get: () => false});"
+        "document.dispatchEvent(new Event('visibilitychange'))")
 
 
 def tid(name):
@@ -109,6 +114,7 @@ class Flow:
         d = self.driver
         cam = a.camera
         d.get(self.base + "/")
+        d.execute_script("performance.setResourceTimingBufferSize(100000)")
 
         # --- token: a wrong one is refused and the prompt comes back; the right one is kept
         self.wait("the token prompt", lambda: self.find("token-dialog").is_displayed())
@@ -137,6 +143,20 @@ class Flow:
         first = src
         self.wait("the live image to refresh", lambda: img.get_attribute("src") != first, timeout=10)
         self.shot("live")
+
+        # --- a hidden tab fetches no frames (Page Visibility API); visible again, it refreshes
+        frames = "return performance.getEntriesByType('resource').filter(e => e.name.includes('/latest.jpg')).length"
+        t_vis = time.monotonic()
+        n_vis = d.execute_script(frames)
+        time.sleep(2)
+        rate = (d.execute_script(frames) - n_vis) / (time.monotonic() - t_vis)
+        d.execute_script(HIDE)
+        time.sleep(0.8)  # a fetch in flight when the tab hid may still land
+        n0 = d.execute_script(frames)
+        time.sleep(2)
+        assert d.execute_script(frames) == n0, "frames were fetched while the tab was hidden"
+        d.execute_script(SHOW)
+        self.wait("a frame after the tab is visible again", lambda: d.execute_script(frames) > n0, timeout=5)
 
         # --- draw a 4-point zone by clicking, name it, save
         self.find("zone-new").click()
@@ -215,7 +235,8 @@ class Flow:
         # nothing the page did was refused by its own Content-Security-Policy
         csp = [e["message"] for e in d.get_log("browser") if "Content Security Policy" in e.get("message", "")]
         assert not csp, f"CSP violations: {csp}"
-        return {"clicked": clicked, "saved": zones[0]["points"], "line_saved": lines is not None, "steps": self.steps,
+        return {"clicked": clicked, "saved": zones[0]["points"], "line_saved": lines is not None,
+                "live_frames_per_s": round(rate, 2), "steps": self.steps,
                 "flow_s": round(time.monotonic() - self.t0, 2),
                 "browser": d.capabilities.get("browserVersion"),
                 "driver": d.capabilities.get("chrome", {}).get("chromedriverVersion", "").split(" ")[0]}

@@ -24,6 +24,8 @@ pub const MAX_SCAN: usize = 10_000;
 /// Entries per `XREVRANGE` round trip.
 const PAGE: usize = 500;
 const TIMEOUT: Duration = Duration::from_millis(1500);
+/// How long a request waits for the connection another request is using.
+const BUSY_WAIT: Duration = Duration::from_secs(3);
 
 /// One event as read from the stream: its stream entry id and the event's JSON (exactly what
 /// was published: docs/events.md).
@@ -57,7 +59,10 @@ impl EventFeed {
 
     /// The newest `count` events (of `camera_id` when given), newest first.
     pub fn recent(&self, camera_id: Option<&str>, count: usize) -> Result<Feed, String> {
-        let mut guard = self.conn.lock();
+        // requests take turns on the one connection; one stuck behind a slow Redis gives up
+        let Some(mut guard) = self.conn.try_lock_for(BUSY_WAIT) else {
+            return Err("the event reader is busy; retry shortly".into());
+        };
         if guard.is_none() {
             *guard = Some(self.target.connect(TIMEOUT).map_err(|e| format!("cannot reach Redis: {e}"))?);
         }
@@ -86,7 +91,7 @@ impl EventFeed {
             let n = reply.ids.len();
             scanned += n;
             for entry in reply.ids {
-                end = format!("({}", entry.id);
+                end = just_before(&entry.id);
                 if let Some(want) = camera_id {
                     let cam: Option<String> = entry.get("camera_id");
                     if cam.as_deref() != Some(want) {
@@ -107,5 +112,28 @@ impl EventFeed {
                 return Ok(Feed { events, scanned, exhausted: false });
             }
         }
+    }
+}
+
+/// The stream id just before `id` (`<ms>-<seq>`), for the next page of `XREVRANGE`: the
+/// exclusive `(id` form needs Redis 6.2, and the customer's Redis may be older.
+fn just_before(id: &str) -> String {
+    let parsed = id.split_once('-').and_then(|(ms, seq)| Some((ms.parse::<u64>().ok()?, seq.parse::<u64>().ok()?)));
+    match parsed {
+        Some((ms, seq)) if seq > 0 => format!("{ms}-{}", seq - 1),
+        Some((ms, _)) if ms > 0 => format!("{}-{}", ms - 1, u64::MAX),
+        Some(_) => "0-0".into(), // nothing is before 0-0; the loop ends on a short page
+        None => format!("({id}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::just_before;
+
+    #[test]
+    fn the_id_before() {
+        assert_eq!(just_before("1700000000000-5"), "1700000000000-4");
+        assert_eq!(just_before("1700000000000-0"), "1699999999999-18446744073709551615");
     }
 }
