@@ -236,7 +236,7 @@ impl<C: Clock> AnprStage<C> {
                         }
                         continue;
                     }
-                    if !self.dedupe.should_publish(&cam_id, &read.text, confidence) {
+                    if !self.dedupe.should_publish(&cam_id, &read.text) {
                         continue;
                     }
                     // plate texts are personal data: only at DEBUG (the event carries them anyway)
@@ -296,7 +296,7 @@ impl<C: Clock> AnprStage<C> {
         let plate = ObjectPlate { text: best.text.clone(), confidence: best.confidence, region: best.region.clone() };
         entry.decided = Some(plate.clone());
         let mut out = Vec::new();
-        if self.dedupe.should_publish(&best.camera_id, &best.text, best.confidence) {
+        if self.dedupe.should_publish(&best.camera_id, &best.text) {
             // a track whose plate is read is a reported object: its `start` goes first
             if entry.last_object.is_none() {
                 if let Some(mut start) = entry.unreported.take() {
