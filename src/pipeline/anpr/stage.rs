@@ -450,3 +450,36 @@ impl<C: Clock> AnprStage<C> {
         Ok(text::normalise(&raw, &s.rules).map(|r| (pb, r)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vote(text: &str) -> Vote {
+        let b = BoundingBox { x: 0.0, y: 0.0, width: 0.1, height: 0.1 };
+        Vote {
+            text: text.into(),
+            char_probs: vec![0.9; text.len()],
+            confidence: 0.9,
+            region: None,
+            camera_id: Arc::from("c"),
+            frame_number: 0,
+            captured_at: std::time::SystemTime::UNIX_EPOCH,
+            frame_size: (640, 480),
+            plate_box: b,
+            vehicle_box: b,
+            vehicle_class: "car".into(),
+        }
+    }
+
+    /// Two reads one character apart (`I` and `1`) do not settle a plate: more reads are asked
+    /// for; two that say the voted text exactly do; so does a track that had all its reads.
+    #[test]
+    fn reads_that_disagree_ask_for_more() {
+        assert!(!settled(&[vote("WSQI021")], 1));
+        assert!(!settled(&[vote("WSQI021"), vote("WSQ1021")], 2), "one character apart: read again");
+        assert!(settled(&[vote("WSQI021"), vote("WSQ1021"), vote("WSQI021")], 3));
+        assert!(settled(&[vote("WSQI021"), vote("WSQ1021")], MAX_READS_PER_TRACK as usize), "no reads left");
+        assert!(!settled(&[], MAX_READS_PER_TRACK as usize));
+    }
+}
