@@ -420,16 +420,16 @@ fn anpr_dedupe_window_is_shared_across_instances() {
     let prefix = format!("{}:", unique_stream("cluster-dedupe"));
     let on = |inst: &str, port| Dedupe::new(window, SystemClock).with_shared(SharedDedupe::new(target(port), &prefix, inst));
     let mut a = on("a", redis.port);
-    assert!(a.should_publish("gate", "5AU5341", 0.9), "first read of the plate");
+    assert!(a.should_publish("gate", "5AU5341"), "first read of the plate");
     // the camera moves to instance b (a fresh memory): the plate is not news
     let mut b = on("b", redis.port);
-    assert!(!b.should_publish("gate", "5AU5341", 0.95), "published by a within the window");
-    assert!(b.should_publish("gate", "7B12345", 0.9), "another plate");
-    assert!(b.should_publish("yard", "5AU5341", 0.9), "the same plate on another camera");
+    assert!(!b.should_publish("gate", "5AU5341"), "published by a within the window");
+    assert!(b.should_publish("gate", "7B12345"), "another plate");
+    assert!(b.should_publish("yard", "5AU5341"), "the same plate on another camera");
     let ttl: i64 = redis::cmd("TTL").arg(format!("{prefix}anpr:gate:5AU5341")).query(&mut redis_conn_at(redis.port)).unwrap();
     assert!((25..=30).contains(&ttl), "the key lives as long as the window: {ttl}");
     // Redis gone: the read is published rather than lost
     redis.kill();
     let mut c = on("c", redis.port);
-    assert!(c.should_publish("gate", "9Z99999", 0.9));
+    assert!(c.should_publish("gate", "9Z99999"));
 }

@@ -1,7 +1,10 @@
 //! Plate dedupe: the same plate (or one within edit distance 1: a misread character) on the
-//! same camera is published once per window, unless a read with higher confidence arrives
-//! that *corrects* it (a different text within distance 1): then the better read is published
-//! too. The same text read again more confidently is not news and only raises the bar.
+//! same camera is published once per window, whatever the confidence of the later reads.
+//! (A more confident read one character away was once published as a "correction": a still
+//! plate read again and again, by the whole-frame search, with no vote to settle its
+//! characters, came out twice within the window, the second time when its file was opened
+//! again. A track's plate is voted over its reads before it gets here; a consumer that wants
+//! the better read has it in the object's `license_plate`.)
 //! Time comes from an injected [`Clock`] so tests need no sleeping.
 //!
 //! With several instances, a camera can move to another instance mid-window
@@ -32,9 +35,8 @@ impl Clock for SystemClock {
 
 struct Seen {
     plate: String,
-    /// When it was last published.
+    /// When it was published: the window runs from then.
     at: Instant,
-    best_confidence: f32,
 }
 
 /// Per-camera memory of recently published plates. Entries older than the window are pruned on
@@ -57,22 +59,16 @@ impl<C: Clock> Dedupe<C> {
         self
     }
 
-    /// Whether a read of `plate` at `confidence` on `camera` should be published; records it if so.
-    pub fn should_publish(&mut self, camera: &str, plate: &str, confidence: f32) -> bool {
+    /// Whether a read of `plate` on `camera` should be published; records it if so.
+    pub fn should_publish(&mut self, camera: &str, plate: &str) -> bool {
         let now = self.clock.now();
         let window = self.window;
         let list = self.seen.entry(camera.to_string()).or_default();
         list.retain(|s| now.duration_since(s.at) < window);
-        match list.iter_mut().find(|s| edit_distance(&s.plate, plate) <= 1) {
-            Some(s) if confidence > s.best_confidence => {
-                let correction = s.plate != plate;
-                s.best_confidence = confidence;
-                s.plate = plate.to_string();
-                correction
-            }
+        match list.iter().find(|s| edit_distance(&s.plate, plate) <= 1) {
             Some(_) => false,
             None => {
-                list.push(Seen { plate: plate.to_string(), at: now, best_confidence: confidence });
+                list.push(Seen { plate: plate.to_string(), at: now });
                 self.shared.as_mut().is_none_or(|s| s.claim(camera, plate, window))
             }
         }
@@ -155,19 +151,23 @@ mod tests {
     }
 
     #[test]
-    fn once_per_window_unless_more_confident() {
+    fn once_per_window_whatever_the_confidence() {
         let clock = FakeClock(Arc::new(Mutex::new(Instant::now())));
         let mut d = Dedupe::new(Duration::from_secs(30), clock.clone());
-        assert!(d.should_publish("cam", "5AU5341", 0.90));
-        assert!(!d.should_publish("cam", "5AU5341", 0.85), "same plate, lower confidence");
-        assert!(!d.should_publish("cam", "SAU5341", 0.89), "one misread character is the same plate");
-        assert!(!d.should_publish("cam", "5AU5341", 0.93), "the same text, more confident: not news");
-        assert!(d.should_publish("cam", "5AU5347", 0.95), "a more confident different read corrects it");
-        assert!(!d.should_publish("cam", "5AU5341", 0.94), "below the new best");
-        assert!(d.should_publish("other", "5AU5341", 0.5), "cameras are separate");
-        assert!(d.should_publish("cam", "ABC1D23", 0.5), "a different plate");
+        assert!(d.should_publish("cam", "5AU5341"));
+        assert!(!d.should_publish("cam", "5AU5341"), "the same plate");
+        assert!(!d.should_publish("cam", "SAU5341"), "one misread character is the same plate");
+        assert!(!d.should_publish("cam", "5AU5341"), "the same plate again, read more confidently: not news");
+        assert!(
+            !d.should_publish("cam", "5AU5347"),
+            "one character away, read more confidently: the same plate, not a correction to publish"
+        );
+        *clock.0.lock().unwrap() += Duration::from_secs(12);
+        assert!(!d.should_publish("cam", "5AU534I"), "12 s later (its file opened again): still the window");
+        assert!(d.should_publish("other", "5AU5341"), "cameras are separate");
+        assert!(d.should_publish("cam", "ABC1D23"), "a different plate");
         *clock.0.lock().unwrap() += Duration::from_secs(31);
-        assert!(d.should_publish("cam", "5AU5341", 0.5), "a new window");
+        assert!(d.should_publish("cam", "5AU5341"), "a new window");
         assert_eq!(d.cameras(), 2);
         *clock.0.lock().unwrap() += Duration::from_secs(31);
         d.sweep();

@@ -10,9 +10,11 @@
 //! ```
 //! ANPR works per vehicle *track* (docs/architecture.md, "Events"): the track stage asks for a few reads
 //! of each vehicle track on its best frames ([`requests::Requests`], the policy); here the
-//! reads of one track are voted (clustered by edit distance, the most confident member of the
-//! largest cluster, as Frigate does) and published once, with the `track_id`, as soon as
-//! [`VOTES_NEEDED`] reads agree, or when the track ends with whatever reads it got. A track
+//! reads of one track are voted (clustered by edit distance as Frigate does, then the largest
+//! cluster character by character, weighted by each character's probability: `vote.rs`) and
+//! published once, with the `track_id`, as soon as [`VOTES_NEEDED`] reads say exactly the
+//! voted text, or once the track has had all its reads, or when it ends with whatever reads it
+//! got (reads that differ by a character ask for more reads rather than a guess). A track
 //! read once is never read again, so a parked car costs nothing after its plate is known.
 //! Object events pass through this stage so that they carry the plate (`update` with reason
 //! `plate`, and the `end`), which keeps data flowing one way: track -> anpr -> publish.
@@ -53,7 +55,8 @@ pub const ANPR_CAP: usize = 256;
 /// `analytics_anpr_jobs_dropped_total`). At shutdown queued jobs are abandoned (counted too).
 pub const JOBS_PER_CAMERA: usize = 4;
 
-/// Agreeing reads (edit distance <= 1) that decide a track's plate.
+/// Reads of a track that say exactly its voted plate (`vote::consensus`) and so decide it
+/// before the track ends; reads that agree only within one character ask for more reads.
 pub const VOTES_NEEDED: usize = 2;
 
 /// The vehicle classes ANPR looks at.

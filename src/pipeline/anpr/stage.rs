@@ -3,8 +3,9 @@
 
 use super::dedupe::{self, Clock, Dedupe, SystemClock};
 use super::queue::FairJobs;
+use super::requests::MAX_READS_PER_TRACK;
 use super::text;
-use super::vote::{largest_cluster, Vote};
+use super::vote::{consensus, largest_cluster, Vote};
 use super::{AnprInput, AnprJob, AnprModels, AnprSettings, Vehicle, FULL_FRAME_CLASS, VEHICLE_CLASSES, VOTES_NEEDED};
 use crate::events::{AnprEvent, AnprResult, BoundingBox, Event, EventCommon, Lifecycle, ObjectEvent, ObjectPlate, UpdateReason};
 use crate::logging::RateLimit;
@@ -145,6 +146,16 @@ impl TrackPlate {
     }
 }
 
+/// Whether a track's reads settle its plate before the track ends: [`VOTES_NEEDED`] reads say
+/// exactly what the character-by-character vote says, or the track has had all the reads the
+/// track stage asks for ([`MAX_READS_PER_TRACK`]). Reads that agree only within one character
+/// (`I` against `1`) ask for more reads rather than a guess.
+fn settled(votes: &[Vote], reads: usize) -> bool {
+    let cluster = largest_cluster(votes);
+    let Some((text, _)) = consensus(votes, &cluster) else { return false };
+    cluster.iter().filter(|&&i| votes[i].text == text).count() >= VOTES_NEEDED || reads >= MAX_READS_PER_TRACK as usize
+}
+
 /// Grows `b` by `margin` of its size on each side, clipped to `w` x `h`, as an OpenCV rect.
 fn crop_rect(b: [f32; 4], margin: f32, w: i32, h: i32) -> Option<Rect> {
     let (bw, bh) = (b[2] - b[0], b[3] - b[1]);
@@ -220,12 +231,12 @@ impl<C: Clock> AnprStage<C> {
                     if confidence < s.min_read_confidence {
                         continue;
                     }
-                    let region = params.anpr_region.clone().or_else(|| text::region_of(&read.text).map(str::to_string));
                     if let Some(t) = &v.track_id {
                         let vote = Vote {
                             text: read.text.clone(),
+                            char_probs: read.char_probs.clone(),
                             confidence,
-                            region,
+                            region: params.anpr_region.clone(),
                             camera_id: cam_id.clone(),
                             frame_number: job.frame.frame_number,
                             captured_at: job.frame.captured_at,
@@ -237,12 +248,13 @@ impl<C: Clock> AnprStage<C> {
                         };
                         let entry = self.tracks.entry(t.clone()).or_default();
                         entry.votes.push(vote);
-                        if largest_cluster(&entry.votes).len() >= VOTES_NEEDED {
+                        if settled(&entry.votes, entry.reads) {
                             events.extend(self.decide(t));
                         }
                         continue;
                     }
-                    if !self.dedupe.should_publish(&cam_id, &read.text, confidence) {
+                    let region = params.anpr_region.clone().or_else(|| text::region_of(&read.text).map(str::to_string));
+                    if !self.dedupe.should_publish(&cam_id, &read.text) {
                         continue;
                     }
                     // plate texts are personal data: only at DEBUG (the event carries them anyway)
@@ -298,14 +310,21 @@ impl<C: Clock> AnprStage<C> {
             return Vec::new();
         }
         let cluster = largest_cluster(&entry.votes);
-        let Some(best_i) = cluster.into_iter().max_by(|&a, &b| entry.votes[a].confidence.total_cmp(&entry.votes[b].confidence)) else {
+        let Some((text, confidence)) = consensus(&entry.votes, &cluster) else { return Vec::new() };
+        // the frame and boxes of the most confident read of the voted text (of the cluster if none reads it)
+        let rank = |i: usize| (entry.votes[i].text == text, entry.votes[i].confidence);
+        let Some(best_i) = cluster.into_iter().max_by(|&a, &b| {
+            let (ra, rb) = (rank(a), rank(b));
+            ra.0.cmp(&rb.0).then(ra.1.total_cmp(&rb.1))
+        }) else {
             return Vec::new();
         };
         let best = entry.votes.swap_remove(best_i);
-        let plate = ObjectPlate { text: best.text.clone(), confidence: best.confidence, region: best.region.clone() };
+        let region = best.region.clone().or_else(|| text::region_of(&text).map(str::to_string));
+        let plate = ObjectPlate { text: text.clone(), confidence, region: region.clone() };
         entry.decided = Some(plate.clone());
         let mut out = Vec::new();
-        if self.dedupe.should_publish(&best.camera_id, &best.text, best.confidence) {
+        if self.dedupe.should_publish(&best.camera_id, &text) {
             // a track whose plate is read is a reported object: its `start` goes first
             if entry.last_object.is_none() {
                 if let Some(mut start) = entry.unreported.take() {
@@ -317,13 +336,7 @@ impl<C: Clock> AnprStage<C> {
                     out.push(Event::Object(start));
                 }
             }
-            log::debug!(
-                "anpr cam={} track {t}: plate {} ({:.2}) from {} read(s)",
-                best.camera_id,
-                best.text,
-                best.confidence,
-                entry.votes.len()
-            );
+            log::debug!("anpr cam={} track {t}: plate {} ({:.2}) from {} read(s)", best.camera_id, text, confidence, entry.votes.len() + 1);
             let common = EventCommon::new(&best.camera_id, best.captured_at, best.frame_number, best.frame_size);
             let plate_image_key = match (self.plates.as_mut(), &best.plate_crop) {
                 (Some(p), Some(crop)) => p.write(crop, &best.camera_id, &common.event_id),
@@ -331,7 +344,7 @@ impl<C: Clock> AnprStage<C> {
             };
             out.push(Event::Anpr(AnprEvent {
                 common,
-                anpr_result: AnprResult::new(best.text.clone(), best.confidence, best.region.clone()),
+                anpr_result: AnprResult::new(text.clone(), confidence, region),
                 plate_box: best.plate_box,
                 vehicle_box: best.vehicle_box,
                 vehicle_class: best.vehicle_class,
@@ -452,5 +465,39 @@ impl<C: Clock> AnprStage<C> {
         let raw = self.models.reader.read(&plate_img).map_err(|e| e.to_string())?;
         self.metrics.anpr_seconds.observe(t.elapsed().as_secs_f64());
         Ok(text::normalise(&raw, &s.rules).map(|r| (pb, r, plate_img)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vote(text: &str) -> Vote {
+        let b = BoundingBox { x: 0.0, y: 0.0, width: 0.1, height: 0.1 };
+        Vote {
+            text: text.into(),
+            char_probs: vec![0.9; text.len()],
+            confidence: 0.9,
+            region: None,
+            camera_id: Arc::from("c"),
+            frame_number: 0,
+            captured_at: std::time::SystemTime::UNIX_EPOCH,
+            frame_size: (640, 480),
+            plate_box: b,
+            vehicle_box: b,
+            vehicle_class: "car".into(),
+            plate_crop: None,
+        }
+    }
+
+    /// Two reads one character apart (`I` and `1`) do not settle a plate: more reads are asked
+    /// for; two that say the voted text exactly do; so does a track that had all its reads.
+    #[test]
+    fn reads_that_disagree_ask_for_more() {
+        assert!(!settled(&[vote("WSQI021")], 1));
+        assert!(!settled(&[vote("WSQI021"), vote("WSQ1021")], 2), "one character apart: read again");
+        assert!(settled(&[vote("WSQI021"), vote("WSQ1021"), vote("WSQI021")], 3));
+        assert!(settled(&[vote("WSQI021"), vote("WSQ1021")], MAX_READS_PER_TRACK as usize), "no reads left");
+        assert!(!settled(&[], MAX_READS_PER_TRACK as usize));
     }
 }
