@@ -269,6 +269,8 @@ fn every_ended_object_has_a_snapshot_the_reference_detector_agrees_with() {
         kept.len(),
         held / ends.len().max(1) as u64
     );
+    let updates = evs.iter().filter(|e| e["update_reason"] == "snapshot").count();
+    println!("{updates} update(s) with reason snapshot");
     let (n, bytes) = svc.metrics.snapshots();
     let enc = &svc.metrics.snapshot_encode_seconds;
     println!(
