@@ -269,6 +269,8 @@ fn every_ended_object_has_a_snapshot_the_reference_detector_agrees_with() {
         kept.len(),
         held / ends.len().max(1) as u64
     );
+    let updates = evs.iter().filter(|e| e["update_reason"] == "snapshot").count();
+    println!("{updates} update(s) with reason snapshot");
     let (n, bytes) = svc.metrics.snapshots();
     let enc = &svc.metrics.snapshot_encode_seconds;
     println!(
@@ -291,6 +293,23 @@ fn every_ended_object_has_a_snapshot_the_reference_detector_agrees_with() {
         decode_jpeg(&body).unwrap();
     }
     assert_eq!(get(addr, "/api/objects/walk/0-0/snapshot.jpg").status, 404);
+    // the Django-side consumer stores each object's thumbnail next to the event
+    let out = std::process::Command::new(python())
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/consumer.py"))
+        .env("REDIS_HOST", redis_host())
+        .env("REDIS_PORT", redis_port().to_string())
+        .env("REDIS_STREAM", &cfg.redis_stream)
+        .args(["--group", "evidence", "--from-start", "--max-seconds", "5", "--images"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for e in &ends {
+        let thumb = dir.join(format!("{}.thumb.jpg", e["event_id"].as_str().unwrap()));
+        let stored = std::fs::read(&thumb).unwrap_or_else(|_| panic!("consumer.py stored {}", thumb.display()));
+        decode_jpeg(&stored).unwrap();
+        assert!(dir.join(format!("{}.json", e["event_id"].as_str().unwrap())).is_file());
+    }
     let _ = std::fs::remove_dir_all(&dir);
     svc.shutdown();
 }

@@ -31,6 +31,10 @@ fn schemathesis_finds_no_server_error() {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .args(["run", "docs/openapi.yaml", "--url", &format!("http://{addr}")])
         .args(["--header", &format!("Authorization: Bearer {token}")])
+        // latest.jpg answers a registered camera without a frame (every fuzzed camera dials a
+        // random host) with the 503 the contract asks for (DESIGN section 10), which the
+        // server-error check would count; tests/evidence.rs covers its 404 / 503 / 422 / 200
+        .args(["--exclude-operation-id", "latestFrame"])
         .args(["--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"])
         .args(["--mode", "all", "--phases", "examples,coverage,fuzzing", "--max-examples", &examples, "--seed", "20261125"])
         .args(["--workers", "1", "--max-time", "150", "--request-timeout", "10", "--no-color", "--suppress-health-check", "all"])

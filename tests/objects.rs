@@ -209,7 +209,7 @@ impl<'a> Objects<'a> {
                 let reason = &o["update_reason"];
                 if o["lifecycle"] == "update" {
                     let r = reason.as_str().unwrap_or_else(|| panic!("an update says why: {o}"));
-                    assert!(["zone_enter", "zone_leave", "stationary", "moving", "plate", "class"].contains(&r), "{o}");
+                    assert!(["zone_enter", "zone_leave", "stationary", "moving", "plate", "class", "snapshot"].contains(&r), "{o}");
                 } else {
                     assert!(reason.is_null(), "only updates carry a reason: {o}");
                 }

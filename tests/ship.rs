@@ -144,7 +144,8 @@ print(json.dumps(fams))
 }
 
 /// docs/openapi.yaml is a valid OpenAPI 3 document (openapi-spec-validator), its routes are
-/// exactly the server's, and every documented route answers on the live server.
+/// exactly the server's, and every documented route answers on the live server (the image
+/// routes on real frames and objects in tests/evidence.rs).
 #[test]
 fn openapi_is_valid_and_matches_the_routes() {
     let out = py(
@@ -166,6 +167,9 @@ print(json.dumps([[m.upper(), p] for p, ops in doc["paths"].items() for m in ops
     let addr = svc.api_addr();
     post_json(addr, "/api/cameras", &json!({"camera_id": "o1", "stream_url": "rtsp://127.0.0.1:9/x"}));
     for (method, path) in analytics_service::api::routes::ROUTES {
+        if path.ends_with(".jpg") {
+            continue; // the image routes need a camera with frames and a tracked object: tests/evidence.rs calls each
+        }
         let path = path.replace("{camera_id}", "o1");
         let r = if *method == "POST" {
             post_json(addr, &path, &json!({"camera_id": "o2", "stream_url": "rtsp://127.0.0.1:9/y"}))

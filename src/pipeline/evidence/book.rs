@@ -97,3 +97,46 @@ impl SnapshotBook {
         self.len() == 0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::BoundingBox;
+
+    fn snap(frame: u64) -> (Snapshot, Quality) {
+        let s = Snapshot {
+            key: format!("s:{frame}"),
+            thumbnail_key: format!("t:{frame}"),
+            frame_number: frame,
+            timestamp: String::new(),
+            bounding_box: BoundingBox::default(),
+            width: 640,
+            height: 480,
+        };
+        (s, Quality { confidence: 0.5 + frame as f32 / 100.0, area: 1000.0 * frame as f32, on_edge: false })
+    }
+
+    /// Events name only written snapshots; a superseded one no event named is handed back for
+    /// deletion, a named one is kept; the end waits for a job still running and forgets the object.
+    #[test]
+    fn written_announced_superseded_and_ended() {
+        let b = SnapshotBook::default();
+        b.submitted("o");
+        assert_eq!(b.announce("o"), None, "nothing written yet");
+        assert_eq!(b.finished("o", Some(snap(1))), None);
+        b.submitted("o");
+        assert_eq!(b.finished("o", Some(snap(2))).map(|s| s.frame_number), Some(1), "1 was never named: delete it");
+        assert_eq!(b.announce("o").map(|s| s.frame_number), Some(2));
+        b.submitted("o");
+        assert_eq!(b.finished("o", Some(snap(3))), None, "2 was named: kept until its TTL");
+        assert!(!b.update_due("o", Duration::from_secs(10), Instant::now()), "not before SNAPSHOT_UPDATE_S");
+        assert!(b.update_due("o", Duration::ZERO, Instant::now()), "3 is clearly better than 2");
+        b.submitted("o");
+        let t0 = Instant::now();
+        assert_eq!(b.end("o", Duration::from_millis(50)).map(|s| s.frame_number), Some(3));
+        assert!(t0.elapsed() >= Duration::from_millis(50), "the end waited for the running job");
+        assert!(b.is_empty());
+        assert_eq!(b.finished("o", Some(snap(4))), None, "a job finishing after the end adds nothing");
+        assert!(b.is_empty());
+    }
+}
