@@ -37,10 +37,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/cameras"),
     ("POST", "/api/cameras"),
     ("GET", "/api/cameras/{camera_id}"),
-    ("DELETE", "/api/cameras/{camera_id}"),
     ("GET", "/api/cameras/{camera_id}/counts"),
     ("POST", "/api/cameras/{camera_id}/counts/reset"),
     ("GET", "/api/events"),
+    ("DELETE", "/api/cameras/{camera_id}"),
     ("GET", "/api/health"),
     ("GET", "/livez"),
     ("GET", "/readyz"),
@@ -173,16 +173,12 @@ fn route(state: &AppState, req: &Request) -> Result<Reply, ApiError> {
             let id = percent_decode(id);
             match state.cluster.registry().reset_counts(&id) {
                 Some(CountsReset::Done(v)) => Ok(Reply::json(200, &v)),
-                Some(CountsReset::Elsewhere(Some(owner))) => Err(ApiError::conflict(
+                Some(CountsReset::Elsewhere(owner)) => Err(ApiError::conflict(
                     "not_owner",
                     format!(
                         "camera '{}' runs on instance '{owner}': send the reset to that instance (counts live where the camera runs)",
                         truncate_path(&id)
                     ),
-                )),
-                Some(CountsReset::Elsewhere(None)) => Err(ApiError::conflict(
-                    "not_running",
-                    format!("camera '{}' is not running on any instance: it has no counts to reset", truncate_path(&id)),
                 )),
                 None => Err(unknown_camera(&id)),
             }

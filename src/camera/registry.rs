@@ -50,8 +50,8 @@ pub struct RemoteStatus {
 pub enum CountsReset {
     /// Done here: the counts with the line totals at zero.
     Done(serde_json::Value),
-    /// Another instance runs the camera (its id), or none does (`None`).
-    Elsewhere(Option<String>),
+    /// Another instance runs the camera (its id).
+    Elsewhere(String),
 }
 
 /// A camera as the API shows it: configuration (URL masked), which instance runs it, live state
@@ -341,14 +341,18 @@ impl Registry {
         Some(counts_reply(camera_id, owner, counts, &s.config))
     }
 
-    /// Resets the line totals of a camera this instance runs (its track stage does so at the
-    /// camera's next frame). `None` if unknown.
+    /// Resets the line totals of a camera this instance runs (its track stage does so at once).
+    /// A camera no instance runs has nothing to reset (zeros); one another instance runs is
+    /// that instance's to reset. `None` if unknown.
     pub fn reset_counts(&self, camera_id: &str) -> Option<CountsReset> {
         let inner = self.slots.lock();
         let s = inner.cameras.get(camera_id)?;
         if !s.leased {
-            let owner = s.remote.as_ref().filter(|_| s.config.status == DesiredStatus::Active).map(|r| r.owner.clone());
-            return Some(CountsReset::Elsewhere(owner));
+            return Some(match s.remote.as_ref().filter(|_| s.config.status == DesiredStatus::Active) {
+                Some(r) => CountsReset::Elsewhere(r.owner.clone()),
+                // no instance runs it: its counts are zero already (they start when one does)
+                None => CountsReset::Done(counts_reply(camera_id, None, None, &s.config)),
+            });
         }
         let counters = &s.runtime.counters;
         counters.request_counts_reset();

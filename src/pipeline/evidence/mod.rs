@@ -152,7 +152,14 @@ impl Evidence {
         }
         let Some((boxes, boxes_frame_number, motion_boxes)) = self.hub.take_due(cam) else { return };
         let Ok(image) = frame.image.try_clone() else { return };
-        let zones = frame.params.roi_zones.iter().map(|z| OverlayZone { name: z.name.clone(), points: z.points.clone() }).collect();
+        // ROI polygons, then the counting lines (two points: drawn open)
+        let zones = frame
+            .params
+            .roi_zones
+            .iter()
+            .map(|z| OverlayZone { name: z.name.clone(), points: z.points.clone() })
+            .chain(frame.params.lines.iter().map(|l| OverlayZone { name: l.name.clone(), points: l.points.to_vec() }))
+            .collect();
         let meta = LatestMeta {
             camera_id: cam.to_string(),
             frame_number: frame.frame_number,

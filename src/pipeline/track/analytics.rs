@@ -93,8 +93,9 @@ struct ObjectAnalytics {
     /// Seen since the last (re)configuration: the zones of its first sighting count at once
     /// (a confirmed track has already been seen for several frames).
     seen: bool,
-    zones: HashMap<String, InZone>,
-    lines: HashMap<String, Side>,
+    /// Per zone and per line of the camera, by index (cleared on reconfiguration).
+    zones: Vec<InZone>,
+    lines: Vec<Option<Side>>,
     /// Speed at the last sighting (inside a calibrated zone), for its `end`.
     speed: Option<f32>,
 }
@@ -167,11 +168,12 @@ impl Analytics {
         }
         let first = !o.seen;
         o.seen = true;
+        o.zones.resize_with(self.zones.len(), InZone::default);
+        o.lines.resize(self.lines.len(), None);
         let mut v = Verdict::default();
-        for spec in &self.zones {
+        for (spec, st) in self.zones.iter().zip(o.zones.iter_mut()) {
             let z = &spec.zone;
             let now_in = z.contains(foot[0], foot[1]);
-            let st = o.zones.entry(z.name.clone()).or_default();
             let need = z.min_frames.unwrap_or(RoiZone::DEFAULT_MIN_FRAMES).max(1);
             if now_in && st.run_since.is_none() {
                 st.run_since = Some(at);
@@ -196,10 +198,12 @@ impl Analytics {
             }
         }
         o.reported |= reported(&v.zones);
-        for spec in &self.zones {
+        for (spec, st) in self.zones.iter().zip(o.zones.iter_mut()) {
             let z = &spec.zone;
+            if !st.inside {
+                continue;
+            }
             let now_in = z.contains(foot[0], foot[1]);
-            let Some(st) = o.zones.get_mut(&z.name).filter(|st| st.inside) else { continue };
             let counted = o.reported && (z.classes.is_empty() || z.classes.iter().any(|c| c == class));
             if let (Some(limit), Some(since), false) = (z.loitering_s, st.stay_since, st.loitered) {
                 if counted && at.saturating_duration_since(since).as_secs_f32() >= limit {
@@ -222,7 +226,7 @@ impl Analytics {
                 }
             }
         }
-        for line in &self.lines {
+        for (line, side) in self.lines.iter().zip(o.lines.iter_mut()) {
             if !(line.classes.is_empty() || line.classes.iter().any(|c| c == class)) {
                 continue;
             }
@@ -235,7 +239,7 @@ impl Analytics {
                 continue;
             }
             let now = Side { sign: if dist > 0.0 { 1 } else { -1 }, at: foot, dist };
-            let before = o.lines.insert(line.name.clone(), now);
+            let before = side.replace(now);
             let Some(before) = before.filter(|b| b.sign != now.sign) else { continue };
             // where the path from the last side to this one meets the line: within the segment?
             let f = before.dist / (before.dist - dist);
@@ -260,7 +264,7 @@ impl Analytics {
     /// 0) once it has been published, so a consumer sees the count fall to 0.
     pub fn counts(&self) -> Counts {
         let mut c = Counts::default();
-        for spec in &self.zones {
+        for (i, spec) in self.zones.iter().enumerate() {
             let z = &spec.zone;
             let mut by_class: BTreeMap<String, u64> = self
                 .published
@@ -270,7 +274,7 @@ impl Analytics {
                 .unwrap_or_default();
             for o in self.objects.values() {
                 let counted = o.reported && (z.classes.is_empty() || z.classes.contains(&o.class));
-                if counted && o.zones.get(&z.name).is_some_and(|s| s.inside) {
+                if counted && o.zones.get(i).is_some_and(|s| s.inside) {
                     *by_class.entry(o.class.clone()).or_default() += 1;
                 }
             }
