@@ -33,6 +33,8 @@ RUN apt-get update \
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+# the operator page: src/api/page.rs compiles these files into the binary
+COPY web ./web
 COPY benches ./benches
 RUN cargo build --release --locked --bin analytics-service \
  && mkdir -p /out/bin /out/lib /out/models \
