@@ -25,7 +25,7 @@
 //! `--max-cameras` (32)), and prints cameras per core; `--capacity --low-fps` searches instead
 //! for the most 1080p25 cameras at `max_fps` 1, motion only, decoding everything and keyframes
 //! only (`bench_modes/decode.rs`: 8, 16, 24, 32, 48, 64, ... cameras until one camera analyses
-//! or reports motion less than 0.8 times a second). `--decode-budget` measures keyframes-only
+//! less than 0.8 frames a second or reports motion less than 0.5 times a second). `--decode-budget` measures keyframes-only
 //! decoding instead (`bench_modes/decode.rs`: `--cameras` 1080p25 cameras at `max_fps` 1, cores
 //! with `decode` `all` vs `keyframes`, and a substream; `--phases all,keyframes,...` runs some). The seed design runs with the setup's
 //! venv Python (`ANALYTICS_PYTHON` overrides it). `--precision fp32,int8` runs the service with

@@ -197,8 +197,10 @@ pub fn run(cfg: &Config, video: &Path, a: &DecodeArgs) -> anyhow::Result<Value> 
 /// sustains at `max_fps` 1, motion only, with `decode: "all"` and with `"keyframes"`, in one run.
 /// For 8, 16, 24, 32, 48, 64, 96, 128 cameras (up to `max_cameras`) in turn, one phase each on
 /// one service (cameras deleted between): the SLO is that *every* camera analysed at least
-/// [`LOW_FPS_SLO`] frames/s and published at least [`LOW_FPS_SLO`] motion events/s over the
-/// window (the footage always holds walkers, so each analysed frame has motion). The search per
+/// [`LOW_FPS_SLO`] frames/s over the
+/// window, and at least [`LOW_FPS_MOTION_SLO`] motion events/s (every camera reports; the motion
+/// detector's background needs a few analysed frames after a start, and a frame whose walkers
+/// barely moved in a second reports none). The search per
 /// mode stops at the first count that misses it. Cameras per core = the most that met it / the
 /// machine's cores.
 pub fn capacity(cfg: &Config, video: &Path, a: &DecodeArgs, max_cameras: usize) -> anyhow::Result<Value> {
@@ -218,7 +220,7 @@ pub fn capacity(cfg: &Config, video: &Path, a: &DecodeArgs, max_cameras: usize) 
             let p = phase_of(&svc, &stream, &clip, n, a, decode, false, false)?;
             let worst_analysed = p.per_camera.iter().map(|c| c.2).fold(f64::INFINITY, f64::min);
             let worst_motion = p.per_camera.iter().map(|c| c.3).fold(f64::INFINITY, f64::min);
-            let met = worst_analysed >= LOW_FPS_SLO && worst_motion >= LOW_FPS_SLO;
+            let met = worst_analysed >= LOW_FPS_SLO && worst_motion >= LOW_FPS_MOTION_SLO;
             println!(
                 "  decode {decode:9} {n:3} cameras: {:.2} cores, slowest camera analysed {worst_analysed:.2} fps, motion {worst_motion:.2} events/s: {}",
                 p.cores,
@@ -237,11 +239,15 @@ pub fn capacity(cfg: &Config, video: &Path, a: &DecodeArgs, max_cameras: usize) 
     }
     svc.shutdown();
     let _ = redis::cmd("DEL").arg(&stream).query::<()>(&mut common::redis_conn());
-    Ok(json!({"clip": "1920x1080 25 fps, keyframe every 25 frames", "max_fps": 1, "slo_min_per_camera": LOW_FPS_SLO,
-        "seconds": a.seconds, "warmup": a.warmup, "machine_cores": cores_here, "modes": modes}))
+    Ok(
+        json!({"clip": "1920x1080 25 fps, keyframe every 25 frames", "max_fps": 1, "slo_min_analysed_fps": LOW_FPS_SLO, "slo_min_motion_events_per_s": LOW_FPS_MOTION_SLO,
+        "seconds": a.seconds, "warmup": a.warmup, "machine_cores": cores_here, "modes": modes}),
+    )
 }
 
 /// The camera counts the low-fps search tries, in order.
 const LOW_FPS_COUNTS: [usize; 8] = [8, 16, 24, 32, 48, 64, 96, 128];
-/// Per camera, at least this many analysed frames and motion events a second (of `max_fps` 1).
+/// Per camera, at least this many analysed frames a second (of `max_fps` 1).
 const LOW_FPS_SLO: f64 = 0.8;
+/// Per camera, at least this many motion events a second.
+const LOW_FPS_MOTION_SLO: f64 = 0.5;
