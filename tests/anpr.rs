@@ -171,27 +171,7 @@ fn whole_frame_search_without_vehicles() {
 fn a_looping_still_plate_is_published_once_per_window() {
     let img = media("car_plate_cz_5AU5341.png");
     // the plate with a little of the car around it, 4x: 620x268
-    let clip = ffmpeg_fixture(
-        "plate_only_4s.mp4",
-        &[
-            "-loop",
-            "1",
-            "-framerate",
-            "10",
-            "-i",
-            img.to_str().unwrap(),
-            "-vf",
-            "crop=155:67:270:165,scale=620:268,format=yuv420p",
-            "-t",
-            "4",
-            "-r",
-            "10",
-            "-c:v",
-            "libx264",
-            "-pix_fmt",
-            "yuv420p",
-        ],
-    );
+    let clip = still_clip("plate_only_4s.mp4", &img, "crop=155:67:270:165,scale=620:268,format=yuv420p", "4", &["-r", "10"]);
     let mut cfg = test_config("anpr-still-loop");
     // a window the test cannot outlast on a slow machine (the defect was within the default 30 s)
     cfg.anpr_dedupe_window = Duration::from_secs(600);

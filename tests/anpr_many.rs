@@ -67,28 +67,12 @@ fn tag(filter: &str) -> String {
 /// The clip of one view: the photo as a 10 fps H.264 video.
 fn view_clip(name: &str, filter: &str) -> PathBuf {
     let img = media("car_plate_cz_5AU5341.png");
-    ffmpeg_fixture(
+    still_clip(
         &format!("anpr_many_{name}_{CLIP_S}s_{}.mp4", tag(filter)),
-        &[
-            "-loop",
-            "1",
-            "-framerate",
-            "10",
-            "-i",
-            img.to_str().unwrap(),
-            "-vf",
-            &format!("{filter},format=yuv420p"),
-            "-t",
-            CLIP_S,
-            "-r",
-            "10",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-pix_fmt",
-            "yuv420p",
-        ],
+        &img,
+        &format!("{filter},format=yuv420p"),
+        CLIP_S,
+        &["-r", "10", "-preset", "veryfast"],
     )
 }
 

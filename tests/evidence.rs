@@ -319,24 +319,12 @@ fn every_ended_object_has_a_snapshot_the_reference_detector_agrees_with() {
 #[test]
 fn the_best_frame_is_really_the_best() {
     let bus = media("bus.jpg");
-    let clip = ffmpeg_fixture(
+    let clip = still_clip(
         "bus_approach_8s.mp4",
-        &[
-            "-loop",
-            "1",
-            "-framerate",
-            "10",
-            "-i",
-            bus.to_str().unwrap(),
-            "-vf",
-            "scale=810:1080,zoompan=z='1+0.05*on/10':x='iw/2-(iw/zoom/2)':y='ih/2-(ih/zoom/2)':d=1:s=540x720:fps=10",
-            "-t",
-            "8",
-            "-c:v",
-            "libx264",
-            "-pix_fmt",
-            "yuv420p",
-        ],
+        &bus,
+        "scale=810:1080,zoompan=z='1+0.05*on/10':x='iw/2-(iw/zoom/2)':y='ih/2-(ih/zoom/2)':d=1:s=540x720:fps=10",
+        "8",
+        &[],
     );
     let cfg = test_config("bestframe");
     let svc = start_service(cfg.clone());

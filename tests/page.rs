@@ -13,29 +13,14 @@ mod common;
 use common::*;
 use serde_json::json;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 const TOKEN: &str = "page-test-token-1234";
 
 fn authed(addr: std::net::SocketAddr, method: &str, path: &str, body: Option<&serde_json::Value>) -> HttpReply {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no HTTP reply: {text:?}"));
-    let mut lines = head.lines();
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
-    let headers = lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string())).collect();
-    HttpReply { status, headers, body: body.to_string() }
+    let auth = format!("Bearer {TOKEN}");
+    http_with(addr, method, path, &[("Authorization", &auth), ("Content-Type", "application/json")], body.as_bytes())
 }
 
 fn artefacts_dir() -> std::path::PathBuf {

@@ -100,11 +100,17 @@ impl HttpReply {
 
 /// One HTTP/1.1 request with `Connection: close`, read to the end.
 pub fn http(addr: SocketAddr, method: &str, path: &str, content_type: Option<&str>, body: &[u8]) -> HttpReply {
+    let ct: Vec<(&str, &str)> = content_type.map(|ct| ("Content-Type", ct)).into_iter().collect();
+    http_with(addr, method, path, &ct, body)
+}
+
+/// [`http`] with any header fields (e.g. `Authorization`).
+pub fn http_with(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpReply {
     let mut s = TcpStream::connect(addr).expect("connect to API");
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
-    if let Some(ct) = content_type {
-        head.push_str(&format!("Content-Type: {ct}\r\n"));
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str("\r\n");
     s.write_all(head.as_bytes()).unwrap();
@@ -297,50 +303,28 @@ pub fn gop25_clip(video: &std::path::Path, width: u32, height: u32, seconds: u32
 /// 8 s at 10 fps zooming into the plate photo (the car grows, so it is not stationary): the
 /// ANPR end-to-end tests' camera.
 pub fn plate_video() -> std::path::PathBuf {
-    let img = media("car_plate_cz_5AU5341.png");
-    ffmpeg_fixture(
+    still_clip(
         "plate_zoom_8s.mp4",
-        &[
-            "-loop",
-            "1",
-            "-framerate",
-            "10",
-            "-i",
-            img.to_str().unwrap(),
-            "-vf",
-            "scale=1036:662,zoompan=z='1+0.003*on':x='iw/2-(iw/zoom/2)':y='ih/2-(ih/zoom/2)':d=1:s=1036x662:fps=10",
-            "-t",
-            "8",
-            "-c:v",
-            "libx264",
-            "-pix_fmt",
-            "yuv420p",
-        ],
+        &media("car_plate_cz_5AU5341.png"),
+        "scale=1036:662,zoompan=z='1+0.003*on':x='iw/2-(iw/zoom/2)':y='ih/2-(ih/zoom/2)':d=1:s=1036x662:fps=10",
+        "8",
+        &[],
     )
+}
+
+/// A still image looped into an H.264 clip (10 fps, yuv420p) of `seconds`, through the filter
+/// `vf`, with further output options `extra`; made once into the fixtures folder as `name`.
+pub fn still_clip(name: &str, image: &std::path::Path, vf: &str, seconds: &str, extra: &[&str]) -> std::path::PathBuf {
+    let image = image.to_str().unwrap();
+    let mut args = vec!["-loop", "1", "-framerate", "10", "-i", image, "-vf", vf, "-t", seconds];
+    args.extend_from_slice(extra);
+    args.extend(["-c:v", "libx264", "-pix_fmt", "yuv420p"]);
+    ffmpeg_fixture(name, &args)
 }
 
 /// A 10 s static H.264 clip (the bus photo, 10 fps): real encoder noise, no motion.
 pub fn static_clip() -> std::path::PathBuf {
-    let bus = media("bus.jpg");
-    ffmpeg_fixture(
-        "static_bus_10s.mp4",
-        &[
-            "-loop",
-            "1",
-            "-framerate",
-            "10",
-            "-i",
-            bus.to_str().unwrap(),
-            "-t",
-            "10",
-            "-vf",
-            "scale=640:-2",
-            "-c:v",
-            "libx264",
-            "-pix_fmt",
-            "yuv420p",
-        ],
-    )
+    still_clip("static_bus_10s.mp4", &media("bus.jpg"), "scale=640:-2", "10", &[])
 }
 
 /// The pedestrian sample sped up 3x to 30 fps (27 s): a busy camera for fairness tests.

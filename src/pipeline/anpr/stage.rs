@@ -473,21 +473,7 @@ mod tests {
     use super::*;
 
     fn vote(text: &str) -> Vote {
-        let b = BoundingBox { x: 0.0, y: 0.0, width: 0.1, height: 0.1 };
-        Vote {
-            text: text.into(),
-            char_probs: vec![0.9; text.len()],
-            confidence: 0.9,
-            region: None,
-            camera_id: Arc::from("c"),
-            frame_number: 0,
-            captured_at: std::time::SystemTime::UNIX_EPOCH,
-            frame_size: (640, 480),
-            plate_box: b,
-            vehicle_box: b,
-            vehicle_class: "car".into(),
-            plate_crop: None,
-        }
+        super::super::vote::test_vote(text, 0.9)
     }
 
     /// Two reads one character apart (`I` and `1`) do not settle a plate: more reads are asked

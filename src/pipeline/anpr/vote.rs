@@ -74,34 +74,36 @@ pub(crate) fn consensus(votes: &[Vote], members: &[usize]) -> Option<(String, f3
     Some((text, if len == 0 { 0.0 } else { total / len as f32 }))
 }
 
+/// A read of `text` with every character at `confidence` (unit tests of the vote and the stage).
+#[cfg(test)]
+pub(crate) fn test_vote(text: &str, confidence: f32) -> Vote {
+    let b = BoundingBox { x: 0.0, y: 0.0, width: 0.1, height: 0.1 };
+    Vote {
+        text: text.into(),
+        char_probs: vec![confidence; text.len()],
+        confidence,
+        region: None,
+        camera_id: Arc::from("c"),
+        frame_number: 0,
+        captured_at: std::time::SystemTime::UNIX_EPOCH,
+        frame_size: (640, 480),
+        plate_box: b,
+        vehicle_box: b,
+        vehicle_class: "car".into(),
+        plate_crop: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn vote(text: &str, confidence: f32) -> Vote {
-        let b = BoundingBox { x: 0.0, y: 0.0, width: 0.1, height: 0.1 };
-        Vote {
-            text: text.into(),
-            char_probs: vec![confidence; text.len()],
-            confidence,
-            region: None,
-            camera_id: Arc::from("c"),
-            frame_number: 0,
-            captured_at: std::time::SystemTime::UNIX_EPOCH,
-            frame_size: (640, 480),
-            plate_box: b,
-            vehicle_box: b,
-            vehicle_class: "car".into(),
-            plate_crop: None,
-        }
-    }
-
     /// Reads within one edit of each other agree; the bigger group wins, then the more confident.
     #[test]
     fn the_largest_agreeing_group_wins() {
-        let votes = [vote("5AU5341", 0.9), vote("5AU534I", 0.8), vote("XYZ123", 0.99), vote("5AU5341", 0.85)];
+        let votes = [test_vote("5AU5341", 0.9), test_vote("5AU534I", 0.8), test_vote("XYZ123", 0.99), test_vote("5AU5341", 0.85)];
         assert_eq!(largest_cluster(&votes), [0, 1, 3]);
-        let tie = [vote("AB1234", 0.7), vote("ZZ9999", 0.95)];
+        let tie = [test_vote("AB1234", 0.7), test_vote("ZZ9999", 0.95)];
         assert_eq!(largest_cluster(&tie), [1]);
         assert!(largest_cluster(&[]).is_empty());
     }
@@ -110,18 +112,18 @@ mod tests {
     /// when its mean probability is the highest; the confidence falls where reads disagree.
     #[test]
     fn the_plate_is_voted_character_by_character() {
-        let mut flipped = vote("WSQ1021", 0.93);
+        let mut flipped = test_vote("WSQ1021", 0.93);
         flipped.char_probs = vec![0.99, 0.99, 0.99, 0.6, 0.99, 0.99, 0.99];
-        let mut a = vote("WSQI021", 0.9);
+        let mut a = test_vote("WSQI021", 0.9);
         a.char_probs = vec![0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9];
-        let mut b = vote("WSQI021", 0.85);
+        let mut b = test_vote("WSQI021", 0.85);
         b.char_probs = vec![0.85; 7];
         let votes = [flipped, a, b];
         let (text, confidence) = consensus(&votes, &largest_cluster(&votes)).unwrap();
         assert_eq!(text, "WSQI021");
         assert!(confidence < 0.93 && confidence > 0.8, "{confidence}");
         // reads of the most common length decide; a dropped character does not shift the others
-        let votes = [vote("5AU5341", 0.9), vote("5AU534", 0.99), vote("5AU5341", 0.8)];
+        let votes = [test_vote("5AU5341", 0.9), test_vote("5AU534", 0.99), test_vote("5AU5341", 0.8)];
         assert_eq!(consensus(&votes, &[0, 1, 2]).unwrap().0, "5AU5341");
         assert!(consensus(&votes, &[]).is_none());
     }
