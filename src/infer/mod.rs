@@ -6,7 +6,8 @@
 //!   [`ModelSession`] (tensor names and shapes checked at load), I/O binding.
 //! - `letterbox.rs`: [`Letterbox`], the fit of a frame into the model input, and the pixel copy.
 //! - `decode.rs`: pure decode of `[4 + C, N]`, class-aware NMS, IoU, boxes back to the frame.
-//! - `precision.rs`: [`PrecisionSetting`] -> FP32 or the INT8 model (CPU with VNNI), testable.
+//! - `precision.rs`: [`PrecisionSetting`] -> the float or the INT8 model (CPU with VNNI), a
+//!   testable choice, and [`precision::load_chosen`], which both detectors load through.
 //! - `yolo.rs`: [`Yolo`], the YOLOv8 detector: a session, what is read from the model, one
 //!   preallocated batch tensor.
 //!
@@ -15,7 +16,7 @@
 
 pub mod decode; // decode, NMS, IoU, un-letterbox, normalise
 pub mod letterbox; // Letterbox: fit, copy into the batch tensor, map back
-pub mod precision; // YOLO_PRECISION: FP32 or the INT8 sibling, a pure choice
+pub mod precision; // YOLO_PRECISION / ANPR_PLATE_PRECISION: float or the INT8 sibling
 pub mod session; // the only file that uses ort
 pub mod yolo; // the YOLOv8 model: shapes, names, batch tensor
 

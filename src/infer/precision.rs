@@ -1,5 +1,6 @@
-//! Which precision the detector runs in (`YOLO_PRECISION`): FP32, or the INT8 model that
-//! `scripts/quantize.py` makes beside it (`yolov8n.onnx` -> `yolov8n.int8.onnx`).
+//! Which precision a detector runs in (`YOLO_PRECISION` for the object detector,
+//! `ANPR_PLATE_PRECISION` for the plate detector): the float model as given, or the INT8 model
+//! that `scripts/quantize.py` makes beside it (`yolov8n.onnx` -> `yolov8n.int8.onnx`).
 //!
 //! The choice is a pure function of (setting, provider, CPU features), [`choose`], so it is
 //! tested on any machine: `auto` takes INT8 only on the CPU provider of an x86 CPU with VNNI
@@ -9,11 +10,12 @@
 //! [`select_model`] adds the file check: INT8 chosen by `auto` but missing falls back to FP32
 //! with a warning; asked for explicitly, a missing file is a start-up error naming the fix.
 
-use super::session::{InferenceError, Provider};
+use super::session::{Device, InferenceError, Provider};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
-/// The `YOLO_PRECISION` setting.
+/// The `YOLO_PRECISION` / `ANPR_PLATE_PRECISION` setting (`fp32`: the float model as given,
+/// which for the plate detector is an FP16 file).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PrecisionSetting {
@@ -80,8 +82,10 @@ pub fn int8_path(fp32: &Path) -> PathBuf {
 }
 
 /// The file to load and its precision: [`choose`], then the INT8 file's presence. `fp32` is
-/// `YOLO_MODEL`; a `YOLO_MODEL` that already names an `.int8.onnx` file runs as given.
+/// the configured model (`var`, e.g. `YOLO_MODEL`); one that already names an `.int8.onnx` file
+/// runs as given. `var`'s precision setting is named in the warning and the error.
 pub fn select_model(
+    var: &'static str,
     setting: PrecisionSetting,
     fp32: &Path,
     provider: Provider,
@@ -98,14 +102,64 @@ pub fn select_model(
                 Ok((int8, Precision::Int8))
             } else if setting == PrecisionSetting::Auto {
                 log::warn!(
-                    "detect: YOLO_PRECISION=auto would run INT8 on this CPU (VNNI) but {} is missing; running FP32 {} \
+                    "{}=auto would run INT8 on this CPU (VNNI) but {} is missing; running the float model {} \
                      (make it with scripts/quantize.py, which scripts/setup.sh runs)",
+                    precision_var(var),
                     int8.display(),
                     fp32.display()
                 );
                 Ok((fp32.to_path_buf(), Precision::Fp32))
             } else {
-                Err(InferenceError::Int8Missing { path: int8.display().to_string() })
+                Err(InferenceError::Int8Missing { var: precision_var(var), path: int8.display().to_string() })
+            }
+        }
+    }
+}
+
+/// The precision setting of a model variable: `YOLO_MODEL` -> `YOLO_PRECISION`,
+/// `ANPR_PLATE_MODEL` -> `ANPR_PLATE_PRECISION`.
+pub fn precision_var(model_var: &'static str) -> &'static str {
+    match model_var {
+        "ANPR_PLATE_MODEL" => "ANPR_PLATE_PRECISION",
+        _ => "YOLO_PRECISION",
+    }
+}
+
+/// Loads the float model `path` or its INT8 sibling, as `setting` chooses for the provider and
+/// this CPU ([`select_model`]), with `load(file, device)`. With `INFERENCE_DEVICE=auto` the
+/// provider is known only once a session loaded, so the float model is loaded first and
+/// swapped for the INT8 one when the choice asks for it (a yolov8n loads in ~0.1 s, the plate
+/// detector in ~0.3 s); the swap keeps the provider the probe got.
+pub fn load_chosen<T>(
+    var: &'static str,
+    setting: PrecisionSetting,
+    path: &Path,
+    device: &Device,
+    load: impl Fn(&Path, &Device) -> Result<T, InferenceError>,
+    provider_of: impl Fn(&T) -> Provider,
+) -> Result<T, InferenceError> {
+    let cpu = CpuFeatures::detect();
+    let known = match device {
+        Device::Cpu => Some(Provider::Cpu),
+        Device::Cuda => Some(Provider::Cuda),
+        Device::TensorRt(_) => Some(Provider::TensorRt),
+        Device::Auto => None,
+    };
+    match known {
+        Some(provider) => {
+            let (file, _) = select_model(var, setting, path, provider, cpu)?;
+            load(&file, device)
+        }
+        None => {
+            let first = load(path, device)?;
+            let provider = provider_of(&first);
+            let (file, _) = select_model(var, setting, path, provider, cpu)?;
+            if file == path {
+                Ok(first)
+            } else {
+                let device = if provider == Provider::Cpu { Device::Cpu } else { device.clone() };
+                drop(first);
+                load(&file, &device)
             }
         }
     }
@@ -140,16 +194,28 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let fp32 = dir.join("yolov8n.onnx");
         assert_eq!(int8_path(&fp32), dir.join("yolov8n.int8.onnx"));
-        assert_eq!(select_model(PrecisionSetting::Auto, &fp32, Provider::Cpu, VNNI).unwrap(), (fp32.clone(), Precision::Fp32));
-        let e = select_model(PrecisionSetting::Int8, &fp32, Provider::Cpu, PLAIN).unwrap_err().to_string();
-        assert!(e.contains("yolov8n.int8.onnx") && e.contains("scripts/quantize.py"), "{e}");
+        assert_eq!(
+            select_model("YOLO_MODEL", PrecisionSetting::Auto, &fp32, Provider::Cpu, VNNI).unwrap(),
+            (fp32.clone(), Precision::Fp32)
+        );
+        let e = select_model("YOLO_MODEL", PrecisionSetting::Int8, &fp32, Provider::Cpu, PLAIN).unwrap_err().to_string();
+        assert!(e.contains("YOLO_PRECISION=int8") && e.contains("yolov8n.int8.onnx") && e.contains("scripts/quantize.py"), "{e}");
+        let plate = dir.join("plate.onnx");
+        let e = select_model("ANPR_PLATE_MODEL", PrecisionSetting::Int8, &plate, Provider::Cpu, VNNI).unwrap_err().to_string();
+        assert!(e.contains("ANPR_PLATE_PRECISION=int8") && e.contains("plate.int8.onnx"), "{e}");
         std::fs::write(dir.join("yolov8n.int8.onnx"), b"x").unwrap();
         assert_eq!(
-            select_model(PrecisionSetting::Auto, &fp32, Provider::Cpu, VNNI).unwrap(),
+            select_model("YOLO_MODEL", PrecisionSetting::Auto, &fp32, Provider::Cpu, VNNI).unwrap(),
             (dir.join("yolov8n.int8.onnx"), Precision::Int8)
         );
-        assert_eq!(select_model(PrecisionSetting::Auto, &fp32, Provider::Cpu, PLAIN).unwrap(), (fp32.clone(), Precision::Fp32));
-        assert_eq!(select_model(PrecisionSetting::Fp32, &fp32, Provider::Cpu, VNNI).unwrap(), (fp32.clone(), Precision::Fp32));
+        assert_eq!(
+            select_model("YOLO_MODEL", PrecisionSetting::Auto, &fp32, Provider::Cpu, PLAIN).unwrap(),
+            (fp32.clone(), Precision::Fp32)
+        );
+        assert_eq!(
+            select_model("YOLO_MODEL", PrecisionSetting::Fp32, &fp32, Provider::Cpu, VNNI).unwrap(),
+            (fp32.clone(), Precision::Fp32)
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -35,8 +35,8 @@ pub enum InferenceError {
         "{var}={path:?} is a PyTorch checkpoint; export it to ONNX: yolo export model={path} format=onnx dynamic=True (models/README.md)"
     )]
     PyTorch { var: &'static str, path: String },
-    #[error("YOLO_PRECISION=int8 but the INT8 model {path:?} is missing; make it with scripts/quantize.py (scripts/setup.sh runs it), or set YOLO_PRECISION=auto or fp32")]
-    Int8Missing { path: String },
+    #[error("{var}=int8 but the INT8 model {path:?} is missing; make it with scripts/quantize.py (scripts/setup.sh runs it), or set {var}=auto or fp32")]
+    Int8Missing { var: &'static str, path: String },
     #[error("{var}={path:?}: cannot load the model: {reason}")]
     Load { var: &'static str, path: String, reason: String },
     #[error("INFERENCE_DEVICE={device} but the {provider} execution provider did not load: {cause}. ONNX Runtime said: {detail}")]

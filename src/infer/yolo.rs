@@ -7,7 +7,7 @@
 
 use super::decode::{decode, RawDetection};
 use super::letterbox::{letterbox_into, Letterbox};
-use super::precision::{select_model, CpuFeatures, Precision, PrecisionSetting};
+use super::precision::{load_chosen, Precision, PrecisionSetting};
 use super::session::{BoundIo, Device, InferenceError, ModelSession, Provider, RuntimeInfo};
 use crate::coco::COCO_CLASSES;
 use crate::events::ModelInfo;
@@ -177,9 +177,7 @@ impl Yolo {
 
     /// [`load_with_threads`](Self::load_with_threads) of the FP32 model `path` or its INT8
     /// sibling, as `setting` (`YOLO_PRECISION`) chooses for the provider and this CPU
-    /// ([`select_model`]). With `INFERENCE_DEVICE=auto` the provider is known only once a
-    /// session loaded, so the FP32 model is loaded first and swapped for the INT8 one when the
-    /// choice asks for it (a yolov8n loads in ~0.1 s).
+    /// ([`load_chosen`]).
     #[allow(clippy::too_many_arguments)]
     pub fn load_with_precision(
         path: &Path,
@@ -191,33 +189,9 @@ impl Yolo {
         intra_threads: usize,
         setting: PrecisionSetting,
     ) -> Result<Self, InferenceError> {
-        let cpu = CpuFeatures::detect();
-        let known = match device {
-            Device::Cpu => Some(Provider::Cpu),
-            Device::Cuda => Some(Provider::Cuda),
-            Device::TensorRt(_) => Some(Provider::TensorRt),
-            Device::Auto => None,
-        };
         let load =
             |file: &Path, device: &Device| Self::load_with_threads(file, name.clone(), device, dylib, batch_size, iou, intra_threads);
-        let yolo = match known {
-            Some(provider) => {
-                let (file, _) = select_model(setting, path, provider, cpu)?;
-                load(&file, device)?
-            }
-            None => {
-                let first = load(path, device)?;
-                let (file, _) = select_model(setting, path, first.info.provider, cpu)?;
-                if file == path {
-                    first
-                } else {
-                    // the same provider the probe got, now required
-                    let device = if first.info.provider == Provider::Cpu { Device::Cpu } else { device.clone() };
-                    drop(first);
-                    load(&file, &device)?
-                }
-            }
-        };
+        let yolo = load_chosen("YOLO_MODEL", setting, path, device, load, |y: &Yolo| y.info.provider)?;
         log::info!(
             "detect: YOLO_PRECISION={setting:?}: running {} ({:?}) on {:?}",
             yolo.info.path,

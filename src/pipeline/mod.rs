@@ -146,6 +146,8 @@ impl Pipeline {
                     loaded: true,
                     error: None,
                     plate_provider: Some(models.plate.provider()),
+                    plate_model: Some(models.plate.path.clone()),
+                    plate_precision: Some(models.plate.precision()),
                     ocr_provider: Some(models.reader.provider()),
                 };
                 let h = anpr::spawn(
@@ -162,7 +164,18 @@ impl Pipeline {
             }
             Err(e) => {
                 log::warn!("anpr: disabled, cameras with enable_anpr are refused: {e}");
-                (None, None, AnprStatus { loaded: false, error: Some(e.to_string()), plate_provider: None, ocr_provider: None })
+                (
+                    None,
+                    None,
+                    AnprStatus {
+                        loaded: false,
+                        error: Some(e.to_string()),
+                        plate_provider: None,
+                        plate_model: None,
+                        plate_precision: None,
+                        ocr_provider: None,
+                    },
+                )
             }
         };
         let (detected_tx, detected_rx) = crossbeam_channel::bounded(track::stage::TRACK_CAP);

@@ -35,5 +35,8 @@ pub struct AnprStatus {
     pub loaded: bool,
     pub error: Option<String>,
     pub plate_provider: Option<crate::infer::Provider>,
+    /// The plate detector's file and precision (`int8`, `fp16` or `fp32`; ANPR_PLATE_PRECISION).
+    pub plate_model: Option<String>,
+    pub plate_precision: Option<&'static str>,
     pub ocr_provider: Option<crate::infer::Provider>,
 }

@@ -171,7 +171,7 @@ impl AnprModels {
     pub fn load(c: &crate::config::Config) -> Result<Self, crate::infer::InferenceError> {
         let dylib = c.ort_dylib_path.as_deref();
         Ok(AnprModels {
-            plate: PlateDetector::load(&c.anpr_plate_model, &c.device(), dylib)?,
+            plate: PlateDetector::load_with_precision(&c.anpr_plate_model, c.anpr_plate_precision, &c.device(), dylib)?,
             reader: PlateReader::load(&c.anpr_ocr_model, &c.anpr_ocr_dict, &c.device(), dylib)?,
         })
     }

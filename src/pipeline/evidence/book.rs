@@ -2,11 +2,16 @@
 //! the pool has *written*, and the one events last named. The track stage puts in an event
 //! only what is written (so the consumer finds the key); the pool deletes a superseded
 //! snapshot that no event named. An entry goes when its object ends.
+//!
+//! While the pool cannot write to Redis ([`SnapshotBook::set_store_failing`]), an ending object
+//! does not wait for its jobs: they would fail anyway, and the track stage must not slow down
+//! because Redis is away.
 
 use super::best::Quality;
 use crate::events::Snapshot;
 use parking_lot::{Condvar, Mutex};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Default)]
@@ -22,6 +27,8 @@ struct Entry {
 pub struct SnapshotBook {
     entries: Mutex<HashMap<String, Entry>>,
     done: Condvar,
+    /// The pool's last Redis write failed (and none has succeeded since).
+    store_failing: AtomicBool,
 }
 
 impl SnapshotBook {
@@ -75,12 +82,19 @@ impl SnapshotBook {
         }
     }
 
-    /// `track` ended: waits up to `wait` for its jobs still in the pool, then forgets it and
-    /// returns its written snapshot (marked as named).
+    /// The pool says whether its Redis writes fail now; waiters give up at once when they do.
+    pub fn set_store_failing(&self, failing: bool) {
+        if self.store_failing.swap(failing, Ordering::Relaxed) != failing && failing {
+            self.done.notify_all();
+        }
+    }
+
+    /// `track` ended: waits up to `wait` for its jobs still in the pool (not at all while the
+    /// pool's writes fail), then forgets it and returns its written snapshot (marked as named).
     pub fn end(&self, track: &str, wait: Duration) -> Option<Snapshot> {
         let deadline = Instant::now() + wait;
         let mut m = self.entries.lock();
-        while m.get(track).is_some_and(|e| e.pending > 0) {
+        while m.get(track).is_some_and(|e| e.pending > 0) && !self.store_failing.load(Ordering::Relaxed) {
             if self.done.wait_until(&mut m, deadline).timed_out() {
                 break;
             }
@@ -138,5 +152,28 @@ mod tests {
         assert!(b.is_empty());
         assert_eq!(b.finished("o", Some(snap(4))), None, "a job finishing after the end adds nothing");
         assert!(b.is_empty());
+    }
+
+    /// While the pool's Redis writes fail, an end does not wait for the object's jobs, and one
+    /// already waiting is let go when the failure is reported.
+    #[test]
+    fn an_end_does_not_wait_while_redis_writes_fail() {
+        let b = std::sync::Arc::new(SnapshotBook::default());
+        b.submitted("o");
+        b.set_store_failing(true);
+        let t0 = Instant::now();
+        assert_eq!(b.end("o", Duration::from_secs(5)), None);
+        assert!(t0.elapsed() < Duration::from_secs(1), "waited {:?}", t0.elapsed());
+        b.set_store_failing(false);
+        b.submitted("p");
+        let b2 = b.clone();
+        let fail = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            b2.set_store_failing(true);
+        });
+        let t0 = Instant::now();
+        assert_eq!(b.end("p", Duration::from_secs(5)), None);
+        assert!(t0.elapsed() < Duration::from_secs(2), "waited {:?}", t0.elapsed());
+        fail.join().unwrap();
     }
 }

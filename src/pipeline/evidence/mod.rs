@@ -51,6 +51,10 @@ pub const WATCH_EVERY: Duration = Duration::from_millis(200);
 pub const SNAPSHOT_QUALITY: i32 = 85;
 /// Redis calls of the pool and the watcher give up after this.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// After a failed connect, a worker fails its jobs at once for this long instead of waiting
+/// `CALL_TIMEOUT` on each: while Redis is away the queue drains (jobs counted as not kept)
+/// rather than holding frames and making ending objects wait.
+const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 /// How long the track stage waits at an object's end for its snapshot still being encoded
 /// (only when its camera stops: otherwise the end comes `TRACK_LOST_S` after the last sighting).
 pub const END_WAIT: Duration = Duration::from_millis(800);
@@ -127,6 +131,7 @@ impl Evidence {
                 book: book.clone(),
                 metrics: metrics.clone(),
                 conn: None,
+                down_since: None,
                 log: RateLimit::new(Duration::from_secs(10)),
             };
             let rx: Receiver<Job> = rx.clone();
@@ -240,6 +245,8 @@ struct Worker {
     book: Arc<SnapshotBook>,
     metrics: Arc<Metrics>,
     conn: Option<redis::Connection>,
+    /// When the last connect failed (cleared by a successful call).
+    down_since: Option<Instant>,
     log: RateLimit,
 }
 
@@ -282,15 +289,31 @@ impl Worker {
         }
     }
 
+    /// `f` on the connection, (re)connecting first if needed; the outcome is reported to the
+    /// book ([`SnapshotBook::set_store_failing`]).
     fn with_conn<T>(&mut self, f: impl FnOnce(&mut redis::Connection) -> Result<T, String>) -> Result<T, String> {
         if self.conn.is_none() {
-            self.conn = Some(self.settings.target.connect(CALL_TIMEOUT).map_err(|e| e.to_string())?);
+            if let Some(at) = self.down_since.filter(|at| at.elapsed() < RECONNECT_AFTER) {
+                return Err(format!("Redis unreachable (last try {} ms ago)", at.elapsed().as_millis()));
+            }
+            match self.settings.target.connect(CALL_TIMEOUT) {
+                Ok(c) => self.conn = Some(c),
+                Err(e) => {
+                    self.down_since = Some(Instant::now());
+                    self.book.set_store_failing(true);
+                    return Err(e.to_string());
+                }
+            }
         }
         let c = self.conn.as_mut().expect("invariant: set above");
         let r = f(c);
         if r.is_err() {
             self.conn = None;
+            self.down_since = Some(Instant::now());
+        } else {
+            self.down_since = None;
         }
+        self.book.set_store_failing(r.is_err());
         r
     }
 
