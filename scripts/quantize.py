@@ -13,8 +13,10 @@
                 [--video .local/media/vtest_pedestrians_768x576.mp4]
                 [--image .local/media/car_plate_cz_5AU5341.png]
                 [--activation uint8|int8] [--frames N] [--method minmax|entropy|percentile]
+                [--check]
 
-(`--model`/`--out` only with one target.)
+(`--model`/`--out` only with one target; `--check` quantises nothing and exits 1 when an output
+is missing or not current, without reading any media: the Dockerfile fetches the media only then.)
 
 Idempotent: when the sidecar names the same source sha256 and settings and the output exists,
 nothing is done (scripts/setup.sh runs it on every setup). Reproducible: the calibration frames
@@ -41,7 +43,7 @@ plate detector the test uses other views of the photo (rotated, blurred, noisy, 
 smaller) and the plate videos the ANPR tests make.
 
 The plate detector ran 2.8x as fast in INT8 as its FP16 file on one core of this project's
-2-core VNNI machine (388 -> 136 ms a crop; ORT's CPU provider computes an FP16 graph in FP32
+2-core VNNI machine (382 -> 135 ms a crop; ORT's CPU provider computes an FP16 graph in FP32
 through casts, so FP16 saves nothing there); docs/int8.md has the figures.
 """
 import argparse
@@ -175,11 +177,8 @@ def head_decode_nodes(model, outputs_in_float):
     return out
 
 
-def quantize(target, model_path, out, calibration, a):
-    """Quantises `model_path` into `out` for `target` ("detector" or "plate"); `calibration` is
-    the video (detector) or the photo (plate). Skipped when the sidecar says `out` is current."""
-    source_sha = sha256(model_path)
-    sidecar = os.path.splitext(out)[0] + ".json"
+def wanted_settings(target, model_path, calibration, a):
+    """What the sidecar of a current `out` records (without the result's own sha256)."""
     settings = {
         "script_version": SCRIPT_VERSION,
         "target": target,
@@ -191,7 +190,7 @@ def quantize(target, model_path, out, calibration, a):
         "float_in_head": a.head,
         "letterbox": "640x640, pad 114 centred, BGR->RGB, /255, NCHW float32",
         "source_model": os.path.basename(model_path),
-        "source_sha256": source_sha,
+        "source_sha256": sha256(model_path),
         "onnxruntime": onnxruntime.__version__,
     }
     if target == "detector":
@@ -202,15 +201,35 @@ def quantize(target, model_path, out, calibration, a):
         settings.update({
             "calibration_image": os.path.basename(calibration),
             "calibration_views": "(crop scale, anchor x, anchor y, shrink, brightness gain)",
+            "widened": "an FP16 source is widened to FP32 before quantising (widen_fp16)",
             "calibration_crops": [list(v) for v in views],
         })
-    if not a.force and os.path.isfile(out) and os.path.isfile(sidecar):
-        with open(sidecar) as f:
-            old = json.load(f)
-        # "target" is implied by the file (sidecars from before the plate target lack it)
-        if all(old.get(k) == v for k, v in settings.items() if k != "target") and old.get("sha256") == sha256(out):
-            print(f"quantize: {out} is current (source sha256 {source_sha[:12]}...)", file=sys.stderr)
-            return
+    return settings
+
+
+def is_current(out, settings):
+    """Whether `out` and its sidecar are what `settings` asks for."""
+    sidecar = os.path.splitext(out)[0] + ".json"
+    if not (os.path.isfile(out) and os.path.isfile(sidecar)):
+        return False
+    with open(sidecar) as f:
+        old = json.load(f)
+    # "target" is implied by the file (sidecars from before the plate target lack it)
+    return all(old.get(k) == v for k, v in settings.items() if k != "target") and old.get("sha256") == sha256(out)
+
+
+def quantize(target, model_path, out, calibration, a):
+    """Quantises `model_path` into `out` for `target` ("detector" or "plate"); `calibration` is
+    the video (detector) or the photo (plate). Skipped when the sidecar says `out` is current."""
+    settings = wanted_settings(target, model_path, calibration, a)
+    sidecar = os.path.splitext(out)[0] + ".json"
+    if not a.force and is_current(out, settings):
+        print(f"quantize: {out} is current (source sha256 {settings['source_sha256'][:12]}...)", file=sys.stderr)
+        return
+    if target == "detector":
+        indices = settings["calibration_frames"]
+    else:
+        views = [tuple(v) for v in settings["calibration_crops"]]
 
     started = time.monotonic()
     tmp = out + ".tmp"
@@ -282,8 +301,11 @@ def main():
     p.add_argument("--head", choices=["decode", "decode+outputs"], default="decode",
                    help="what of the detection head stays float (decode+outputs: also the last conv of each branch)")
     p.add_argument("--force", action="store_true", help="quantise even when the sidecar says the output is current")
+    p.add_argument("--check", action="store_true",
+                   help="quantise nothing: exit 0 when every target's output is current, 1 otherwise (needs no media)")
     a = p.parse_args()
     targets = ["detector", "plate"] if a.target == "all" else [a.target]
+    stale = False
     if (a.model or a.out) and len(targets) > 1:
         p.error("--model/--out name one model: add --target detector or --target plate")
     for t in targets:
@@ -297,7 +319,16 @@ def main():
                 continue
             sys.exit(f"quantize: {model_path} is missing (scripts/setup.sh installs the models)")
         frames = a.frames or (30 if t == "detector" else 20)
-        quantize(t, model_path, out, a.video if t == "detector" else a.image, argparse.Namespace(**{**vars(a), "frames": frames}))
+        ta = argparse.Namespace(**{**vars(a), "frames": frames})
+        calibration = a.video if t == "detector" else a.image
+        if a.check:
+            if not is_current(out, wanted_settings(t, model_path, calibration, ta)):
+                print(f"quantize: {out} is missing or not current", file=sys.stderr)
+                stale = True
+            continue
+        quantize(t, model_path, out, calibration, ta)
+    if a.check and stale:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -85,6 +85,9 @@ impl SnapshotBook {
     /// The pool says whether its Redis writes fail now; waiters give up at once when they do.
     pub fn set_store_failing(&self, failing: bool) {
         if self.store_failing.swap(failing, Ordering::Relaxed) != failing && failing {
+            // under the lock: a waiter checks the flag and starts waiting without letting go of
+            // it, so this wake-up cannot fall between the two
+            let _held = self.entries.lock();
             self.done.notify_all();
         }
     }
