@@ -464,6 +464,7 @@ define_config! {
     /// `auto` | `fp32` | `int8`, as `YOLO_PRECISION` for the plate detector: auto = its INT8
     /// sibling (`plate_detector_yolov8s_seg.int8.onnx`, scripts/quantize.py) on a CPU with VNNI,
     /// where a plate search ran 2.8x as fast; fp32 = `ANPR_PLATE_MODEL` as given (an FP16 file).
+    /// int8 without the file disables ANPR (the reason in /api/health), as a missing model does.
     anpr_plate_precision: crate::infer::PrecisionSetting = "ANPR_PLATE_PRECISION", default "auto", section "ANPR", plain,
         form "one of auto, fp32, int8", parse p::precision;
     /// The text recogniser ONNX file.

@@ -275,3 +275,39 @@ fn int8_plate_detector_agrees_with_the_float_one() {
     assert!(found * 2 >= views.len(), "the float detector found too few plates to compare ({found}/{})", views.len());
     assert!(agree as f64 >= BAR * views.len() as f64, "INT8 plate detector agrees on {agree}/{} views, below {BAR}", views.len());
 }
+
+/// `ANPR_PLATE_PRECISION=int8` without the INT8 plate file: the service runs, ANPR is disabled
+/// with the reason in `/api/health` (naming the variable, the file and the fix), and a camera
+/// asking for ANPR is refused; the object detector is untouched.
+#[test]
+fn a_missing_int8_plate_file_disables_anpr_with_the_reason() {
+    let dir = std::env::temp_dir().join(format!("int8-plate-missing-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let plate = dir.join("plate_detector_yolov8s_seg.onnx");
+    std::fs::copy(model("plate_detector_yolov8s_seg.onnx"), &plate).unwrap();
+    let cfg = analytics_service::Config {
+        anpr_plate_model: plate,
+        anpr_plate_precision: PrecisionSetting::Int8,
+        ..test_config("int8-plate-missing")
+    };
+    let svc = start_service(cfg);
+    let addr = svc.api_addr();
+    let health = get(addr, "/api/health").json();
+    let anpr = &health["model"]["anpr"];
+    println!("health model.anpr: {anpr}");
+    assert_eq!(anpr["loaded"], false, "{anpr}");
+    let error = anpr["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("ANPR_PLATE_PRECISION=int8")
+            && error.contains("plate_detector_yolov8s_seg.int8.onnx")
+            && error.contains("quantize.py"),
+        "{error}"
+    );
+    assert_eq!(health["model"]["loaded"], true, "the object detector runs: {}", health["model"]);
+    let cam = serde_json::json!({"camera_id": "gate", "stream_url": media("vtest_pedestrians_768x576.mp4").to_str().unwrap(),
+        "parameters": {"enable_anpr": true}});
+    let r = post_json(addr, "/api/cameras", &cam);
+    assert!(r.status >= 400 && r.status < 500, "a camera asking for ANPR is refused: {} {}", r.status, r.body);
+    svc.shutdown();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
