@@ -10,7 +10,6 @@ use common::*;
 use opencv::core::Mat;
 use opencv::imgcodecs;
 use serde_json::{json, Value};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -53,33 +52,13 @@ fn read(path: &Path) -> Mat {
     m
 }
 
-/// The Python reference's detections per image: (class, conf, x1, y1, x2, y2).
-fn reference(paths: &[PathBuf]) -> HashMap<String, Vec<(usize, f32, [f32; 4])>> {
-    let out = fixtures_dir().join(format!("reference-{}.json", std::process::id()));
-    let st = Command::new(python())
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/reference_detect.py"))
-        .arg(model("yolov8n.onnx"))
-        .arg(&out)
-        .args(paths)
-        .status()
-        .unwrap();
-    assert!(st.success(), "reference script failed");
-    let v: HashMap<String, Vec<Vec<f64>>> = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
-    let _ = std::fs::remove_file(out);
-    v.into_iter()
-        .map(|(k, dets)| {
-            (k, dets.into_iter().map(|d| (d[0] as usize, d[1] as f32, [d[2] as f32, d[3] as f32, d[4] as f32, d[5] as f32])).collect())
-        })
-        .collect()
-}
-
 /// The Rust detector matches the Python reference: every reference box >= 0.5 is found (same
 /// class, IoU >= 0.9, confidence within 0.02), and the Rust side has no box >= 0.5 the
 /// reference lacks.
 #[test]
 fn detections_match_the_python_reference() {
     let paths = images();
-    let reference = reference(&paths);
+    let reference = reference_detections(&paths);
     let mut y = yolo(8);
     let mats: Vec<Mat> = paths.iter().map(|p| read(p)).collect();
     let refs: Vec<&Mat> = mats.iter().collect();

@@ -65,23 +65,6 @@ fn px(b: &Value, w: f32, h: f32) -> [f32; 4] {
     [f("x") * w, f("y") * h, (f("x") + f("width")) * w, (f("y") + f("height")) * h]
 }
 
-/// The reference detector (onnxruntime, tests/reference_detect.py) on each image:
-/// path -> [(class, conf, box)].
-fn reference(paths: &[PathBuf]) -> HashMap<String, Vec<(usize, f32, [f32; 4])>> {
-    let out = std::env::temp_dir().join(format!("evidence_ref_{}_{}.json", std::process::id(), paths.len()));
-    let status = std::process::Command::new(python())
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/reference_detect.py"))
-        .arg(model("yolov8n.onnx"))
-        .arg(&out)
-        .args(paths)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    type Found = Vec<(usize, f32, f32, f32, f32, f32)>;
-    let v: HashMap<String, Found> = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
-    v.into_iter().map(|(k, d)| (k, d.into_iter().map(|(c, s, a, b, x, y)| (c, s, [a, b, x, y])).collect())).collect()
-}
-
 /// Pixels where two same-sized pictures differ by more than 40 in some channel, inside `r`.
 fn differing(a: &Mat, b: &Mat, r: Rect) -> usize {
     let mut n = 0;
@@ -240,7 +223,7 @@ fn every_ended_object_has_a_snapshot_the_reference_detector_agrees_with() {
         std::fs::write(&tf, &thumb).unwrap();
         files.push((f, tf));
     }
-    let refs = reference(&files.iter().flat_map(|(a, b)| [a.clone(), b.clone()]).collect::<Vec<_>>());
+    let refs = reference_detections(&files.iter().flat_map(|(a, b)| [a.clone(), b.clone()]).collect::<Vec<_>>());
     let (mut full_ok, mut thumb_ok) = (0, 0);
     for (e, (f, tf)) in ends.iter().zip(&files) {
         let s = &e["snapshot"];

@@ -240,6 +240,24 @@ pub fn media(name: &str) -> std::path::PathBuf {
     })
 }
 
+/// The reference detector (onnxruntime alone, tests/reference_detect.py, yolov8n) on each
+/// image: path -> [(class, confidence, [x1, y1, x2, y2] in pixels)].
+pub fn reference_detections(paths: &[std::path::PathBuf]) -> HashMap<String, Vec<(usize, f32, [f32; 4])>> {
+    let out = fixtures_dir().join(format!("reference-{}-{}.json", std::process::id(), paths.len()));
+    let st = Command::new(python())
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/reference_detect.py"))
+        .arg(model("yolov8n.onnx"))
+        .arg(&out)
+        .args(paths)
+        .status()
+        .unwrap();
+    assert!(st.success(), "reference script failed");
+    type Found = Vec<(usize, f32, f32, f32, f32, f32)>;
+    let v: HashMap<String, Found> = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let _ = std::fs::remove_file(out);
+    v.into_iter().map(|(k, d)| (k, d.into_iter().map(|(c, s, a, b, x, y)| (c, s, [a, b, x, y])).collect())).collect()
+}
+
 /// A folder for generated fixtures, shared by tests and kept between runs.
 pub fn fixtures_dir() -> std::path::PathBuf {
     let d = std::env::temp_dir().join("analytics-service-fixtures");
