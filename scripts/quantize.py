@@ -133,11 +133,10 @@ def crop_view(img, view):
     return cv2.convertScaleAbs(c, alpha=gain, beta=0)
 
 
-def widen_fp16(path, out):
-    """An FP16 ONNX graph as FP32: initializers, constants, Cast targets and declared types;
-    nothing else changes (quantize_static needs float32 tensors to calibrate)."""
+def widen_fp16(m):
+    """Makes the FP16 ONNX graph `m` FP32 in place: initializers, constants, Cast targets and
+    declared types; nothing else changes (quantize_static needs float32 tensors to calibrate)."""
     from onnx import TensorProto, numpy_helper
-    m = onnx.load(path)
     for i, t in enumerate(m.graph.initializer):
         if t.data_type == TensorProto.FLOAT16:
             m.graph.initializer[i].CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float32), t.name))
@@ -151,7 +150,6 @@ def widen_fp16(path, out):
         if v.type.tensor_type.elem_type == TensorProto.FLOAT16:
             v.type.tensor_type.elem_type = TensorProto.FLOAT
     onnx.checker.check_model(m)
-    onnx.save(m, out)
 
 
 class Frames(CalibrationDataReader):
@@ -238,8 +236,8 @@ def quantize(target, model_path, out, calibration, a):
     input_name = model.graph.input[0].name
     if model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16:
         source = out + ".fp32.tmp"
-        widen_fp16(model_path, source)
-        model = onnx.load(source)
+        widen_fp16(model)
+        onnx.save(model, source)
     excluded = head_decode_nodes(model, a.head == "decode+outputs")
     if target == "detector":
         tensors = [letterbox(f) for f in read_frames(calibration, indices)]

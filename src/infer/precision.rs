@@ -82,8 +82,9 @@ pub fn int8_path(fp32: &Path) -> PathBuf {
 }
 
 /// The file to load and its precision: [`choose`], then the INT8 file's presence. `fp32` is
-/// the configured model (`var`, e.g. `YOLO_MODEL`); one that already names an `.int8.onnx` file
-/// runs as given. `var`'s precision setting is named in the warning and the error.
+/// the configured model; one that already names an `.int8.onnx` file runs as given. `var` is
+/// the precision setting's name (`YOLO_PRECISION`, `ANPR_PLATE_PRECISION`), named in the
+/// warning and the error.
 pub fn select_model(
     var: &'static str,
     setting: PrecisionSetting,
@@ -104,29 +105,20 @@ pub fn select_model(
                 log::warn!(
                     "{}=auto would run INT8 on this CPU (VNNI) but {} is missing; running the float model {} \
                      (make it with scripts/quantize.py, which scripts/setup.sh runs)",
-                    precision_var(var),
+                    var,
                     int8.display(),
                     fp32.display()
                 );
                 Ok((fp32.to_path_buf(), Precision::Fp32))
             } else {
-                Err(InferenceError::Int8Missing { var: precision_var(var), path: int8.display().to_string() })
+                Err(InferenceError::Int8Missing { var, path: int8.display().to_string() })
             }
         }
     }
 }
 
-/// The precision setting of a model variable: `YOLO_MODEL` -> `YOLO_PRECISION`,
-/// `ANPR_PLATE_MODEL` -> `ANPR_PLATE_PRECISION`.
-pub fn precision_var(model_var: &'static str) -> &'static str {
-    match model_var {
-        "ANPR_PLATE_MODEL" => "ANPR_PLATE_PRECISION",
-        _ => "YOLO_PRECISION",
-    }
-}
-
-/// Loads the float model `path` or its INT8 sibling, as `setting` chooses for the provider and
-/// this CPU ([`select_model`]), with `load(file, device)`. With `INFERENCE_DEVICE=auto` the
+/// Loads the float model `path` or its INT8 sibling, as `setting` (the setting named `var`)
+/// chooses for the provider and this CPU ([`select_model`]), with `load(file, device)`. With `INFERENCE_DEVICE=auto` the
 /// provider is known only once a session loaded, so the float model is loaded first and
 /// swapped for the INT8 one when the choice asks for it (a yolov8n loads in ~0.1 s, the plate
 /// detector in ~0.3 s); the swap keeps the provider the probe got.
@@ -195,25 +187,25 @@ mod tests {
         let fp32 = dir.join("yolov8n.onnx");
         assert_eq!(int8_path(&fp32), dir.join("yolov8n.int8.onnx"));
         assert_eq!(
-            select_model("YOLO_MODEL", PrecisionSetting::Auto, &fp32, Provider::Cpu, VNNI).unwrap(),
+            select_model("YOLO_PRECISION", PrecisionSetting::Auto, &fp32, Provider::Cpu, VNNI).unwrap(),
             (fp32.clone(), Precision::Fp32)
         );
-        let e = select_model("YOLO_MODEL", PrecisionSetting::Int8, &fp32, Provider::Cpu, PLAIN).unwrap_err().to_string();
+        let e = select_model("YOLO_PRECISION", PrecisionSetting::Int8, &fp32, Provider::Cpu, PLAIN).unwrap_err().to_string();
         assert!(e.contains("YOLO_PRECISION=int8") && e.contains("yolov8n.int8.onnx") && e.contains("scripts/quantize.py"), "{e}");
         let plate = dir.join("plate.onnx");
-        let e = select_model("ANPR_PLATE_MODEL", PrecisionSetting::Int8, &plate, Provider::Cpu, VNNI).unwrap_err().to_string();
+        let e = select_model("ANPR_PLATE_PRECISION", PrecisionSetting::Int8, &plate, Provider::Cpu, VNNI).unwrap_err().to_string();
         assert!(e.contains("ANPR_PLATE_PRECISION=int8") && e.contains("plate.int8.onnx"), "{e}");
         std::fs::write(dir.join("yolov8n.int8.onnx"), b"x").unwrap();
         assert_eq!(
-            select_model("YOLO_MODEL", PrecisionSetting::Auto, &fp32, Provider::Cpu, VNNI).unwrap(),
+            select_model("YOLO_PRECISION", PrecisionSetting::Auto, &fp32, Provider::Cpu, VNNI).unwrap(),
             (dir.join("yolov8n.int8.onnx"), Precision::Int8)
         );
         assert_eq!(
-            select_model("YOLO_MODEL", PrecisionSetting::Auto, &fp32, Provider::Cpu, PLAIN).unwrap(),
+            select_model("YOLO_PRECISION", PrecisionSetting::Auto, &fp32, Provider::Cpu, PLAIN).unwrap(),
             (fp32.clone(), Precision::Fp32)
         );
         assert_eq!(
-            select_model("YOLO_MODEL", PrecisionSetting::Fp32, &fp32, Provider::Cpu, VNNI).unwrap(),
+            select_model("YOLO_PRECISION", PrecisionSetting::Fp32, &fp32, Provider::Cpu, VNNI).unwrap(),
             (fp32.clone(), Precision::Fp32)
         );
         std::fs::remove_dir_all(&dir).unwrap();

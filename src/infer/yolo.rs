@@ -191,7 +191,7 @@ impl Yolo {
     ) -> Result<Self, InferenceError> {
         let load =
             |file: &Path, device: &Device| Self::load_with_threads(file, name.clone(), device, dylib, batch_size, iou, intra_threads);
-        let yolo = load_chosen("YOLO_MODEL", setting, path, device, load, |y: &Yolo| y.info.provider)?;
+        let yolo = load_chosen("YOLO_PRECISION", setting, path, device, load, |y: &Yolo| y.info.provider)?;
         log::info!(
             "detect: YOLO_PRECISION={setting:?}: running {} ({:?}) on {:?}",
             yolo.info.path,

@@ -31,7 +31,7 @@ impl PlateDetector {
         device: &Device,
         dylib: Option<&Path>,
     ) -> Result<Self, InferenceError> {
-        let plate = load_chosen("ANPR_PLATE_MODEL", setting, path, device, |f, d| Self::load(f, d, dylib), |p: &Self| p.provider())?;
+        let plate = load_chosen("ANPR_PLATE_PRECISION", setting, path, device, |f, d| Self::load(f, d, dylib), |p: &Self| p.provider())?;
         log::info!("anpr: ANPR_PLATE_PRECISION={setting:?}: running {} ({}) on {:?}", plate.path, plate.precision(), plate.provider());
         Ok(plate)
     }
